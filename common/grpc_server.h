@@ -1,0 +1,32 @@
+// Starting a twopc gRPC server: listening port, health checking, reflection.
+#ifndef TWOPC_COMMON_GRPC_SERVER_H_
+#define TWOPC_COMMON_GRPC_SERVER_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <grpcpp/server.h>
+
+#include "absl/status/statusor.h"
+
+namespace twopc {
+
+struct RunningServer {
+  std::unique_ptr<grpc::Server> server;
+  // "host:port" actually bound (the real port when `listen` asked for 0).
+  std::string address;
+};
+
+// Builds and starts a server on `listen` ("host:port", port 0 = any free
+// port) serving `services` (not owned; must outlive the server) plus the
+// standard gRPC health service (reporting SERVING) and server reflection.
+// `max_message_bytes` bounds received messages.
+// OK; UNAVAILABLE when the address cannot be bound.
+absl::StatusOr<RunningServer> StartGrpcServer(
+    const std::string& listen, const std::vector<grpc::Service*>& services,
+    int max_message_bytes);
+
+}  // namespace twopc
+
+#endif  // TWOPC_COMMON_GRPC_SERVER_H_

@@ -1,0 +1,75 @@
+#include "common/grpc_status.h"
+
+#include <string>
+#include <utility>
+
+#include "absl/strings/cord.h"
+
+namespace twopc {
+namespace {
+
+constexpr char kErrorInfoTypeUrl[] = "type.googleapis.com/twopc.v1.ErrorInfo";
+
+}  // namespace
+
+bool IsAmbiguous(absl::StatusCode code) {
+  switch (code) {
+    case absl::StatusCode::kUnavailable:
+    case absl::StatusCode::kDeadlineExceeded:
+    case absl::StatusCode::kCancelled:
+    case absl::StatusCode::kUnknown:
+    case absl::StatusCode::kInternal:
+      return true;
+    default:
+      return false;
+  }
+}
+
+absl::Status WithErrorInfo(absl::Status status, v1::ErrorInfo info) {
+  if (status.ok()) return status;
+  if (info.certainty() == v1::ErrorInfo::CERTAINTY_UNSPECIFIED) {
+    info.set_certainty(IsAmbiguous(status.code())
+                           ? v1::ErrorInfo::CERTAINTY_AMBIGUOUS
+                           : v1::ErrorInfo::CERTAINTY_DEFINITE);
+  }
+  status.SetPayload(kErrorInfoTypeUrl, absl::Cord(info.SerializeAsString()));
+  return status;
+}
+
+std::optional<v1::ErrorInfo> GetErrorInfo(const absl::Status& status) {
+  absl::optional<absl::Cord> payload = status.GetPayload(kErrorInfoTypeUrl);
+  if (!payload.has_value()) return std::nullopt;
+  v1::ErrorInfo info;
+  if (!info.ParseFromString(std::string(*payload))) return std::nullopt;
+  return info;
+}
+
+grpc::Status ToGrpcStatus(const absl::Status& status) {
+  if (status.ok()) return grpc::Status::OK;
+  const auto code = static_cast<grpc::StatusCode>(status.code());
+  const std::string message(status.message());
+  std::optional<v1::ErrorInfo> info = GetErrorInfo(status);
+  if (!info.has_value()) return grpc::Status(code, message);
+  v1::RpcStatus details;
+  details.set_code(static_cast<int>(code));
+  details.set_message(message);
+  details.add_details()->PackFrom(*info);
+  return grpc::Status(code, message, details.SerializeAsString());
+}
+
+absl::Status FromGrpcStatus(const grpc::Status& status) {
+  if (status.ok()) return absl::OkStatus();
+  absl::Status result(static_cast<absl::StatusCode>(status.error_code()),
+                      status.error_message());
+  v1::RpcStatus details;
+  if (!status.error_details().empty() &&
+      details.ParseFromString(status.error_details())) {
+    for (const auto& any : details.details()) {
+      v1::ErrorInfo info;
+      if (any.UnpackTo(&info)) return WithErrorInfo(std::move(result), info);
+    }
+  }
+  return result;
+}
+
+}  // namespace twopc

@@ -1,0 +1,35 @@
+// Conversion between absl::Status (used inside twopc) and grpc::Status (used
+// only at service edges), carrying twopc.v1.ErrorInfo details both ways.
+#ifndef TWOPC_COMMON_GRPC_STATUS_H_
+#define TWOPC_COMMON_GRPC_STATUS_H_
+
+#include <optional>
+
+#include <grpcpp/support/status.h>
+
+#include "absl/status/status.h"
+#include "twopc/v1/common.pb.h"
+
+namespace twopc {
+
+// True for the codes whose outcome is unknown (see proto/twopc/v1/common.proto):
+// UNAVAILABLE, DEADLINE_EXCEEDED, CANCELLED, UNKNOWN, INTERNAL.
+bool IsAmbiguous(absl::StatusCode code);
+
+// Returns `status` with `info` attached (replacing any earlier ErrorInfo).
+// Certainty is filled from the code when `info` leaves it unspecified.
+absl::Status WithErrorInfo(absl::Status status, v1::ErrorInfo info);
+
+// The ErrorInfo attached to `status`, if any.
+std::optional<v1::ErrorInfo> GetErrorInfo(const absl::Status& status);
+
+// absl -> gRPC: same code and message; an attached ErrorInfo travels in the
+// error details as a twopc.v1.RpcStatus.
+grpc::Status ToGrpcStatus(const absl::Status& status);
+
+// gRPC -> absl: the inverse of ToGrpcStatus (ErrorInfo restored when present).
+absl::Status FromGrpcStatus(const grpc::Status& status);
+
+}  // namespace twopc
+
+#endif  // TWOPC_COMMON_GRPC_STATUS_H_

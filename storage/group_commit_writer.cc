@@ -1,0 +1,111 @@
+#include "storage/group_commit_writer.h"
+
+#include <algorithm>
+#include <utility>
+#include <vector>
+
+#include "absl/synchronization/notification.h"
+#include "storage/store.h"
+
+namespace twopc::storage {
+
+GroupCommitWriter::GroupCommitWriter(rocksdb::DB* db, Options options)
+    : db_(db), options_(options), thread_([this] { Run(); }) {}
+
+GroupCommitWriter::~GroupCommitWriter() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  thread_.join();
+}
+
+void GroupCommitWriter::Submit(Fill fill, Done done) {
+  absl::Status failure;
+  {
+    absl::MutexLock lock(&mu_);
+    if (failure_.ok()) {
+      queue_.push_back({std::move(fill), std::move(done)});
+      return;
+    }
+    failure = failure_;
+  }
+  done(failure);
+}
+
+absl::Status GroupCommitWriter::Write(Fill fill) {
+  absl::Notification written;
+  absl::Status result;
+  Submit(std::move(fill), [&](const absl::Status& status) {
+    result = status;
+    written.Notify();
+  });
+  written.WaitForNotification();
+  return result;
+}
+
+GroupCommitWriter::Stats GroupCommitWriter::stats() const {
+  absl::MutexLock lock(&mu_);
+  return stats_;
+}
+
+void GroupCommitWriter::Run() {
+  rocksdb::WriteOptions sync;
+  sync.sync = true;
+  std::vector<Pending> round;
+  while (true) {
+    {
+      absl::MutexLock lock(&mu_);
+      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return !queue_.empty() || stopping_;
+      };
+      mu_.Await(absl::Condition(&ready));
+      if (queue_.empty()) return;  // stopping, and everything is written
+    }
+
+    // Build the batch outside the lock so submitters are never blocked by a
+    // sync. Only this thread pops, so the front of the queue is stable.
+    rocksdb::WriteBatch batch;
+    round.clear();
+    while (true) {
+      Pending next;
+      {
+        absl::MutexLock lock(&mu_);
+        if (queue_.empty() ||
+            static_cast<int>(round.size()) >= options_.max_records_per_sync ||
+            batch.GetDataSize() >= options_.max_bytes_per_sync) {
+          break;
+        }
+        next = std::move(queue_.front());
+        queue_.pop_front();
+      }
+      next.fill(batch);
+      round.push_back(std::move(next));
+    }
+
+    absl::Status status =
+        FromRocksDb(db_->Write(sync, &batch), "synced write of decision batch");
+    {
+      absl::MutexLock lock(&mu_);
+      if (status.ok()) {
+        ++stats_.syncs;
+        stats_.records += round.size();
+        stats_.max_records_per_sync =
+            std::max<uint64_t>(stats_.max_records_per_sync, round.size());
+      } else if (failure_.ok()) {
+        failure_ = status;
+      }
+      // Everything queued behind a failure fails with it.
+      if (!failure_.ok()) {
+        while (!queue_.empty()) {
+          round.push_back(std::move(queue_.front()));
+          queue_.pop_front();
+        }
+        status = failure_;
+      }
+    }
+    for (Pending& pending : round) pending.done(status);
+  }
+}
+
+}  // namespace twopc::storage

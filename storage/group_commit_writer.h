@@ -1,0 +1,103 @@
+// GroupCommitWriter: one writer thread that turns concurrent durable writes
+// into one synced RocksDB WriteBatch per round ("group commit").
+//
+// Callers Submit a `fill` function and a `done` callback. The writer thread
+// takes everything queued, calls each `fill` in submission order to build one
+// WriteBatch, writes it with sync=true, then calls every `done` with the
+// result. So one fsync carries many records, and the order in which `fill`
+// functions run is the order of the records in the log: a caller can assign
+// sequence numbers (e.g. queue offsets) inside `fill` and they follow
+// durability order.
+//
+// Durability: `done(OK)` is called only after the batch containing the
+// record is synced to disk. After a failed write the writer is failed for
+// good: that and every later submission get the same error, so nothing is
+// ever acknowledged that is not durable. (RocksDB also stops accepting writes
+// after such an error; the process must be restarted, and recovery reads
+// what did reach the disk.)
+//
+// Thread-safety: Submit, Write and stats may be called from any thread.
+// `fill` and `done` run on the writer thread, without the writer's lock held;
+// they must be quick and must not call Write (that would deadlock).
+#ifndef TWOPC_STORAGE_GROUP_COMMIT_WRITER_H_
+#define TWOPC_STORAGE_GROUP_COMMIT_WRITER_H_
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <thread>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "rocksdb/db.h"
+#include "rocksdb/write_batch.h"
+
+namespace twopc::storage {
+
+class GroupCommitWriter {
+ public:
+  using Fill = std::function<void(rocksdb::WriteBatch& batch)>;
+  using Done = std::function<void(const absl::Status& status)>;
+
+  struct Options {
+    // A round stops taking queued submissions once it has this many...
+    int max_records_per_sync = 4096;
+    // ...or its batch has grown past this many bytes.
+    size_t max_bytes_per_sync = 16 << 20;
+  };
+
+  struct Stats {
+    // Synced writes done (rounds), and records they carried.
+    uint64_t syncs = 0;
+    uint64_t records = 0;
+    // Largest number of records in one sync.
+    uint64_t max_records_per_sync = 0;
+  };
+
+  // `db` is not owned and must outlive the writer.
+  GroupCommitWriter(rocksdb::DB* db, Options options);
+  explicit GroupCommitWriter(rocksdb::DB* db)
+      : GroupCommitWriter(db, Options()) {}
+
+  // Writes everything queued (calling its `done`), then stops the thread.
+  // REQUIRES: no Submit or Write call is running or will be made.
+  ~GroupCommitWriter();
+
+  GroupCommitWriter(const GroupCommitWriter&) = delete;
+  GroupCommitWriter& operator=(const GroupCommitWriter&) = delete;
+
+  // Queues one record. `done` is called exactly once: OK after the record is
+  // synced, or the error that kept it from being synced (then the record may
+  // or may not be on disk; a later recovery decides).
+  void Submit(Fill fill, Done done) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Submit and wait for the result. Must not be called from `fill`/`done`.
+  absl::Status Write(Fill fill) ABSL_LOCKS_EXCLUDED(mu_);
+
+  Stats stats() const ABSL_LOCKS_EXCLUDED(mu_);
+
+ private:
+  struct Pending {
+    Fill fill;
+    Done done;
+  };
+
+  void Run();
+
+  rocksdb::DB* const db_;
+  const Options options_;
+
+  mutable absl::Mutex mu_;
+  std::deque<Pending> queue_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  // Set by the first failed write; returned to everything after it.
+  absl::Status failure_ ABSL_GUARDED_BY(mu_);
+  Stats stats_ ABSL_GUARDED_BY(mu_);
+
+  std::thread thread_;  // last: starts after everything above is ready
+};
+
+}  // namespace twopc::storage
+
+#endif  // TWOPC_STORAGE_GROUP_COMMIT_WRITER_H_

@@ -1,0 +1,68 @@
+// Store: a twopc data directory, i.e. one RocksDB database opened with
+// twopc's options and a fixed set of column families.
+//
+// Every data directory records its format version and its role (the binary
+// that owns it). Opening a directory written by another role or format fails
+// instead of serving it, as does a directory RocksDB finds corrupt.
+//
+// Thread-safety: all methods may be called concurrently.
+#ifndef TWOPC_STORAGE_STORE_H_
+#define TWOPC_STORAGE_STORE_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include "absl/strings/string_view.h"
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "rocksdb/db.h"
+
+namespace twopc::storage {
+
+// Converts a RocksDB status; `context` prefixes the message.
+absl::Status FromRocksDb(const rocksdb::Status& status, absl::string_view context);
+
+class Store {
+ public:
+  struct Options {
+    // Who owns the directory, e.g. "coordinator" or "participant".
+    std::string role;
+    // Column families besides "default" and the reserved "meta".
+    std::vector<std::string> column_families;
+  };
+
+  // Opens (creating when missing) the store in `dir`.
+  // OK; FAILED_PRECONDITION: `dir` belongs to another role or format;
+  // DATA_LOSS: RocksDB found the directory corrupt; other codes: I/O errors.
+  static absl::StatusOr<std::unique_ptr<Store>> Open(const std::string& dir,
+                                                     const Options& options);
+
+  ~Store();
+  Store(const Store&) = delete;
+  Store& operator=(const Store&) = delete;
+
+  rocksdb::DB* db() const { return db_.get(); }
+  const std::string& dir() const { return dir_; }
+
+  // The handle of a column family named in Options (or "default").
+  // REQUIRES: `name` was named in Options. Owned by the Store.
+  rocksdb::ColumnFamilyHandle* family(absl::string_view name) const;
+
+  // Adds one to the durable counter `name` and returns the new value (1 on
+  // first use). The increment is synced to disk before this returns.
+  absl::StatusOr<uint64_t> IncrementCounter(absl::string_view name);
+
+ private:
+  Store(std::string dir, std::unique_ptr<rocksdb::DB> db,
+        std::vector<rocksdb::ColumnFamilyHandle*> handles);
+
+  std::string dir_;
+  std::unique_ptr<rocksdb::DB> db_;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles_;  // owned; closed in dtor
+};
+
+}  // namespace twopc::storage
+
+#endif  // TWOPC_STORAGE_STORE_H_

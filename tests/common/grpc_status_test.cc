@@ -1,0 +1,58 @@
+#include "common/grpc_status.h"
+
+#include "gtest/gtest.h"
+
+namespace twopc {
+namespace {
+
+TEST(GrpcStatusTest, AmbiguousCodesAreExactlyTheDocumentedOnes) {
+  for (int c = 0; c <= 16; ++c) {
+    const auto code = static_cast<absl::StatusCode>(c);
+    const bool expected = code == absl::StatusCode::kUnavailable ||
+                          code == absl::StatusCode::kDeadlineExceeded ||
+                          code == absl::StatusCode::kCancelled ||
+                          code == absl::StatusCode::kUnknown ||
+                          code == absl::StatusCode::kInternal;
+    EXPECT_EQ(IsAmbiguous(code), expected) << absl::StatusCodeToString(code);
+  }
+}
+
+TEST(GrpcStatusTest, ErrorInfoSurvivesTheRoundTrip) {
+  v1::ErrorInfo info;
+  info.set_reason("PARTICIPANT_UNKNOWN");
+  info.set_participant_id("inventory");
+  const absl::Status original = WithErrorInfo(
+      absl::NotFoundError("participant inventory is not registered"), info);
+
+  const grpc::Status wire = ToGrpcStatus(original);
+  EXPECT_EQ(wire.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(wire.error_message(), "participant inventory is not registered");
+  EXPECT_FALSE(wire.error_details().empty());
+
+  const absl::Status back = FromGrpcStatus(wire);
+  EXPECT_EQ(back.code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(back.message(), original.message());
+  const std::optional<v1::ErrorInfo> got = GetErrorInfo(back);
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->reason(), "PARTICIPANT_UNKNOWN");
+  EXPECT_EQ(got->participant_id(), "inventory");
+  EXPECT_EQ(got->certainty(), v1::ErrorInfo::CERTAINTY_DEFINITE);
+}
+
+TEST(GrpcStatusTest, CertaintyDefaultsFromTheCode) {
+  const absl::Status status =
+      WithErrorInfo(absl::UnavailableError("link down"), v1::ErrorInfo());
+  EXPECT_EQ(GetErrorInfo(status)->certainty(),
+            v1::ErrorInfo::CERTAINTY_AMBIGUOUS);
+}
+
+TEST(GrpcStatusTest, PlainStatusesConvertWithoutDetails) {
+  EXPECT_TRUE(ToGrpcStatus(absl::OkStatus()).ok());
+  const grpc::Status wire = ToGrpcStatus(absl::AbortedError("voted no"));
+  EXPECT_EQ(wire.error_code(), grpc::StatusCode::ABORTED);
+  EXPECT_TRUE(wire.error_details().empty());
+  EXPECT_FALSE(GetErrorInfo(FromGrpcStatus(wire)).has_value());
+}
+
+}  // namespace
+}  // namespace twopc
