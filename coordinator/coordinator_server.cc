@@ -2,6 +2,7 @@
 
 #include <utility>
 
+#include "common/clock.h"
 #include "common/status_macros.h"
 
 namespace twopc::coordinator {
@@ -9,19 +10,71 @@ namespace twopc::coordinator {
 absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
     const CoordinatorOptions& options) {
   std::unique_ptr<CoordinatorServer> server(new CoordinatorServer());
-  ASSIGN_OR_RETURN(server->store_,
-                   storage::Store::Open(options.data_dir, {.role = "coordinator", .column_families = {}}));
-  ASSIGN_OR_RETURN(server->epoch_, server->store_->IncrementCounter("epoch"));
-  ASSIGN_OR_RETURN(server->server_,
-                   StartGrpcServer(options.listen, {}, options.max_message_bytes));
+  CoordinatorServer* s = server.get();
+  ASSIGN_OR_RETURN(
+      s->store_,
+      storage::Store::Open(
+          options.data_dir,
+          {.role = "coordinator",
+           .column_families = {storage::DecisionLog::kRecordsFamily,
+                               storage::DecisionLog::kKeysFamily,
+                               ParticipantRegistry::kFamily}}));
+  ASSIGN_OR_RETURN(s->epoch_, s->store_->IncrementCounter("epoch"));
+  s->writer_ = std::make_unique<storage::GroupCommitWriter>(s->store_->db());
+  s->log_ = std::make_unique<storage::DecisionLog>(s->store_.get(),
+                                                   s->writer_.get());
+
+  // Link callbacks reach the manager, which is created right after; links
+  // only start (and so only call back) in registry_->Load().
+  ParticipantLink::Callbacks callbacks{
+      .on_reply =
+          [s](const std::string& participant, const v1::BranchReply& reply) {
+            s->manager_->OnReply(participant, reply);
+          },
+      .on_failure =
+          [s](const std::string& participant, const std::string& transaction,
+              const std::string& error) {
+            s->manager_->OnDeliveryFailure(participant, transaction, error);
+          }};
+  s->registry_ = std::make_unique<ParticipantRegistry>(
+      s->store_.get(), Clock::Real(), s->epoch_, std::move(callbacks),
+      options.heartbeat_interval);
+  s->manager_ = std::make_unique<TransactionManager>(
+      s->epoch_, Clock::Real(), s->store_.get(), s->log_.get(),
+      s->registry_.get(), options.manager);
+  RETURN_IF_ERROR(s->registry_->Load());
+  RETURN_IF_ERROR(s->manager_->Start());
+
+  s->transaction_service_ =
+      std::make_unique<TransactionServiceImpl>(s->manager_.get());
+  s->coordinator_service_ = std::make_unique<CoordinatorServiceImpl>(
+      s->manager_.get(), s->registry_.get());
+  storage::GroupCommitWriter* writer = s->writer_.get();
+  s->admin_service_ = std::make_unique<AdminServiceImpl>(
+      s->manager_.get(), s->registry_.get(),
+      [writer] { return writer->stats(); });
+  ASSIGN_OR_RETURN(
+      s->server_,
+      StartGrpcServer(options.listen,
+                      {s->transaction_service_.get(),
+                       s->coordinator_service_.get(), s->admin_service_.get()},
+                      options.max_message_bytes));
   return server;
 }
 
 void CoordinatorServer::Shutdown(absl::Duration grace) {
-  if (server_.server == nullptr) return;
-  server_.server->Shutdown(absl::ToChronoTime(absl::Now() + grace));
-  server_.server->Wait();
-  server_.server.reset();
+  if (server_.server != nullptr) {
+    server_.server->Shutdown(absl::ToChronoTime(absl::Now() + grace));
+    server_.server->Wait();
+    server_.server.reset();
+  }
+  // Links first (their callbacks reach the manager), then the manager, then
+  // what it writes to.
+  if (registry_ != nullptr) registry_->Shutdown();
+  manager_.reset();
+  registry_.reset();
+  log_.reset();
+  writer_.reset();
   store_.reset();
 }
 

@@ -1,8 +1,11 @@
 // CoordinatorServer: the twopc-coordinator process minus flag parsing.
 //
-// Owns the data directory (decision log, partition logs, registry) and the
-// gRPC server. Every start takes a new coordinator epoch, stored durably
-// before anything is served, so participants can fence older incarnations.
+// Owns the data directory (decision log, participant registry), the group
+// commit writer, the participant links, the transaction manager and the gRPC
+// server. Every start takes a new coordinator epoch, stored durably before
+// anything is served, so participants can fence older incarnations; then the
+// decision log is recovered (undecided transactions aborted, decided ones
+// re-driven) before the first client call is accepted.
 //
 // Thread-safety: Start and Shutdown are called from one thread; accessors are
 // safe from any thread after Start returned OK.
@@ -16,6 +19,11 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "common/grpc_server.h"
+#include "coordinator/participant_registry.h"
+#include "coordinator/services.h"
+#include "coordinator/transaction_manager.h"
+#include "storage/decision_log.h"
+#include "storage/group_commit_writer.h"
 #include "storage/store.h"
 
 namespace twopc::coordinator {
@@ -27,11 +35,15 @@ struct CoordinatorOptions {
   std::string data_dir = "var/coordinator";
   // Largest gRPC message accepted (a whole transaction must fit).
   int max_message_bytes = 8 << 20;
+  // How often participants must heartbeat.
+  absl::Duration heartbeat_interval = absl::Seconds(2);
+  ManagerOptions manager;
 };
 
 class CoordinatorServer {
  public:
-  // Opens the data directory, takes the next epoch and starts serving.
+  // Opens the data directory, takes the next epoch, recovers the decision
+  // log and starts serving.
   // OK; FAILED_PRECONDITION / DATA_LOSS for an unusable data directory;
   // UNAVAILABLE when `listen` cannot be bound.
   static absl::StatusOr<std::unique_ptr<CoordinatorServer>> Start(
@@ -49,8 +61,17 @@ class CoordinatorServer {
  private:
   CoordinatorServer() = default;
 
+  // Declaration order is construction order; destruction is explicit in
+  // Shutdown.
   std::unique_ptr<storage::Store> store_;
   uint64_t epoch_ = 0;
+  std::unique_ptr<storage::GroupCommitWriter> writer_;
+  std::unique_ptr<storage::DecisionLog> log_;
+  std::unique_ptr<ParticipantRegistry> registry_;
+  std::unique_ptr<TransactionManager> manager_;
+  std::unique_ptr<TransactionServiceImpl> transaction_service_;
+  std::unique_ptr<CoordinatorServiceImpl> coordinator_service_;
+  std::unique_ptr<AdminServiceImpl> admin_service_;
   RunningServer server_;
 };
 

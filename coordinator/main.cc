@@ -20,7 +20,50 @@ int main(int argc, char** argv) {
   app.add_option("--data_dir", options.data_dir,
                  "RocksDB data directory (created when missing)")
       ->capture_default_str();
+  twopc::coordinator::Limits& limits = options.manager.limits;
+  twopc::coordinator::RetryPolicy& retry = options.manager.retry;
+  double heartbeat_seconds =
+      absl::ToDoubleSeconds(options.heartbeat_interval);
+  double retention_hours = absl::ToDoubleHours(options.manager.retention);
+  double default_timeout_seconds =
+      absl::ToDoubleSeconds(limits.default_timeout);
+  app.add_option("--heartbeat_interval", heartbeat_seconds,
+                 "seconds between participant heartbeats")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_option("--retention", retention_hours,
+                 "hours finished transactions stay inspectable")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_option("--default_timeout", default_timeout_seconds,
+                 "seconds a transaction may take to prepare, when the "
+                 "client sets no timeout")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_option("--max_branches", limits.max_branches,
+                 "branches per transaction")
+      ->check(CLI::Range(1, 1024))
+      ->capture_default_str();
+  app.add_option("--max_messages", limits.max_messages,
+                 "messages per transaction")
+      ->check(CLI::Range(0, 100000))
+      ->capture_default_str();
+  app.add_option("--max_transaction_bytes", limits.max_transaction_bytes,
+                 "bytes per transaction request")
+      ->capture_default_str();
+  app.add_option("--max_inflight", limits.max_inflight,
+                 "unfinished transactions before new ones get "
+                 "RESOURCE_EXHAUSTED")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_option("--park_after_attempts", retry.park_after_attempts,
+                 "phase-2 attempts per branch before a transaction is parked")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
+  options.heartbeat_interval = absl::Seconds(heartbeat_seconds);
+  options.manager.retention = absl::Hours(retention_hours);
+  limits.default_timeout = absl::Seconds(default_timeout_seconds);
 
   auto server = twopc::coordinator::CoordinatorServer::Start(options);
   if (!server.ok()) {

@@ -30,7 +30,7 @@ void GroupCommitWriter::Submit(Fill fill, Done done) {
     }
     failure = failure_;
   }
-  done(failure);
+  if (done) done(failure);
 }
 
 absl::Status GroupCommitWriter::Write(Fill fill) {
@@ -92,6 +92,11 @@ void GroupCommitWriter::Run() {
         stats_.records += round.size();
         stats_.max_records_per_sync =
             std::max<uint64_t>(stats_.max_records_per_sync, round.size());
+        const uint64_t awaited = std::count_if(
+            round.begin(), round.end(),
+            [](const Pending& pending) { return bool(pending.done); });
+        stats_.awaited_records += awaited;
+        stats_.awaited_syncs += awaited > 0;
       } else if (failure_.ok()) {
         failure_ = status;
       }
@@ -104,7 +109,9 @@ void GroupCommitWriter::Run() {
         status = failure_;
       }
     }
-    for (Pending& pending : round) pending.done(status);
+    for (Pending& pending : round) {
+      if (pending.done) pending.done(status);
+    }
   }
 }
 

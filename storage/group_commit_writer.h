@@ -53,6 +53,11 @@ class GroupCommitWriter {
     uint64_t records = 0;
     // Largest number of records in one sync.
     uint64_t max_records_per_sync = 0;
+    // Records someone waited for (submitted with a `done`), e.g. forced
+    // decisions, and the syncs that carried at least one of them.
+    // awaited_records / awaited_syncs is "decisions per sync".
+    uint64_t awaited_records = 0;
+    uint64_t awaited_syncs = 0;
   };
 
   // `db` is not owned and must outlive the writer.
@@ -69,7 +74,8 @@ class GroupCommitWriter {
 
   // Queues one record. `done` is called exactly once: OK after the record is
   // synced, or the error that kept it from being synced (then the record may
-  // or may not be on disk; a later recovery decides).
+  // or may not be on disk; a later recovery decides). An empty `done` means
+  // nobody waits: the record rides along with the next sync.
   void Submit(Fill fill, Done done) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Submit and wait for the result. Must not be called from `fill`/`done`.

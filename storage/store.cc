@@ -14,6 +14,7 @@ constexpr char kMetaFamily[] = "meta";
 constexpr char kFormatKey[] = "format";
 constexpr char kRoleKey[] = "role";
 constexpr char kCounterPrefix[] = "counter/";
+constexpr char kValuePrefix[] = "value/";
 constexpr char kFormat[] = "twopc-store-1";
 
 absl::StatusCode CodeOf(const rocksdb::Status& status) {
@@ -174,6 +175,25 @@ absl::StatusOr<uint64_t> Store::IncrementCounter(absl::string_view name) {
   RETURN_IF_ERROR(FromRocksDb(db_->Put(sync, meta, key, encoded),
       absl::StrCat("writing counter ", name)));
   return current + 1;
+}
+
+absl::Status Store::PutMeta(absl::string_view name, absl::string_view value) {
+  rocksdb::WriteOptions sync;
+  sync.sync = true;
+  return FromRocksDb(
+      db_->Put(sync, family(kMetaFamily), absl::StrCat(kValuePrefix, name),
+               rocksdb::Slice(value.data(), value.size())),
+      absl::StrCat("writing ", name));
+}
+
+absl::StatusOr<absl::optional<std::string>> Store::GetMeta(
+    absl::string_view name) {
+  std::string value;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), family(kMetaFamily),
+                               absl::StrCat(kValuePrefix, name), &value);
+  if (s.IsNotFound()) return absl::nullopt;
+  RETURN_IF_ERROR(FromRocksDb(s, absl::StrCat("reading ", name)));
+  return value;
 }
 
 }  // namespace twopc::storage

@@ -17,6 +17,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/types/optional.h"
 #include "rocksdb/db.h"
 
 namespace twopc::storage {
@@ -53,6 +54,11 @@ class Store {
   // Adds one to the durable counter `name` and returns the new value (1 on
   // first use). The increment is synced to disk before this returns.
   absl::StatusOr<uint64_t> IncrementCounter(absl::string_view name);
+
+  // Small named values kept with the store's metadata. Put is synced.
+  // Get returns nullopt when `name` was never put.
+  absl::Status PutMeta(absl::string_view name, absl::string_view value);
+  absl::StatusOr<absl::optional<std::string>> GetMeta(absl::string_view name);
 
  private:
   Store(std::string dir, std::unique_ptr<rocksdb::DB> db,

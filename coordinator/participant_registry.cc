@@ -1,0 +1,176 @@
+#include "coordinator/participant_registry.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/identifiers.h"
+#include "common/status_macros.h"
+#include "google/protobuf/util/time_util.h"
+
+namespace twopc::coordinator {
+namespace {
+
+google::protobuf::Timestamp ToProto(absl::Time t) {
+  return google::protobuf::util::TimeUtil::MicrosecondsToTimestamp(
+      absl::ToUnixMicros(t));
+}
+
+absl::Status ValidateEndpoint(const std::string& endpoint) {
+  const size_t colon = endpoint.rfind(':');
+  if (endpoint.empty() || endpoint.size() > 256 ||
+      colon == std::string::npos || colon == 0 ||
+      colon + 1 == endpoint.size()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "endpoint '", endpoint.substr(0, 80),
+        "' is invalid: use host:port, e.g. 127.0.0.1:7401"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+ParticipantRegistry::ParticipantRegistry(storage::Store* store, Clock* clock,
+                                         uint64_t epoch,
+                                         ParticipantLink::Callbacks callbacks,
+                                         absl::Duration heartbeat_interval)
+    : store_(store),
+      clock_(clock),
+      epoch_(epoch),
+      callbacks_(std::move(callbacks)),
+      heartbeat_interval_(heartbeat_interval) {}
+
+std::shared_ptr<ParticipantLink> ParticipantRegistry::MakeLink(
+    const internal::ParticipantRecord& record) const {
+  return std::make_shared<ParticipantLink>(
+      record.participant_id(), record.endpoint(), epoch_, callbacks_);
+}
+
+absl::Status ParticipantRegistry::Load() {
+  std::unique_ptr<rocksdb::Iterator> it(store_->db()->NewIterator(
+      rocksdb::ReadOptions(), store_->family(kFamily)));
+  absl::MutexLock lock(&mu_);
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    internal::ParticipantRecord record;
+    if (!record.ParseFromArray(it->value().data(),
+                               static_cast<int>(it->value().size()))) {
+      return absl::DataLossError(
+          absl::StrCat("participant registry in ", store_->dir(),
+                       " holds a corrupt record"));
+    }
+    Entry& entry = participants_[record.participant_id()];
+    entry.link = MakeLink(record);
+    entry.record = std::move(record);
+  }
+  return storage::FromRocksDb(it->status(), "loading participants");
+}
+
+absl::Status ParticipantRegistry::Register(const std::string& participant_id,
+                                           const std::string& endpoint,
+                                           const std::string& resource) {
+  RETURN_IF_ERROR(ValidateIdentifier("participant id", participant_id));
+  RETURN_IF_ERROR(ValidateEndpoint(endpoint));
+  internal::ParticipantRecord record;
+  record.set_participant_id(participant_id);
+  record.set_endpoint(endpoint);
+  record.set_resource(resource);
+  std::shared_ptr<ParticipantLink> old_link;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = participants_.find(participant_id);
+    if (it != participants_.end() &&
+        it->second.record.endpoint() == endpoint &&
+        it->second.record.resource() == resource) {
+      it->second.last_heartbeat = clock_->Now();
+      return absl::OkStatus();  // nothing changed
+    }
+    record.set_register_time_us(absl::ToUnixMicros(clock_->Now()));
+    rocksdb::WriteOptions sync;
+    sync.sync = true;
+    RETURN_IF_ERROR(storage::FromRocksDb(
+        store_->db()->Put(sync, store_->family(kFamily), participant_id,
+                          record.SerializeAsString()),
+        "registering participant"));
+    Entry& entry = participants_[participant_id];
+    old_link = std::move(entry.link);
+    entry.link = MakeLink(record);
+    entry.record = std::move(record);
+    entry.last_heartbeat = clock_->Now();
+  }
+  old_link.reset();  // joins its threads outside the lock
+  return absl::OkStatus();
+}
+
+absl::Status ParticipantRegistry::Heartbeat(const std::string& participant_id,
+                                            uint32_t prepared_branches,
+                                            uint32_t in_flight_requests) {
+  absl::MutexLock lock(&mu_);
+  auto it = participants_.find(participant_id);
+  if (it == participants_.end()) {
+    return absl::NotFoundError(absl::StrCat(
+        "participant ", participant_id, " is not registered; register again"));
+  }
+  it->second.last_heartbeat = clock_->Now();
+  it->second.prepared_branches = prepared_branches;
+  it->second.reported_in_flight = in_flight_requests;
+  return absl::OkStatus();
+}
+
+bool ParticipantRegistry::IsRegistered(const std::string& participant_id) const {
+  absl::MutexLock lock(&mu_);
+  return participants_.count(participant_id) > 0;
+}
+
+bool ParticipantRegistry::Send(const std::string& participant_id,
+                               v1::BranchRequest request) {
+  std::shared_ptr<ParticipantLink> link;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = participants_.find(participant_id);
+    if (it == participants_.end()) return false;
+    link = it->second.link;
+  }
+  link->Send(std::move(request));
+  return true;
+}
+
+std::vector<v1::ParticipantInfo> ParticipantRegistry::List() const {
+  const absl::Time now = clock_->Now();
+  std::vector<v1::ParticipantInfo> result;
+  absl::MutexLock lock(&mu_);
+  for (const auto& [id, entry] : participants_) {
+    v1::ParticipantInfo info;
+    info.set_participant_id(id);
+    info.set_endpoint(entry.record.endpoint());
+    info.set_resource(entry.record.resource());
+    *info.mutable_register_time() =
+        ToProto(absl::FromUnixMicros(entry.record.register_time_us()));
+    if (entry.last_heartbeat != absl::InfinitePast()) {
+      *info.mutable_last_heartbeat() = ToProto(entry.last_heartbeat);
+    }
+    const bool link_up = entry.link->connected();
+    info.set_link_connected(link_up);
+    info.set_in_flight_requests(static_cast<uint32_t>(entry.link->in_flight()));
+    info.set_prepared_branches(entry.prepared_branches);
+    const absl::Duration silence = now - entry.last_heartbeat;
+    if (!link_up || silence > 3 * heartbeat_interval_) {
+      info.set_health(v1::PARTICIPANT_HEALTH_DOWN);
+    } else if (silence > heartbeat_interval_ * 3 / 2) {
+      info.set_health(v1::PARTICIPANT_HEALTH_SUSPECT);
+    } else {
+      info.set_health(v1::PARTICIPANT_HEALTH_HEALTHY);
+    }
+    result.push_back(std::move(info));
+  }
+  return result;
+}
+
+void ParticipantRegistry::Shutdown() {
+  std::map<std::string, Entry> participants;
+  {
+    absl::MutexLock lock(&mu_);
+    participants.swap(participants_);
+  }
+  participants.clear();  // destroys links outside the lock
+}
+
+}  // namespace twopc::coordinator

@@ -1,0 +1,92 @@
+// ParticipantRegistry: the durable set of registered participants, their
+// links, and their liveness.
+//
+// Registration is synced before it is acknowledged. Each registered
+// participant has one ParticipantLink, (re)created when its endpoint changes.
+//
+// Thread-safety: all methods may be called concurrently. Link callbacks may
+// call back into the owner while no registry lock is held.
+#ifndef TWOPC_COORDINATOR_PARTICIPANT_REGISTRY_H_
+#define TWOPC_COORDINATOR_PARTICIPANT_REGISTRY_H_
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/clock.h"
+#include "coordinator/participant_link.h"
+#include "storage/store.h"
+#include "twopc/internal/decision_log.pb.h"
+#include "twopc/v1/admin.pb.h"
+
+namespace twopc::coordinator {
+
+class ParticipantRegistry {
+ public:
+  static constexpr char kFamily[] = "participants";
+
+  // `store` (opened with kFamily) and `clock` must outlive the registry.
+  ParticipantRegistry(storage::Store* store, Clock* clock, uint64_t epoch,
+                      ParticipantLink::Callbacks callbacks,
+                      absl::Duration heartbeat_interval);
+
+  // Loads registered participants and starts their links.
+  absl::Status Load() ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Registers or re-registers (durably, synced). INVALID_ARGUMENT for a bad
+  // id or endpoint.
+  absl::Status Register(const std::string& participant_id,
+                        const std::string& endpoint,
+                        const std::string& resource) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Records a heartbeat. NOT_FOUND when not registered.
+  absl::Status Heartbeat(const std::string& participant_id,
+                         uint32_t prepared_branches,
+                         uint32_t in_flight_requests) ABSL_LOCKS_EXCLUDED(mu_);
+
+  bool IsRegistered(const std::string& participant_id) const
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Queues `request` on the participant's link (see ParticipantLink::Send).
+  // Returns false, doing nothing, when the participant is not registered.
+  bool Send(const std::string& participant_id, v1::BranchRequest request)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Everyone, with health, for operators.
+  std::vector<v1::ParticipantInfo> List() const ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Stops every link.
+  void Shutdown() ABSL_LOCKS_EXCLUDED(mu_);
+
+  absl::Duration heartbeat_interval() const { return heartbeat_interval_; }
+
+ private:
+  struct Entry {
+    internal::ParticipantRecord record;
+    std::shared_ptr<ParticipantLink> link;
+    absl::Time last_heartbeat = absl::InfinitePast();
+    uint32_t prepared_branches = 0;
+    uint32_t reported_in_flight = 0;
+  };
+
+  std::shared_ptr<ParticipantLink> MakeLink(
+      const internal::ParticipantRecord& record) const;
+
+  storage::Store* const store_;
+  Clock* const clock_;
+  const uint64_t epoch_;
+  const ParticipantLink::Callbacks callbacks_;
+  const absl::Duration heartbeat_interval_;
+
+  mutable absl::Mutex mu_;
+  std::map<std::string, Entry> participants_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace twopc::coordinator
+
+#endif  // TWOPC_COORDINATOR_PARTICIPANT_REGISTRY_H_

@@ -1,0 +1,213 @@
+#include "coordinator/services.h"
+
+#include <string>
+#include <vector>
+
+#include "absl/synchronization/notification.h"
+#include "common/grpc_status.h"
+#include "google/protobuf/util/time_util.h"
+
+namespace twopc::coordinator {
+namespace {
+
+// Runs an asynchronous manager call and waits for its single result.
+absl::StatusOr<v1::Transaction> Await(
+    const std::function<void(TransactionManager::Done)>& call) {
+  absl::Notification done;
+  absl::StatusOr<v1::Transaction> result;
+  call([&](absl::StatusOr<v1::Transaction> r) {
+    result = std::move(r);
+    done.Notify();
+  });
+  done.WaitForNotification();
+  return result;
+}
+
+bool IsFinal(const v1::Transaction& t) {
+  return t.state() == v1::TRANSACTION_STATE_COMMITTED ||
+         t.state() == v1::TRANSACTION_STATE_ABORTED;
+}
+
+}  // namespace
+
+grpc::Status TransactionServiceImpl::Execute(grpc::ServerContext*,
+                                             const v1::ExecuteRequest* request,
+                                             v1::ExecuteResponse* response) {
+  absl::StatusOr<v1::Transaction> result = Await(
+      [&](TransactionManager::Done done) {
+        manager_->Execute(*request, std::move(done));
+      });
+  if (!result.ok()) return ToGrpcStatus(result.status());
+  *response->mutable_transaction() = std::move(*result);
+  return grpc::Status::OK;
+}
+
+grpc::Status TransactionServiceImpl::Begin(grpc::ServerContext*,
+                                           const v1::BeginRequest* request,
+                                           v1::BeginResponse* response) {
+  absl::StatusOr<v1::BeginResponse> result = manager_->Begin(*request);
+  if (!result.ok()) return ToGrpcStatus(result.status());
+  *response = std::move(*result);
+  return grpc::Status::OK;
+}
+
+grpc::Status TransactionServiceImpl::AddBranch(
+    grpc::ServerContext*, const v1::AddBranchRequest* request,
+    v1::AddBranchResponse*) {
+  return ToGrpcStatus(manager_->AddBranch(*request));
+}
+
+grpc::Status TransactionServiceImpl::AddMessages(
+    grpc::ServerContext*, const v1::AddMessagesRequest* request,
+    v1::AddMessagesResponse* response) {
+  absl::StatusOr<uint32_t> count = manager_->AddMessages(*request);
+  if (!count.ok()) return ToGrpcStatus(count.status());
+  response->set_message_count(*count);
+  return grpc::Status::OK;
+}
+
+grpc::Status TransactionServiceImpl::Commit(grpc::ServerContext*,
+                                            const v1::CommitRequest* request,
+                                            v1::CommitResponse* response) {
+  absl::StatusOr<v1::Transaction> result = Await(
+      [&](TransactionManager::Done done) {
+        manager_->Commit(*request, std::move(done));
+      });
+  if (!result.ok()) return ToGrpcStatus(result.status());
+  *response->mutable_transaction() = std::move(*result);
+  return grpc::Status::OK;
+}
+
+grpc::Status TransactionServiceImpl::Abort(grpc::ServerContext*,
+                                           const v1::AbortRequest* request,
+                                           v1::AbortResponse* response) {
+  absl::StatusOr<v1::Transaction> result = manager_->Abort(*request);
+  if (!result.ok()) return ToGrpcStatus(result.status());
+  *response->mutable_transaction() = std::move(*result);
+  return grpc::Status::OK;
+}
+
+grpc::Status TransactionServiceImpl::Get(grpc::ServerContext*,
+                                         const v1::GetRequest* request,
+                                         v1::GetResponse* response) {
+  absl::StatusOr<v1::Transaction> result = manager_->Get(request->ref());
+  if (!result.ok()) return ToGrpcStatus(result.status());
+  *response->mutable_transaction() = std::move(*result);
+  return grpc::Status::OK;
+}
+
+grpc::Status TransactionServiceImpl::Watch(
+    grpc::ServerContext* context, const v1::WatchRequest* request,
+    grpc::ServerWriter<v1::WatchResponse>* writer) {
+  absl::StatusOr<v1::Transaction> current = manager_->Get(request->ref());
+  if (!current.ok()) return ToGrpcStatus(current.status());
+  while (true) {
+    v1::WatchResponse response;
+    *response.mutable_transaction() = *current;
+    if (!writer->Write(response)) return grpc::Status::CANCELLED;
+    if (IsFinal(*current)) return grpc::Status::OK;
+    // Wake up now and then to notice a cancelled client.
+    v1::Transaction previous = *current;
+    do {
+      if (context->IsCancelled()) return grpc::Status::CANCELLED;
+      current = manager_->WaitForChange(request->ref(), previous,
+                                        absl::Milliseconds(500));
+      if (!current.ok()) return ToGrpcStatus(current.status());
+    } while (current->SerializeAsString() == previous.SerializeAsString());
+  }
+}
+
+grpc::Status CoordinatorServiceImpl::Register(
+    grpc::ServerContext*, const v1::RegisterRequest* request,
+    v1::RegisterResponse* response) {
+  absl::Status status = registry_->Register(
+      request->participant_id(), request->endpoint(), request->resource());
+  if (!status.ok()) return ToGrpcStatus(status);
+  response->set_coordinator_epoch(manager_->epoch());
+  *response->mutable_heartbeat_interval() =
+      google::protobuf::util::TimeUtil::MillisecondsToDuration(
+          absl::ToInt64Milliseconds(registry_->heartbeat_interval()));
+  return grpc::Status::OK;
+}
+
+grpc::Status CoordinatorServiceImpl::Heartbeat(
+    grpc::ServerContext*, const v1::HeartbeatRequest* request,
+    v1::HeartbeatResponse* response) {
+  absl::Status status =
+      registry_->Heartbeat(request->participant_id(),
+                           request->prepared_branches(),
+                           request->in_flight_requests());
+  if (!status.ok()) return ToGrpcStatus(status);
+  response->set_coordinator_epoch(manager_->epoch());
+  return grpc::Status::OK;
+}
+
+grpc::Status CoordinatorServiceImpl::QueryOutcomes(
+    grpc::ServerContext*, const v1::QueryOutcomesRequest* request,
+    v1::QueryOutcomesResponse* response) {
+  if (request->transaction_ids_size() > 1000) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        "at most 1,000 transaction ids per QueryOutcomes");
+  }
+  std::vector<std::string> ids(request->transaction_ids().begin(),
+                               request->transaction_ids().end());
+  for (auto& result : manager_->QueryOutcomes(ids)) {
+    *response->add_results() = std::move(result);
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminServiceImpl::DescribeTransaction(
+    grpc::ServerContext*, const v1::DescribeTransactionRequest* request,
+    v1::TransactionDetail* response) {
+  absl::StatusOr<v1::Transaction> result = manager_->Get(request->ref());
+  if (!result.ok()) return ToGrpcStatus(result.status());
+  *response->mutable_transaction() = std::move(*result);
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminServiceImpl::ListTransactions(
+    grpc::ServerContext*, const v1::ListTransactionsRequest* request,
+    v1::ListTransactionsResponse* response) {
+  if (!request->page_token().empty()) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        "paging is not supported yet");
+  }
+  const uint32_t limit = request->page_size() == 0 ? 50 : request->page_size();
+  for (v1::Transaction& t : manager_->ListLive()) {
+    if (response->transactions_size() >= static_cast<int>(limit)) break;
+    if (request->parked_only() && !t.parked()) continue;
+    if (!request->states().empty() &&
+        std::find(request->states().begin(), request->states().end(),
+                  t.state()) == request->states().end()) {
+      continue;
+    }
+    *response->add_transactions() = std::move(t);
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminServiceImpl::ListParticipants(
+    grpc::ServerContext*, const v1::ListParticipantsRequest*,
+    v1::ListParticipantsResponse* response) {
+  for (v1::ParticipantInfo& info : registry_->List()) {
+    *response->add_participants() = std::move(info);
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminServiceImpl::GetStats(grpc::ServerContext*,
+                                        const v1::GetStatsRequest*,
+                                        v1::Stats* response) {
+  *response = manager_->GetStats();
+  const storage::GroupCommitWriter::Stats writer = writer_stats_();
+  response->set_log_syncs(writer.syncs);
+  response->set_decisions_synced(writer.awaited_records);
+  response->set_decisions_per_sync(
+      writer.awaited_syncs == 0
+          ? 0.0
+          : static_cast<double>(writer.awaited_records) / writer.awaited_syncs);
+  return grpc::Status::OK;
+}
+
+}  // namespace twopc::coordinator

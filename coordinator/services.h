@@ -1,0 +1,106 @@
+// The coordinator's gRPC services: thin adapters from grpc to
+// TransactionManager / ParticipantRegistry. They convert statuses at the
+// edge (common/grpc_status.h) and hold no state of their own.
+#ifndef TWOPC_COORDINATOR_SERVICES_H_
+#define TWOPC_COORDINATOR_SERVICES_H_
+
+#include <functional>
+
+#include "coordinator/participant_registry.h"
+#include "coordinator/transaction_manager.h"
+#include "storage/group_commit_writer.h"
+#include "twopc/v1/admin.grpc.pb.h"
+#include "twopc/v1/participant.grpc.pb.h"
+#include "twopc/v1/transaction.grpc.pb.h"
+
+namespace twopc::coordinator {
+
+// TransactionService (clients). Thread-safe.
+class TransactionServiceImpl final : public v1::TransactionService::Service {
+ public:
+  explicit TransactionServiceImpl(TransactionManager* manager)
+      : manager_(manager) {}
+
+  grpc::Status Execute(grpc::ServerContext* context,
+                       const v1::ExecuteRequest* request,
+                       v1::ExecuteResponse* response) override;
+  grpc::Status Begin(grpc::ServerContext* context,
+                     const v1::BeginRequest* request,
+                     v1::BeginResponse* response) override;
+  grpc::Status AddBranch(grpc::ServerContext* context,
+                         const v1::AddBranchRequest* request,
+                         v1::AddBranchResponse* response) override;
+  grpc::Status AddMessages(grpc::ServerContext* context,
+                           const v1::AddMessagesRequest* request,
+                           v1::AddMessagesResponse* response) override;
+  grpc::Status Commit(grpc::ServerContext* context,
+                      const v1::CommitRequest* request,
+                      v1::CommitResponse* response) override;
+  grpc::Status Abort(grpc::ServerContext* context,
+                     const v1::AbortRequest* request,
+                     v1::AbortResponse* response) override;
+  grpc::Status Get(grpc::ServerContext* context, const v1::GetRequest* request,
+                   v1::GetResponse* response) override;
+  grpc::Status Watch(grpc::ServerContext* context,
+                     const v1::WatchRequest* request,
+                     grpc::ServerWriter<v1::WatchResponse>* writer) override;
+
+ private:
+  TransactionManager* const manager_;
+};
+
+// CoordinatorService (participant sidecars). Thread-safe.
+class CoordinatorServiceImpl final : public v1::CoordinatorService::Service {
+ public:
+  CoordinatorServiceImpl(TransactionManager* manager,
+                         ParticipantRegistry* registry)
+      : manager_(manager), registry_(registry) {}
+
+  grpc::Status Register(grpc::ServerContext* context,
+                        const v1::RegisterRequest* request,
+                        v1::RegisterResponse* response) override;
+  grpc::Status Heartbeat(grpc::ServerContext* context,
+                         const v1::HeartbeatRequest* request,
+                         v1::HeartbeatResponse* response) override;
+  grpc::Status QueryOutcomes(grpc::ServerContext* context,
+                             const v1::QueryOutcomesRequest* request,
+                             v1::QueryOutcomesResponse* response) override;
+
+ private:
+  TransactionManager* const manager_;
+  ParticipantRegistry* const registry_;
+};
+
+// AdminService (operators). The calls not overridden here answer
+// UNIMPLEMENTED until the operator-CLI work lands. Thread-safe.
+class AdminServiceImpl final : public v1::AdminService::Service {
+ public:
+  AdminServiceImpl(TransactionManager* manager, ParticipantRegistry* registry,
+                   std::function<storage::GroupCommitWriter::Stats()>
+                       writer_stats)
+      : manager_(manager),
+        registry_(registry),
+        writer_stats_(std::move(writer_stats)) {}
+
+  grpc::Status DescribeTransaction(grpc::ServerContext* context,
+                                   const v1::DescribeTransactionRequest* request,
+                                   v1::TransactionDetail* response) override;
+  grpc::Status ListTransactions(grpc::ServerContext* context,
+                                const v1::ListTransactionsRequest* request,
+                                v1::ListTransactionsResponse* response) override;
+  grpc::Status ListParticipants(grpc::ServerContext* context,
+                                const v1::ListParticipantsRequest* request,
+                                v1::ListParticipantsResponse* response) override;
+  grpc::Status GetStats(grpc::ServerContext* context,
+                        const v1::GetStatsRequest* request,
+                        v1::Stats* response) override;
+
+ private:
+  TransactionManager* const manager_;
+  ParticipantRegistry* const registry_;
+  const std::function<storage::GroupCommitWriter::Stats()> writer_stats_;
+};
+
+}  // namespace twopc::coordinator
+
+#endif  // TWOPC_COORDINATOR_SERVICES_H_

@@ -1,0 +1,313 @@
+#include "coordinator/transaction_machine.h"
+
+#include <algorithm>
+#include <cmath>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+namespace twopc::coordinator {
+namespace {
+
+using internal::BranchRecord;
+using v1::TransactionState;
+
+int64_t Micros(absl::Time t) { return absl::ToUnixMicros(t); }
+
+bool HoldsPreparedState(const BranchRecord& branch) {
+  // A branch that voted NO or READ_ONLY holds nothing; one that voted YES or
+  // has not answered yet may hold prepared state.
+  return branch.vote() == v1::VOTE_YES || branch.vote() == v1::VOTE_UNSPECIFIED;
+}
+
+}  // namespace
+
+TransactionMachine::TransactionMachine(internal::TransactionRecord record,
+                                       RetryPolicy policy, uint64_t seed)
+    : record_(std::move(record)), policy_(policy), rng_(seed) {
+  if (record_.state() == v1::TRANSACTION_STATE_UNSPECIFIED) {
+    record_.set_state(v1::TRANSACTION_STATE_ACTIVE);
+  }
+}
+
+TransactionMachine TransactionMachine::FromLog(
+    internal::TransactionRecord record, RetryPolicy policy, uint64_t seed) {
+  return TransactionMachine(std::move(record), policy, seed);
+}
+
+bool TransactionMachine::decided() const {
+  return record_.outcome() != v1::OUTCOME_PENDING && !commit_logging_;
+}
+
+bool TransactionMachine::finished() const {
+  return record_.state() == v1::TRANSACTION_STATE_COMMITTED ||
+         record_.state() == v1::TRANSACTION_STATE_ABORTED;
+}
+
+BranchRecord* TransactionMachine::FindBranch(const std::string& participant_id) {
+  for (BranchRecord& branch : *record_.mutable_branches()) {
+    if (branch.participant_id() == participant_id) return &branch;
+  }
+  return nullptr;
+}
+
+Actions TransactionMachine::Open(absl::Time now) {
+  (void)now;
+  return {action::WakeAt{absl::FromUnixMicros(record_.deadline_us())}};
+}
+
+void TransactionMachine::AddBranch(const std::string& participant_id) {
+  record_.add_branches()->set_participant_id(participant_id);
+}
+
+void TransactionMachine::AddMessage(v1::Message message) {
+  *record_.add_messages() = std::move(message);
+}
+
+Actions TransactionMachine::Recover(absl::Time now) {
+  switch (record_.state()) {
+    case v1::TRANSACTION_STATE_ACTIVE:
+    case v1::TRANSACTION_STATE_PREPARING:
+      return DecideAbort("the coordinator restarted before deciding", now);
+    case v1::TRANSACTION_STATE_COMMITTING: {
+      // The record is on disk, so the decision is durable.
+      Actions actions;
+      for (BranchRecord& branch : *record_.mutable_branches()) {
+        branch.set_attempts(0);
+      }
+      SendPhase2(now, &actions);
+      MaybeFinish(now, &actions);
+      return actions;
+    }
+    case v1::TRANSACTION_STATE_ABORTING:
+      // Older records only: aborts need no acknowledgement.
+      return DecideAbort(record_.abort_reason(), now);
+    default:
+      return {};
+  }
+}
+
+Actions TransactionMachine::Commit(absl::Time now) {
+  Actions actions;
+  record_.set_state(v1::TRANSACTION_STATE_PREPARING);
+  // Unforced: lets recovery tell these participants to abort early. Losing
+  // it is harmless (presumed abort).
+  actions.push_back(action::Persist{.sync = false});
+  for (const BranchRecord& branch : record_.branches()) {
+    actions.push_back(action::SendPrepare{branch.participant_id()});
+  }
+  actions.push_back(action::WakeAt{absl::FromUnixMicros(record_.deadline_us())});
+  (void)now;
+  return actions;
+}
+
+absl::Status TransactionMachine::Abort(const std::string& reason,
+                                       absl::Time now, Actions* actions) {
+  if (record_.outcome() == v1::OUTCOME_ABORTED) return absl::OkStatus();
+  if (record_.outcome() == v1::OUTCOME_COMMITTED || commit_logging_) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "transaction ", record_.transaction_id(),
+        " is already decided COMMITTED and cannot be aborted"));
+  }
+  *actions = DecideAbort(reason, now);
+  return absl::OkStatus();
+}
+
+Actions TransactionMachine::OnVote(const std::string& participant_id,
+                                   v1::Vote vote, const std::string& reason,
+                                   absl::Time now) {
+  BranchRecord* branch = FindBranch(participant_id);
+  if (branch == nullptr || branch->vote() != v1::VOTE_UNSPECIFIED ||
+      vote == v1::VOTE_UNSPECIFIED) {
+    return {};
+  }
+  branch->set_vote(vote);
+  branch->set_vote_reason(reason);
+  branch->set_vote_time_us(Micros(now));
+  if (vote != v1::VOTE_YES) branch->set_finished(true);
+
+  if (record_.outcome() == v1::OUTCOME_ABORTED) {
+    // A late YES: make sure its prepared state is released.
+    if (vote == v1::VOTE_YES) return {action::SendAbort{participant_id}};
+    return {};
+  }
+  if (record_.state() != v1::TRANSACTION_STATE_PREPARING || commit_logging_) {
+    return {};
+  }
+  if (vote == v1::VOTE_NO) {
+    return DecideAbort(
+        absl::StrCat("participant ", participant_id, " voted NO: ",
+                     reason.empty() ? "no reason given" : reason),
+        now);
+  }
+  Actions actions;
+  MaybeDecideCommit(now, &actions);
+  return actions;
+}
+
+Actions TransactionMachine::OnDeliveryError(const std::string& participant_id,
+                                            const std::string& error,
+                                            absl::Time now) {
+  BranchRecord* branch = FindBranch(participant_id);
+  if (branch == nullptr) return {};
+  branch->set_last_error(error);
+  if (record_.state() == v1::TRANSACTION_STATE_PREPARING &&
+      branch->vote() == v1::VOTE_UNSPECIFIED && !commit_logging_) {
+    return OnVote(participant_id, v1::VOTE_NO,
+                  absl::StrCat("prepare failed: ", error), now);
+  }
+  // Phase 2: the retry timer delivers again.
+  return {};
+}
+
+void TransactionMachine::MaybeDecideCommit(absl::Time now, Actions* actions) {
+  for (const BranchRecord& branch : record_.branches()) {
+    if (branch.vote() != v1::VOTE_YES && branch.vote() != v1::VOTE_READ_ONLY) {
+      return;
+    }
+  }
+  // Every branch is prepared: the decision is commit once it is durable.
+  commit_logging_ = true;
+  record_.set_state(v1::TRANSACTION_STATE_COMMITTING);
+  record_.set_outcome(v1::OUTCOME_COMMITTED);
+  record_.set_decide_time_us(Micros(now));
+  actions->push_back(action::Persist{.sync = true});
+}
+
+Actions TransactionMachine::OnPersisted(absl::Time now) {
+  if (!commit_logging_) return {};
+  commit_logging_ = false;
+  Actions actions;
+  actions.push_back(action::Reply{});
+  SendPhase2(now, &actions);
+  MaybeFinish(now, &actions);
+  return actions;
+}
+
+void TransactionMachine::SendPhase2(absl::Time now, Actions* actions) {
+  uint32_t max_attempts = 0;
+  for (BranchRecord& branch : *record_.mutable_branches()) {
+    if (branch.finished()) continue;
+    branch.set_attempts(branch.attempts() + 1);
+    branch.set_last_attempt_time_us(Micros(now));
+    max_attempts = std::max(max_attempts, branch.attempts());
+    actions->push_back(action::SendCommit{branch.participant_id()});
+  }
+  if (max_attempts == 0) return;
+  if (!record_.parked() && max_attempts >= policy_.park_after_attempts) {
+    record_.set_parked(true);
+    actions->push_back(action::Persist{.sync = false});
+  }
+  const absl::Duration delay =
+      record_.parked() ? policy_.parked_interval : Backoff(max_attempts);
+  actions->push_back(action::WakeAt{now + delay});
+}
+
+Actions TransactionMachine::OnAck(const std::string& participant_id,
+                                  bool committed, absl::Time now) {
+  BranchRecord* branch = FindBranch(participant_id);
+  if (branch == nullptr || branch->finished() ||
+      record_.state() != v1::TRANSACTION_STATE_COMMITTING || commit_logging_) {
+    return {};
+  }
+  Actions actions;
+  if (!committed) {
+    // The participant lost a YES vote's prepared state: an operator must
+    // look. Keep the branch unfinished and stop the fast retries.
+    branch->set_last_error(
+        "participant reports the branch ABORTED although it voted YES and "
+        "commit was decided; atomicity is at risk, operator action needed");
+    if (!record_.parked()) {
+      record_.set_parked(true);
+      actions.push_back(action::Persist{.sync = false});
+    }
+    return actions;
+  }
+  branch->set_finished(true);
+  branch->set_ack_time_us(Micros(now));
+  branch->clear_last_error();
+  MaybeFinish(now, &actions);
+  return actions;
+}
+
+void TransactionMachine::MaybeFinish(absl::Time now, Actions* actions) {
+  if (record_.state() != v1::TRANSACTION_STATE_COMMITTING) return;
+  for (const BranchRecord& branch : record_.branches()) {
+    if (!branch.finished()) return;
+  }
+  record_.set_state(v1::TRANSACTION_STATE_COMMITTED);
+  record_.set_finish_time_us(Micros(now));
+  record_.set_parked(false);
+  actions->push_back(action::Persist{.sync = false});
+  actions->push_back(action::Done{});
+}
+
+Actions TransactionMachine::OnTimer(absl::Time now) {
+  switch (record_.state()) {
+    case v1::TRANSACTION_STATE_ACTIVE:
+    case v1::TRANSACTION_STATE_PREPARING: {
+      if (commit_logging_ ||
+          now < absl::FromUnixMicros(record_.deadline_us())) {
+        return {};
+      }
+      std::vector<std::string> silent;
+      for (const BranchRecord& branch : record_.branches()) {
+        if (branch.vote() == v1::VOTE_UNSPECIFIED) {
+          silent.push_back(branch.participant_id());
+        }
+      }
+      return DecideAbort(
+          record_.state() == v1::TRANSACTION_STATE_ACTIVE
+              ? std::string("deadline passed before Commit was called")
+              : absl::StrCat("deadline passed before every branch voted; no "
+                             "vote from ",
+                             absl::StrJoin(silent, ", ")),
+          now);
+    }
+    case v1::TRANSACTION_STATE_COMMITTING: {
+      if (commit_logging_) return {};
+      Actions actions;
+      SendPhase2(now, &actions);
+      return actions;
+    }
+    default:
+      return {};
+  }
+}
+
+Actions TransactionMachine::DecideAbort(const std::string& reason,
+                                        absl::Time now) {
+  const bool prepared = record_.state() != v1::TRANSACTION_STATE_ACTIVE;
+  record_.set_state(v1::TRANSACTION_STATE_ABORTED);
+  record_.set_outcome(v1::OUTCOME_ABORTED);
+  record_.set_abort_reason(reason);
+  record_.set_decide_time_us(Micros(now));
+  record_.set_finish_time_us(Micros(now));
+  Actions actions;
+  actions.push_back(action::Reply{});
+  if (prepared) {
+    for (const BranchRecord& branch : record_.branches()) {
+      if (HoldsPreparedState(branch)) {
+        actions.push_back(action::SendAbort{branch.participant_id()});
+      }
+    }
+  }
+  // Unforced: presumed abort makes a lost abort record harmless.
+  actions.push_back(action::Persist{.sync = false});
+  actions.push_back(action::Done{});
+  return actions;
+}
+
+absl::Duration TransactionMachine::Backoff(uint32_t attempts) {
+  absl::Duration delay = policy_.initial_backoff;
+  for (uint32_t i = 1; i < attempts && delay < policy_.max_backoff; ++i) {
+    delay *= 2;
+  }
+  delay = std::min(delay, policy_.max_backoff);
+  std::uniform_real_distribution<double> factor(1 - policy_.jitter,
+                                                1 + policy_.jitter);
+  return delay * factor(rng_);
+}
+
+}  // namespace twopc::coordinator

@@ -1,0 +1,184 @@
+// TransactionMachine: the two-phase-commit protocol for one transaction, as a
+// plain state machine. Events go in (commit requested, vote, log write synced,
+// acknowledgement, timer); actions come out (send, persist, reply, wake me
+// at). It owns no threads, sockets, files or clocks: the caller passes the
+// time with every event and carries out the actions. That is what lets tests
+// drive it through every schedule deterministically.
+//
+// The protocol is presumed abort:
+//
+//   ACTIVE --Commit--> PREPARING: send Prepare to every branch (the record is
+//       persisted unforced, so recovery can tell participants to abort).
+//   PREPARING, all votes YES or READ_ONLY: persist the COMMIT record *forced*
+//       (Persist{sync=true}); nothing else happens until OnPersisted.
+//   OnPersisted: the decision is durable -> Reply (client told COMMITTED),
+//       send Commit to every YES branch -> COMMITTING.
+//   COMMITTING: resend Commit to unacknowledged branches with capped
+//       exponential backoff and jitter; after `park_after_attempts` the
+//       transaction is parked (still retried, every `parked_interval`).
+//       Every branch acknowledged -> COMMITTED (persisted unforced) -> Done.
+//   PREPARING, a NO vote, a prepare error, the deadline, or Abort: decide
+//       abort -> Reply, send Abort to every branch that may hold state,
+//       persist unforced -> ABORTED -> Done. Aborts need no acknowledgement:
+//       a participant that misses one asks (QueryOutcomes) and is told
+//       ABORTED, from the record or by presumption.
+//
+// Atomicity argument: Commit is only ever sent after OnPersisted, i.e. after
+// the COMMIT record is synced; the machine never decides abort once it has
+// asked for that record (late timers and Abort calls are refused); and a
+// branch that voted NO or never voted is never sent Commit.
+//
+// Thread-compatible: the caller serialises all calls on one machine.
+#ifndef TWOPC_COORDINATOR_TRANSACTION_MACHINE_H_
+#define TWOPC_COORDINATOR_TRANSACTION_MACHINE_H_
+
+#include <cstdint>
+#include <random>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "twopc/internal/decision_log.pb.h"
+
+namespace twopc::coordinator {
+
+// How phase-2 deliveries are retried.
+struct RetryPolicy {
+  absl::Duration initial_backoff = absl::Milliseconds(100);
+  absl::Duration max_backoff = absl::Seconds(10);
+  // Each delay is scaled by a random factor in [1 - jitter, 1 + jitter].
+  double jitter = 0.2;
+  // Attempts per branch before the transaction is parked.
+  uint32_t park_after_attempts = 20;
+  // Retry interval once parked.
+  absl::Duration parked_interval = absl::Minutes(1);
+};
+
+// What the machine asks its caller to do. Carry them out in order.
+namespace action {
+// Send PrepareBranch for this participant's branch.
+struct SendPrepare {
+  std::string participant_id;
+};
+// Send CommitBranch (only ever after the COMMIT record is synced).
+struct SendCommit {
+  std::string participant_id;
+};
+// Send AbortBranch.
+struct SendAbort {
+  std::string participant_id;
+};
+// Write record() to the decision log. With `sync`, call OnPersisted once the
+// write is synced; without, the write may be lost in a crash and no callback
+// is expected.
+struct Persist {
+  bool sync = false;
+};
+// The outcome is decided (and, for commit, durable): answer the clients
+// waiting for it.
+struct Reply {};
+// Call OnTimer at `when` (replaces any earlier wake-up).
+struct WakeAt {
+  absl::Time when;
+};
+// The transaction reached its final state; no more actions will follow
+// except answers to late messages.
+struct Done {};
+}  // namespace action
+
+using Action =
+    std::variant<action::SendPrepare, action::SendCommit, action::SendAbort,
+                 action::Persist, action::Reply, action::WakeAt, action::Done>;
+using Actions = std::vector<Action>;
+
+class TransactionMachine {
+ public:
+  // A new interactive or one-shot transaction in state ACTIVE. `record` has
+  // the id, key, branches (participant ids, votes unset), labels, create
+  // time and deadline filled in. `seed` seeds the retry jitter.
+  // REQUIRES: at least one branch; distinct participant ids.
+  TransactionMachine(internal::TransactionRecord record, RetryPolicy policy,
+                     uint64_t seed);
+
+  // A machine for a record read back from the log at start-up; call
+  // Recover next.
+  static TransactionMachine FromLog(internal::TransactionRecord record,
+                                    RetryPolicy policy, uint64_t seed);
+
+  // Resumes after a restart: an undecided transaction is aborted ("the
+  // coordinator restarted before deciding"); a decided, unfinished one has
+  // phase 2 delivered again. A final one needs nothing.
+  Actions Recover(absl::Time now);
+
+  // The wake-up for an ACTIVE transaction's deadline.
+  Actions Open(absl::Time now);
+
+  // Interactive transactions collect branches and messages while ACTIVE.
+  // REQUIRES: state ACTIVE; `participant_id` not yet a branch.
+  void AddBranch(const std::string& participant_id);
+  // REQUIRES: state ACTIVE.
+  void AddMessage(v1::Message message);
+
+  // Starts phase 1. REQUIRES: state ACTIVE (the caller checks and answers
+  // FAILED_PRECONDITION / ABORTED otherwise).
+  Actions Commit(absl::Time now);
+
+  // Aborts an undecided transaction. OK (also when already aborted: no
+  // actions); FAILED_PRECONDITION when commit was decided or is being
+  // logged.
+  absl::Status Abort(const std::string& reason, absl::Time now,
+                     Actions* actions);
+
+  // A participant's vote on its prepare. Duplicates and votes for unknown
+  // participants are ignored; a late YES after an abort is answered with
+  // SendAbort.
+  Actions OnVote(const std::string& participant_id, v1::Vote vote,
+                 const std::string& reason, absl::Time now);
+
+  // A prepare could not be processed (e.g. the participant fenced this
+  // coordinator, or its application is down): votes NO with `error`.
+  // In phase 2 the error is recorded and delivery retried.
+  Actions OnDeliveryError(const std::string& participant_id,
+                          const std::string& error, absl::Time now);
+
+  // The forced COMMIT record is synced.
+  Actions OnPersisted(absl::Time now);
+
+  // A participant acknowledged phase 2. `committed` is what it reports; a
+  // branch that says aborted after voting YES breaks atomicity: the
+  // transaction is parked with the error for an operator.
+  Actions OnAck(const std::string& participant_id, bool committed,
+                absl::Time now);
+
+  // A requested wake-up time has come: deadline or retry.
+  Actions OnTimer(absl::Time now);
+
+  const internal::TransactionRecord& record() const { return record_; }
+  v1::TransactionState state() const { return record_.state(); }
+  v1::Outcome outcome() const { return record_.outcome(); }
+  // The outcome is decided and durable enough to tell anyone: abort as soon
+  // as it is taken (presumed abort), commit once its record is synced.
+  bool decided() const;
+  // Final: COMMITTED or ABORTED.
+  bool finished() const;
+
+ private:
+  internal::BranchRecord* FindBranch(const std::string& participant_id);
+  Actions DecideAbort(const std::string& reason, absl::Time now);
+  void MaybeDecideCommit(absl::Time now, Actions* actions);
+  void SendPhase2(absl::Time now, Actions* actions);
+  void MaybeFinish(absl::Time now, Actions* actions);
+  absl::Duration Backoff(uint32_t attempts);
+
+  internal::TransactionRecord record_;
+  RetryPolicy policy_;
+  std::mt19937_64 rng_;
+  // The forced COMMIT record has been requested but not yet synced.
+  bool commit_logging_ = false;
+};
+
+}  // namespace twopc::coordinator
+
+#endif  // TWOPC_COORDINATOR_TRANSACTION_MACHINE_H_

@@ -1,0 +1,939 @@
+#include "coordinator/transaction_manager.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/grpc_status.h"
+#include "common/transaction_id.h"
+#include "common/status_macros.h"
+#include "coordinator/request_validation.h"
+#include "google/protobuf/util/time_util.h"
+
+namespace twopc::coordinator {
+namespace {
+
+using google::protobuf::util::TimeUtil;
+
+constexpr char kCompactedThroughMeta[] = "compacted_through";
+constexpr size_t kLatencySamples = 10'000;
+
+google::protobuf::Timestamp Timestamp(int64_t micros) {
+  return TimeUtil::MicrosecondsToTimestamp(micros);
+}
+
+bool IsFinal(v1::TransactionState state) {
+  return state == v1::TRANSACTION_STATE_COMMITTED ||
+         state == v1::TRANSACTION_STATE_ABORTED;
+}
+
+v1::Transaction ToTransaction(const internal::TransactionRecord& record) {
+  v1::Transaction t;
+  t.set_transaction_id(record.transaction_id());
+  t.set_idempotency_key(record.idempotency_key());
+  t.set_state(record.state());
+  t.set_outcome(record.outcome());
+  t.set_abort_reason(record.abort_reason());
+  for (const internal::BranchRecord& b : record.branches()) {
+    v1::BranchStatus* status = t.add_branches();
+    status->set_participant_id(b.participant_id());
+    status->set_vote(b.vote());
+    status->set_vote_reason(b.vote_reason());
+    status->set_finished(b.finished());
+  }
+  *t.mutable_message_positions() = record.message_positions();
+  *t.mutable_labels() = record.labels();
+  if (record.create_time_us() != 0) {
+    *t.mutable_create_time() = Timestamp(record.create_time_us());
+  }
+  if (record.deadline_us() != 0) {
+    *t.mutable_deadline() = Timestamp(record.deadline_us());
+  }
+  if (record.decide_time_us() != 0) {
+    *t.mutable_decide_time() = Timestamp(record.decide_time_us());
+  }
+  if (record.finish_time_us() != 0) {
+    *t.mutable_finish_time() = Timestamp(record.finish_time_us());
+  }
+  t.set_parked(record.parked());
+  t.set_forced(record.forced());
+  return t;
+}
+
+// The answer to Execute/Commit for a decided transaction.
+absl::StatusOr<v1::Transaction> Outcome(
+    const internal::TransactionRecord& record) {
+  if (record.outcome() == v1::OUTCOME_COMMITTED) return ToTransaction(record);
+  v1::ErrorInfo info;
+  info.set_reason("ABORTED");
+  info.set_transaction_id(record.transaction_id());
+  for (const internal::BranchRecord& b : record.branches()) {
+    if (b.vote() == v1::VOTE_NO) {
+      info.set_reason("VOTED_NO");
+      info.set_participant_id(b.participant_id());
+      break;
+    }
+  }
+  return WithErrorInfo(
+      absl::AbortedError(absl::StrCat("transaction ", record.transaction_id(),
+                                      " aborted: ", record.abort_reason())),
+      info);
+}
+
+uint64_t Fingerprint(const google::protobuf::Message& message) {
+  std::string bytes;
+  google::protobuf::io::StringOutputStream stream(&bytes);
+  google::protobuf::io::CodedOutputStream out(&stream);
+  out.SetSerializationDeterministic(true);
+  message.SerializeToCodedStream(&out);
+  out.Trim();
+  return std::hash<std::string>()(bytes);
+}
+
+v1::TransactionRef RefById(const std::string& transaction_id) {
+  v1::TransactionRef ref;
+  ref.set_transaction_id(transaction_id);
+  return ref;
+}
+
+absl::Status NotLive(const std::string& transaction_id) {
+  return absl::NotFoundError(absl::StrCat(
+      "transaction ", transaction_id,
+      " is not known: check the id (Begin returns it)"));
+}
+
+// Ids of records compare in creation order when parsed.
+bool IdLessOrEqual(const std::string& a, const std::string& b) {
+  absl::optional<TransactionId> x = TransactionId::Parse(a);
+  absl::optional<TransactionId> y = TransactionId::Parse(b);
+  if (!x || !y) return false;
+  return std::make_pair(x->epoch, x->sequence) <=
+         std::make_pair(y->epoch, y->sequence);
+}
+
+}  // namespace
+
+TransactionManager::TransactionManager(uint64_t epoch, Clock* clock,
+                                       storage::Store* store,
+                                       storage::DecisionLog* log,
+                                       ParticipantRegistry* registry,
+                                       ManagerOptions options)
+    : epoch_(epoch),
+      clock_(clock),
+      store_(store),
+      log_(log),
+      registry_(registry),
+      options_(options),
+      start_time_(clock->Now()) {}
+
+TransactionManager::~TransactionManager() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  if (timer_thread_.joinable()) timer_thread_.join();
+  absl::MutexLock lock(&mu_);
+  for (auto& [id, entry] : live_) {
+    const absl::Status unavailable = absl::UnavailableError(absl::StrCat(
+        "coordinator shutting down; the outcome of ", id,
+        " is not known yet: ask with Get after it restarts"));
+    for (Done& done : entry->on_decided) done(unavailable);
+    for (Done& done : entry->on_finished) done(unavailable);
+  }
+}
+
+absl::Status TransactionManager::Start() {
+  ASSIGN_OR_RETURN(absl::optional<std::string> compacted,
+                   store_->GetMeta(kCompactedThroughMeta));
+  std::vector<internal::TransactionRecord> unfinished;
+  RETURN_IF_ERROR(log_->ForEach([&](internal::TransactionRecord record) {
+    if (!IsFinal(record.state())) unfinished.push_back(std::move(record));
+  }));
+  absl::MutexLock lock(&mu_);
+  if (compacted.has_value()) compacted_through_ = *compacted;
+  const absl::Time now = clock_->Now();
+  for (internal::TransactionRecord& record : unfinished) {
+    const std::string id = record.transaction_id();
+    auto entry = std::make_unique<Entry>(TransactionMachine::FromLog(
+        std::move(record), options_.retry, std::hash<std::string>()(id)));
+    Entry* raw = entry.get();
+    live_.emplace(id, std::move(entry));
+    if (!raw->machine.record().idempotency_key().empty()) {
+      live_keys_[raw->machine.record().idempotency_key()] = id;
+    }
+    ApplyLocked(id, raw->machine.Recover(now));
+  }
+  timer_thread_ = std::thread([this] { TimerLoop(); });
+  return absl::OkStatus();
+}
+
+// ---------------------------------------------------------------------------
+// Client API
+
+TransactionManager::Entry* TransactionManager::CreateLocked(
+    const std::string& idempotency_key, uint64_t fingerprint,
+    absl::Duration timeout,
+    const google::protobuf::Map<std::string, std::string>& labels) {
+  const absl::Time now = clock_->Now();
+  const std::string id =
+      TransactionId{.epoch = epoch_, .sequence = next_sequence_++}.ToString();
+  internal::TransactionRecord record;
+  record.set_transaction_id(id);
+  record.set_idempotency_key(idempotency_key);
+  record.set_request_fingerprint(fingerprint);
+  record.set_epoch(epoch_);
+  record.set_create_time_us(absl::ToUnixMicros(now));
+  record.set_deadline_us(absl::ToUnixMicros(now + timeout));
+  *record.mutable_labels() = labels;
+  auto entry = std::make_unique<Entry>(TransactionMachine(
+      std::move(record), options_.retry, std::hash<std::string>()(id)));
+  entry->fingerprint = fingerprint;
+  Entry* raw = entry.get();
+  live_.emplace(id, std::move(entry));
+  if (!idempotency_key.empty()) live_keys_[idempotency_key] = id;
+  ++change_count_;
+  return raw;
+}
+
+void TransactionManager::AttachLocked(Entry* entry, bool wait_for_completion,
+                                      Done done) {
+  const TransactionMachine& machine = entry->machine;
+  if (machine.decided() &&
+      (machine.outcome() == v1::OUTCOME_ABORTED || !wait_for_completion ||
+       machine.finished())) {
+    done(Outcome(machine.record()));
+    return;
+  }
+  if (wait_for_completion) {
+    entry->on_finished.push_back(std::move(done));
+  } else {
+    entry->on_decided.push_back(std::move(done));
+  }
+}
+
+void TransactionManager::Execute(const v1::ExecuteRequest& request, Done done) {
+  const Limits& limits = options_.limits;
+  absl::Status valid = ValidateIdempotencyKey(request.idempotency_key(), limits);
+  if (valid.ok()) valid = ValidateLabels(request.labels(), limits);
+  if (valid.ok()) valid = ValidateBranches(request.branches(), limits);
+  absl::StatusOr<absl::Duration> timeout =
+      ValidateTimeout(request.timeout(), request.has_timeout(), limits);
+  if (valid.ok()) valid = timeout.status();
+  if (valid.ok() && request.messages_size() > limits.max_messages) {
+    valid = absl::InvalidArgumentError(
+        absl::StrCat(request.messages_size(), " messages; the limit is ",
+                     limits.max_messages));
+  }
+  for (const v1::Message& message : request.messages()) {
+    if (!valid.ok()) break;
+    valid = ValidateMessage(message);
+    if (valid.ok()) {
+      // Topics arrive with the queue service; until then none exists.
+      valid = absl::NotFoundError(absl::StrCat(
+          "topic '", message.topic(),
+          "' does not exist; this coordinator has no topics yet"));
+    }
+  }
+  if (valid.ok() && request.ByteSizeLong() > limits.max_transaction_bytes) {
+    valid = absl::InvalidArgumentError(absl::StrCat(
+        "the transaction is ", request.ByteSizeLong(),
+        " bytes; the limit is ", limits.max_transaction_bytes));
+  }
+  for (const v1::Branch& branch : request.branches()) {
+    if (!valid.ok()) break;
+    if (!registry_->IsRegistered(branch.participant_id())) {
+      v1::ErrorInfo info;
+      info.set_reason("PARTICIPANT_UNKNOWN");
+      info.set_participant_id(branch.participant_id());
+      valid = WithErrorInfo(
+          absl::NotFoundError(absl::StrCat(
+              "participant ", branch.participant_id(),
+              " is not registered; start its sidecar or check the name "
+              "(twopcctl participant list)")),
+          info);
+    }
+  }
+  if (!valid.ok()) {
+    done(valid);
+    return;
+  }
+
+  v1::ExecuteRequest identity = request;
+  identity.clear_wait_for_completion();
+  const uint64_t fingerprint = Fingerprint(identity);
+  const std::string& key = request.idempotency_key();
+
+  // A finished transaction with this key lives only in the log.
+  absl::optional<internal::TransactionRecord> logged;
+  if (!key.empty()) {
+    absl::StatusOr<absl::optional<std::string>> id =
+        log_->FindByIdempotencyKey(key);
+    if (!id.ok()) {
+      done(id.status());
+      return;
+    }
+    if (id->has_value()) {
+      absl::StatusOr<absl::optional<internal::TransactionRecord>> record =
+          log_->Read(**id);
+      if (!record.ok()) {
+        done(record.status());
+        return;
+      }
+      logged = std::move(*record);
+    }
+  }
+
+  absl::MutexLock lock(&mu_);
+  if (!key.empty()) {
+    auto it = live_keys_.find(key);
+    if (it != live_keys_.end()) {
+      Entry* entry = FindLiveLocked(it->second);
+      if (entry != nullptr) {
+        if (entry->fingerprint != fingerprint) {
+          done(absl::AlreadyExistsError(absl::StrCat(
+              "idempotency_key '", key, "' was used by transaction ",
+              it->second, " with a different request")));
+          return;
+        }
+        AttachLocked(entry, request.wait_for_completion(), std::move(done));
+        return;
+      }
+    }
+    if (logged.has_value()) {
+      if (logged->request_fingerprint() != fingerprint) {
+        done(absl::AlreadyExistsError(
+            absl::StrCat("idempotency_key '", key, "' was used by transaction ",
+                         logged->transaction_id(), " with a different request")));
+      } else {
+        done(Outcome(*logged));
+      }
+      return;
+    }
+  }
+  if (static_cast<int>(live_.size()) >= limits.max_inflight) {
+    done(absl::ResourceExhaustedError(absl::StrCat(
+        "the coordinator has ", live_.size(),
+        " transactions in flight (limit ", limits.max_inflight,
+        "); retry with backoff")));
+    return;
+  }
+  Entry* entry =
+      CreateLocked(key, fingerprint, *timeout, request.labels());
+  for (const v1::Branch& branch : request.branches()) {
+    entry->machine.AddBranch(branch.participant_id());
+    entry->work[branch.participant_id()] = branch;
+  }
+  const std::string id = entry->machine.record().transaction_id();
+  AttachLocked(entry, request.wait_for_completion(), std::move(done));
+  ApplyLocked(id, entry->machine.Commit(clock_->Now()));
+}
+
+absl::StatusOr<v1::BeginResponse> TransactionManager::Begin(
+    const v1::BeginRequest& request) {
+  const Limits& limits = options_.limits;
+  RETURN_IF_ERROR(ValidateIdempotencyKey(request.idempotency_key(), limits));
+  RETURN_IF_ERROR(ValidateLabels(request.labels(), limits));
+  ASSIGN_OR_RETURN(
+      absl::Duration timeout,
+      ValidateTimeout(request.timeout(), request.has_timeout(), limits));
+  const uint64_t fingerprint = Fingerprint(request);
+  const std::string& key = request.idempotency_key();
+
+  auto response_for = [](const internal::TransactionRecord& record) {
+    v1::BeginResponse response;
+    response.set_transaction_id(record.transaction_id());
+    *response.mutable_deadline() = Timestamp(record.deadline_us());
+    return response;
+  };
+  absl::optional<std::string> logged_id;
+  if (!key.empty()) {
+    ASSIGN_OR_RETURN(logged_id, log_->FindByIdempotencyKey(key));
+  }
+  absl::MutexLock lock(&mu_);
+  if (!key.empty()) {
+    auto it = live_keys_.find(key);
+    const std::string* existing = it != live_keys_.end() ? &it->second
+                                  : logged_id.has_value() ? &*logged_id
+                                                          : nullptr;
+    if (existing != nullptr) {
+      ASSIGN_OR_RETURN(internal::TransactionRecord record,
+                       LookupLocked(RefById(*existing)));
+      if (record.request_fingerprint() != fingerprint) {
+        return absl::AlreadyExistsError(
+            absl::StrCat("idempotency_key '", key, "' was used by transaction ",
+                         *existing, " with a different request"));
+      }
+      return response_for(record);
+    }
+  }
+  if (static_cast<int>(live_.size()) >= limits.max_inflight) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "the coordinator has ", live_.size(),
+        " transactions in flight (limit ", limits.max_inflight,
+        "); retry with backoff"));
+  }
+  Entry* entry = CreateLocked(key, fingerprint, timeout, request.labels());
+  const std::string id = entry->machine.record().transaction_id();
+  ApplyLocked(id, entry->machine.Open(clock_->Now()));
+  return response_for(entry->machine.record());
+}
+
+absl::Status TransactionManager::AddBranch(const v1::AddBranchRequest& request) {
+  RETURN_IF_ERROR(ValidateBranch(request.branch(), options_.limits));
+  const std::string& participant = request.branch().participant_id();
+  if (!registry_->IsRegistered(participant)) {
+    return absl::NotFoundError(absl::StrCat(
+        "participant ", participant,
+        " is not registered; start its sidecar or check the name"));
+  }
+  absl::MutexLock lock(&mu_);
+  Entry* entry = FindLiveLocked(request.transaction_id());
+  if (entry == nullptr) {
+    ASSIGN_OR_RETURN(internal::TransactionRecord record,
+                     LookupLocked(RefById(request.transaction_id())));
+    if (record.outcome() == v1::OUTCOME_ABORTED) return Outcome(record).status();
+    return absl::FailedPreconditionError(absl::StrCat(
+        "transaction ", request.transaction_id(), " is already decided"));
+  }
+  const internal::TransactionRecord& record = entry->machine.record();
+  if (record.outcome() == v1::OUTCOME_ABORTED) return Outcome(record).status();
+  if (record.state() != v1::TRANSACTION_STATE_ACTIVE) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "transaction ", request.transaction_id(),
+        " is no longer open for branches: Commit was already called"));
+  }
+  auto existing = entry->work.find(participant);
+  if (existing != entry->work.end()) {
+    if (Fingerprint(existing->second) == Fingerprint(request.branch())) {
+      return absl::OkStatus();  // a retry
+    }
+    return absl::AlreadyExistsError(absl::StrCat(
+        "transaction ", request.transaction_id(), " already has a branch for ",
+        participant, ": put all of a participant's work into one branch"));
+  }
+  if (record.branches_size() >= options_.limits.max_branches) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "transaction ", request.transaction_id(), " already has ",
+        record.branches_size(), " branches; the limit is ",
+        options_.limits.max_branches));
+  }
+  entry->machine.AddBranch(participant);
+  entry->work[participant] = request.branch();
+  ++change_count_;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<uint32_t> TransactionManager::AddMessages(
+    const v1::AddMessagesRequest& request) {
+  if (!request.messages().empty()) {
+    const v1::Message& message = request.messages(0);
+    RETURN_IF_ERROR(ValidateMessage(message));
+    // Topics arrive with the queue service; until then none exists.
+    return absl::NotFoundError(absl::StrCat(
+        "topic '", message.topic(),
+        "' does not exist; this coordinator has no topics yet"));
+  }
+  absl::MutexLock lock(&mu_);
+  Entry* entry = FindLiveLocked(request.transaction_id());
+  if (entry == nullptr) return NotLive(request.transaction_id());
+  const internal::TransactionRecord& record = entry->machine.record();
+  if (record.outcome() == v1::OUTCOME_ABORTED) return Outcome(record).status();
+  if (record.state() != v1::TRANSACTION_STATE_ACTIVE) {
+    return absl::FailedPreconditionError("Commit was already called");
+  }
+  return static_cast<uint32_t>(record.messages_size());
+}
+
+void TransactionManager::Commit(const v1::CommitRequest& request, Done done) {
+  absl::MutexLock lock(&mu_);
+  Entry* entry = FindLiveLocked(request.transaction_id());
+  if (entry == nullptr) {
+    absl::StatusOr<internal::TransactionRecord> record =
+        LookupLocked(RefById(request.transaction_id()));
+    if (!record.ok()) {
+      done(record.status());
+    } else {
+      done(Outcome(*record));  // a retry after the transaction finished
+    }
+    return;
+  }
+  const std::string id = request.transaction_id();
+  if (entry->machine.state() == v1::TRANSACTION_STATE_ACTIVE) {
+    if (entry->machine.record().branches_size() == 0) {
+      done(absl::InvalidArgumentError(absl::StrCat(
+          "transaction ", id, " has no branch: AddBranch before Commit")));
+      return;
+    }
+    AttachLocked(entry, request.wait_for_completion(), std::move(done));
+    ApplyLocked(id, entry->machine.Commit(clock_->Now()));
+    return;
+  }
+  AttachLocked(entry, request.wait_for_completion(), std::move(done));
+}
+
+absl::StatusOr<v1::Transaction> TransactionManager::Abort(
+    const v1::AbortRequest& request) {
+  if (request.reason().size() > options_.limits.max_reason_bytes) {
+    return absl::InvalidArgumentError("reason is longer than 1 KiB");
+  }
+  absl::MutexLock lock(&mu_);
+  Entry* entry = FindLiveLocked(request.transaction_id());
+  if (entry == nullptr) {
+    ASSIGN_OR_RETURN(internal::TransactionRecord record,
+                     LookupLocked(RefById(request.transaction_id())));
+    if (record.outcome() == v1::OUTCOME_COMMITTED) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "transaction ", request.transaction_id(),
+          " is already decided COMMITTED and cannot be aborted"));
+    }
+    return ToTransaction(record);
+  }
+  Actions actions;
+  RETURN_IF_ERROR(entry->machine.Abort(
+      request.reason().empty() ? "aborted by the client"
+                               : absl::StrCat("aborted by the client: ",
+                                              request.reason()),
+      clock_->Now(), &actions));
+  v1::Transaction result = ToTransaction(entry->machine.record());
+  ApplyLocked(request.transaction_id(), std::move(actions));
+  return result;
+}
+
+absl::StatusOr<v1::Transaction> TransactionManager::Get(
+    const v1::TransactionRef& ref) {
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(internal::TransactionRecord record, LookupLocked(ref));
+  return ToTransaction(record);
+}
+
+absl::StatusOr<v1::Transaction> TransactionManager::WaitForChange(
+    const v1::TransactionRef& ref, const v1::Transaction& previous,
+    absl::Duration timeout) {
+  const absl::Time deadline = clock_->Now() + timeout;
+  absl::MutexLock lock(&mu_);
+  while (true) {
+    ASSIGN_OR_RETURN(internal::TransactionRecord record, LookupLocked(ref));
+    v1::Transaction current = ToTransaction(record);
+    if (current.SerializeAsString() != previous.SerializeAsString() ||
+        stopping_) {
+      return current;
+    }
+    const uint64_t seen = change_count_;
+    auto changed = [this, seen]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return change_count_ != seen || stopping_;
+    };
+    if (!mu_.AwaitWithDeadline(absl::Condition(&changed), deadline)) {
+      return current;
+    }
+  }
+}
+
+TransactionManager::Entry* TransactionManager::FindLiveLocked(
+    const std::string& transaction_id) {
+  auto it = live_.find(transaction_id);
+  return it == live_.end() ? nullptr : it->second.get();
+}
+
+absl::StatusOr<internal::TransactionRecord> TransactionManager::LookupLocked(
+    const v1::TransactionRef& ref) {
+  std::string id;
+  switch (ref.ref_case()) {
+    case v1::TransactionRef::kTransactionId:
+      id = ref.transaction_id();
+      break;
+    case v1::TransactionRef::kIdempotencyKey: {
+      auto it = live_keys_.find(ref.idempotency_key());
+      if (it != live_keys_.end()) {
+        id = it->second;
+        break;
+      }
+      ASSIGN_OR_RETURN(absl::optional<std::string> logged,
+                       log_->FindByIdempotencyKey(ref.idempotency_key()));
+      if (!logged.has_value()) {
+        return absl::NotFoundError(absl::StrCat(
+            "no transaction with idempotency key '", ref.idempotency_key(),
+            "' is known: it never reached a decision (so it is aborted) or "
+            "was compacted after the retention period"));
+      }
+      id = *logged;
+      break;
+    }
+    case v1::TransactionRef::REF_NOT_SET:
+      return absl::InvalidArgumentError(
+          "name the transaction by transaction_id or idempotency_key");
+  }
+  if (Entry* entry = FindLiveLocked(id)) return entry->machine.record();
+  if (auto it = recent_.find(id); it != recent_.end()) return it->second;
+  ASSIGN_OR_RETURN(absl::optional<internal::TransactionRecord> logged,
+                   log_->Read(id));
+  if (logged.has_value()) return *logged;
+
+  absl::optional<TransactionId> parsed = TransactionId::Parse(id);
+  const bool ours_and_past =
+      parsed.has_value() &&
+      (parsed->epoch < epoch_ ||
+       (parsed->epoch == epoch_ && parsed->sequence < next_sequence_));
+  if (!ours_and_past) {
+    return absl::NotFoundError(
+        absl::StrCat("transaction ", id.substr(0, 80), " does not exist"));
+  }
+  if (!compacted_through_.empty() && IdLessOrEqual(id, compacted_through_)) {
+    return absl::NotFoundError(absl::StrCat(
+        "transaction ", id, " was compacted after the retention period (",
+        absl::FormatDuration(options_.retention), ")"));
+  }
+  // Presumed abort: an id this coordinator handed out that never reached
+  // the log was never decided, so it is aborted (and can no longer commit).
+  internal::TransactionRecord presumed;
+  presumed.set_transaction_id(id);
+  presumed.set_state(v1::TRANSACTION_STATE_ABORTED);
+  presumed.set_outcome(v1::OUTCOME_ABORTED);
+  presumed.set_abort_reason(
+      parsed->epoch < epoch_
+          ? "the coordinator restarted before deciding (presumed abort)"
+          : "aborted before any branch was prepared");
+  return presumed;
+}
+
+// ---------------------------------------------------------------------------
+// Carrying out actions
+
+bool TransactionManager::SendLocked(Entry& entry,
+                                    const std::string& participant_id,
+                                    v1::BranchRequest request) {
+  request.set_transaction_id(entry.machine.record().transaction_id());
+  return registry_->Send(participant_id, std::move(request));
+}
+
+void TransactionManager::ApplyLocked(const std::string& transaction_id,
+                                     Actions actions) {
+  Entry* entry = FindLiveLocked(transaction_id);
+  if (entry == nullptr) return;
+  ++change_count_;
+  bool done = false;
+  // Participants unregistered since the transaction started: delivery
+  // failures, handled by the machine like any other once these actions ran.
+  std::vector<std::string> unsendable;
+  auto send = [&](const std::string& participant_id,
+                  v1::BranchRequest request) {
+    if (!SendLocked(*entry, participant_id, std::move(request))) {
+      unsendable.push_back(participant_id);
+    }
+  };
+  for (Action& a : actions) {
+    if (auto* prepare = std::get_if<action::SendPrepare>(&a)) {
+      v1::BranchRequest request;
+      v1::PrepareBranch* p = request.mutable_prepare();
+      *p->mutable_branch() = entry->work[prepare->participant_id];
+      *p->mutable_deadline() =
+          Timestamp(entry->machine.record().deadline_us());
+      send(prepare->participant_id, std::move(request));
+    } else if (auto* commit = std::get_if<action::SendCommit>(&a)) {
+      v1::BranchRequest request;
+      request.mutable_commit();
+      send(commit->participant_id, std::move(request));
+    } else if (auto* abort = std::get_if<action::SendAbort>(&a)) {
+      v1::BranchRequest request;
+      request.mutable_abort()->set_reason(
+          entry->machine.record().abort_reason());
+      send(abort->participant_id, std::move(request));
+    } else if (auto* persist = std::get_if<action::Persist>(&a)) {
+      if (persist->sync) {
+        log_->Append(entry->machine.record(),
+                     [this, transaction_id](const absl::Status& status) {
+                       OnPersisted(transaction_id, status);
+                     });
+      } else {
+        log_->Append(entry->machine.record(), nullptr);
+      }
+    } else if (std::holds_alternative<action::Reply>(a)) {
+      const internal::TransactionRecord& record = entry->machine.record();
+      if (record.outcome() == v1::OUTCOME_COMMITTED) {
+        ++committed_total_;
+        recent_commits_.push_back(clock_->Now());
+        commit_latencies_.push_back(
+            clock_->Now() - absl::FromUnixMicros(record.create_time_us()));
+        if (commit_latencies_.size() > kLatencySamples) {
+          commit_latencies_.pop_front();
+        }
+      } else {
+        ++aborted_total_;
+      }
+      for (Done& waiter : entry->on_decided) waiter(Outcome(record));
+      entry->on_decided.clear();
+    } else if (auto* wake = std::get_if<action::WakeAt>(&a)) {
+      entry->wake_at = wake->when;
+      timers_.push(Timer{wake->when, transaction_id});
+    } else if (std::holds_alternative<action::Done>(a)) {
+      done = true;
+    }
+  }
+  if (done) {
+    FinishLocked(transaction_id);
+    return;
+  }
+  for (const std::string& participant_id : unsendable) {
+    ApplyLocked(transaction_id,
+                entry->machine.OnDeliveryError(
+                    participant_id, "participant is no longer registered",
+                    clock_->Now()));
+  }
+}
+
+void TransactionManager::OnPersisted(const std::string& transaction_id,
+                                     const absl::Status& status) {
+  absl::MutexLock lock(&mu_);
+  Entry* entry = FindLiveLocked(transaction_id);
+  if (entry == nullptr) return;
+  if (!status.ok()) {
+    // The COMMIT record may or may not be on disk: the outcome is unknown
+    // until a restart reads the log. Never acknowledge it.
+    const absl::Status unknown = WithErrorInfo(
+        absl::UnavailableError(absl::StrCat(
+            "the decision log write for ", transaction_id,
+            " failed (", status.message(),
+            "); the outcome is unknown until the coordinator restarts: ask "
+            "with Get")),
+        [&] {
+          v1::ErrorInfo info;
+          info.set_reason("DECISION_LOG_FAILED");
+          info.set_transaction_id(transaction_id);
+          return info;
+        }());
+    for (Done& done : entry->on_decided) done(unknown);
+    for (Done& done : entry->on_finished) done(unknown);
+    entry->on_decided.clear();
+    entry->on_finished.clear();
+    return;
+  }
+  ApplyLocked(transaction_id, entry->machine.OnPersisted(clock_->Now()));
+}
+
+void TransactionManager::FinishLocked(const std::string& transaction_id) {
+  auto it = live_.find(transaction_id);
+  if (it == live_.end()) return;
+  Entry& entry = *it->second;
+  const internal::TransactionRecord& record = entry.machine.record();
+  for (Done& waiter : entry.on_decided) waiter(Outcome(record));
+  for (Done& waiter : entry.on_finished) waiter(Outcome(record));
+  RememberRecentLocked(record);
+  if (!record.idempotency_key().empty()) {
+    live_keys_.erase(record.idempotency_key());
+  }
+  live_.erase(it);
+}
+
+void TransactionManager::RememberRecentLocked(
+    const internal::TransactionRecord& record) {
+  // Serves Get/Watch until the final record, written unforced, is readable
+  // from the log; and keeps hot lookups off the disk.
+  recent_[record.transaction_id()] = record;
+  recent_order_.push_back(record.transaction_id());
+  while (recent_order_.size() > options_.recent_cache_size) {
+    recent_.erase(recent_order_.front());
+    recent_order_.pop_front();
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Participants
+
+void TransactionManager::OnReply(const std::string& participant_id,
+                                 const v1::BranchReply& reply) {
+  const absl::Time now = clock_->Now();
+  absl::MutexLock lock(&mu_);
+  const std::string& id = reply.transaction_id();
+  Entry* entry = FindLiveLocked(id);
+  if (entry == nullptr) {
+    // A late YES for a transaction that is gone: release it unless it
+    // committed (then this is a duplicate of a vote already counted).
+    if (reply.result_case() == v1::BranchReply::kVote &&
+        reply.vote() == v1::VOTE_YES) {
+      absl::StatusOr<internal::TransactionRecord> record =
+          LookupLocked(RefById(id));
+      if (!record.ok() || record->outcome() != v1::OUTCOME_COMMITTED) {
+        v1::BranchRequest request;
+        request.set_transaction_id(id);
+        request.mutable_abort()->set_reason("transaction aborted");
+        registry_->Send(participant_id, std::move(request));
+      }
+    }
+    return;
+  }
+  switch (reply.result_case()) {
+    case v1::BranchReply::kVote:
+      ApplyLocked(id, entry->machine.OnVote(participant_id, reply.vote(),
+                                            reply.reason(), now));
+      break;
+    case v1::BranchReply::kAck:
+      ApplyLocked(id, entry->machine.OnAck(
+                          participant_id,
+                          reply.ack() == v1::BranchReply::ACK_COMMITTED, now));
+      break;
+    case v1::BranchReply::kError:
+      ApplyLocked(id, entry->machine.OnDeliveryError(
+                          participant_id,
+                          absl::StrCat(absl::StatusCodeToString(
+                                           static_cast<absl::StatusCode>(
+                                               reply.error().code())),
+                                       ": ", reply.error().message()),
+                          now));
+      break;
+    case v1::BranchReply::RESULT_NOT_SET:
+      break;
+  }
+}
+
+void TransactionManager::OnDeliveryFailure(const std::string& participant_id,
+                                           const std::string& transaction_id,
+                                           const std::string& error) {
+  absl::MutexLock lock(&mu_);
+  Entry* entry = FindLiveLocked(transaction_id);
+  if (entry == nullptr) return;
+  ApplyLocked(transaction_id, entry->machine.OnDeliveryError(
+                                  participant_id, error, clock_->Now()));
+}
+
+std::vector<v1::QueryOutcomesResponse::Result>
+TransactionManager::QueryOutcomes(const std::vector<std::string>& ids) {
+  std::vector<v1::QueryOutcomesResponse::Result> results;
+  absl::MutexLock lock(&mu_);
+  for (const std::string& id : ids) {
+    v1::QueryOutcomesResponse::Result result;
+    result.set_transaction_id(id);
+    if (Entry* entry = FindLiveLocked(id)) {
+      // While the COMMIT record is being written the answer is PENDING.
+      result.set_outcome(entry->machine.decided() ? entry->machine.outcome()
+                                                  : v1::OUTCOME_PENDING);
+    } else {
+      absl::StatusOr<internal::TransactionRecord> record =
+          LookupLocked(RefById(id));
+      // Unknown (never decided, or not ours): presumed abort. A current-epoch
+      // id at or beyond the next sequence is skipped so it can never be
+      // handed out, and so never commit.
+      if (absl::optional<TransactionId> parsed = TransactionId::Parse(id);
+          parsed && parsed->epoch == epoch_ &&
+          parsed->sequence >= next_sequence_) {
+        next_sequence_ = parsed->sequence + 1;
+      }
+      result.set_outcome(record.ok() ? record->outcome()
+                                     : v1::OUTCOME_ABORTED);
+    }
+    results.push_back(std::move(result));
+  }
+  return results;
+}
+
+// ---------------------------------------------------------------------------
+// Timers, compaction, stats
+
+void TransactionManager::TimerLoop() {
+  absl::Time next_compaction = clock_->Now() + options_.compaction_interval;
+  absl::MutexLock lock(&mu_);
+  while (!stopping_) {
+    const absl::Time now = clock_->Now();
+    if (now >= next_compaction) {
+      mu_.Unlock();
+      Compact();
+      mu_.Lock();
+      next_compaction = now + options_.compaction_interval;
+      continue;
+    }
+    if (!timers_.empty() && timers_.top().when <= now) {
+      Timer timer = timers_.top();
+      timers_.pop();
+      Entry* entry = FindLiveLocked(timer.transaction_id);
+      // Only the latest wake-up of a transaction counts.
+      if (entry != nullptr && entry->wake_at == timer.when) {
+        ApplyLocked(timer.transaction_id, entry->machine.OnTimer(now));
+      }
+      continue;
+    }
+    absl::Time wake = next_compaction;
+    if (!timers_.empty()) wake = std::min(wake, timers_.top().when);
+    const size_t queued = timers_.size();
+    auto changed = [this, queued]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return stopping_ || timers_.size() != queued;
+    };
+    mu_.AwaitWithDeadline(absl::Condition(&changed), wake);
+  }
+}
+
+void TransactionManager::Compact() {
+  // The watermark is stored before anything is deleted, so a removed id is
+  // always answered "compacted", never "presumed aborted".
+  log_->Compact(clock_->Now() - options_.retention,
+                [this](const std::string& newest_removed) {
+                  RETURN_IF_ERROR(
+                      store_->PutMeta(kCompactedThroughMeta, newest_removed));
+                  absl::MutexLock lock(&mu_);
+                  compacted_through_ = newest_removed;
+                  return absl::OkStatus();
+                })
+      .IgnoreError();
+}
+
+std::vector<v1::Transaction> TransactionManager::ListLive() const {
+  std::vector<v1::Transaction> result;
+  absl::MutexLock lock(&mu_);
+  for (auto it = live_.rbegin(); it != live_.rend(); ++it) {
+    result.push_back(ToTransaction(it->second->machine.record()));
+  }
+  return result;
+}
+
+v1::Stats TransactionManager::GetStats() const {
+  v1::Stats stats;
+  const absl::Time now = clock_->Now();
+  *stats.mutable_start_time() = Timestamp(absl::ToUnixMicros(start_time_));
+  stats.set_coordinator_epoch(epoch_);
+  for (const auto& [name, value] : options_.limits.Describe()) {
+    (*stats.mutable_limits())[name] = value;
+  }
+  std::vector<absl::Duration> latencies;
+  {
+    absl::MutexLock lock(&mu_);
+    stats.set_committed_total(committed_total_);
+    stats.set_aborted_total(aborted_total_);
+    const absl::Time window_start = now - absl::Seconds(10);
+    stats.set_committed_per_second(
+        std::count_if(recent_commits_.begin(), recent_commits_.end(),
+                      [&](absl::Time t) { return t >= window_start; }) /
+        10.0);
+    absl::Time oldest_in_doubt = absl::InfiniteFuture();
+    for (const auto& [id, entry] : live_) {
+      const internal::TransactionRecord& record = entry->machine.record();
+      if (record.state() == v1::TRANSACTION_STATE_PREPARING) {
+        stats.set_in_doubt(stats.in_doubt() + 1);
+        oldest_in_doubt = std::min(
+            oldest_in_doubt, absl::FromUnixMicros(record.create_time_us()));
+      } else if (record.outcome() != v1::OUTCOME_PENDING) {
+        stats.set_phase2_pending(stats.phase2_pending() + 1);
+      }
+      if (record.parked()) stats.set_parked(stats.parked() + 1);
+    }
+    if (oldest_in_doubt != absl::InfiniteFuture()) {
+      *stats.mutable_oldest_in_doubt_age() = TimeUtil::MicrosecondsToDuration(
+          absl::ToInt64Microseconds(now - oldest_in_doubt));
+    }
+    latencies.assign(commit_latencies_.begin(), commit_latencies_.end());
+  }
+  if (!latencies.empty()) {
+    std::sort(latencies.begin(), latencies.end());
+    auto at = [&](double q) {
+      const size_t i = std::min(latencies.size() - 1,
+                                static_cast<size_t>(q * latencies.size()));
+      return TimeUtil::MicrosecondsToDuration(
+          absl::ToInt64Microseconds(latencies[i]));
+    };
+    v1::LatencySummary* summary = stats.mutable_commit_latency();
+    *summary->mutable_p50() = at(0.5);
+    *summary->mutable_p90() = at(0.9);
+    *summary->mutable_p99() = at(0.99);
+    *summary->mutable_p999() = at(0.999);
+    *summary->mutable_max() = at(1.0);
+  }
+  return stats;
+}
+
+}  // namespace twopc::coordinator

@@ -1,0 +1,197 @@
+// TransactionManager: the runtime around TransactionMachine. It owns every
+// live transaction, carries out the machines' actions (sends on participant
+// links, decision-log writes through group commit, client replies, timers)
+// and answers the client, participant and operator APIs.
+//
+// Live transactions (not yet final) are in memory; finished ones are read
+// back from the decision log (with a small cache of the most recent) until
+// compaction removes them after `retention`.
+//
+// Locking: one mutex guards all live transactions. Every action a machine
+// emits is non-blocking (queue a send, queue a log write, complete a
+// waiter, arm a timer), so actions run under the lock, in order, which keeps
+// log writes of one transaction in the order the machine asked for them.
+// Callbacks from links and the log writer take the lock themselves; nothing
+// calls out of the manager while holding it except those non-blocking
+// queues.
+//
+// Thread-safety: all public methods may be called concurrently.
+#ifndef TWOPC_COORDINATOR_TRANSACTION_MANAGER_H_
+#define TWOPC_COORDINATOR_TRANSACTION_MANAGER_H_
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <queue>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/clock.h"
+#include "coordinator/limits.h"
+#include "coordinator/participant_registry.h"
+#include "coordinator/transaction_machine.h"
+#include "storage/decision_log.h"
+#include "twopc/v1/admin.pb.h"
+#include "twopc/v1/participant.pb.h"
+#include "twopc/v1/transaction.pb.h"
+
+namespace twopc::coordinator {
+
+struct ManagerOptions {
+  Limits limits;
+  RetryPolicy retry;
+  // How long finished transactions stay inspectable before compaction.
+  absl::Duration retention = absl::Hours(24);
+  // How often compaction runs.
+  absl::Duration compaction_interval = absl::Minutes(1);
+  // Finished transactions kept in memory for fast Get/Watch.
+  size_t recent_cache_size = 10'000;
+};
+
+class TransactionManager {
+ public:
+  // Called once with the result of Execute or Commit: the Transaction when
+  // committed; ABORTED when definitely aborted; an ambiguous code when the
+  // outcome is unknown. May run on any thread, with internal locks held:
+  // it must only hand the result over (e.g. notify a waiting thread).
+  using Done = std::function<void(absl::StatusOr<v1::Transaction>)>;
+
+  // All pointers must outlive the manager. `registry` must deliver link
+  // callbacks to OnReply / OnDeliveryFailure.
+  TransactionManager(uint64_t epoch, Clock* clock, storage::Store* store,
+                     storage::DecisionLog* log, ParticipantRegistry* registry,
+                     ManagerOptions options);
+  // Stops the timer thread. Waiters still pending get UNAVAILABLE.
+  ~TransactionManager();
+
+  // Reads the decision log, aborts every undecided transaction and re-drives
+  // phase 2 of every decided, unfinished one; then starts the timer thread.
+  // Call once, before serving. DATA_LOSS for a corrupt log.
+  absl::Status Start();
+
+  // --- TransactionService (codes as documented in transaction.proto) ---
+  void Execute(const v1::ExecuteRequest& request, Done done);
+  absl::StatusOr<v1::BeginResponse> Begin(const v1::BeginRequest& request);
+  absl::Status AddBranch(const v1::AddBranchRequest& request);
+  absl::StatusOr<uint32_t> AddMessages(const v1::AddMessagesRequest& request);
+  void Commit(const v1::CommitRequest& request, Done done);
+  absl::StatusOr<v1::Transaction> Abort(const v1::AbortRequest& request);
+  absl::StatusOr<v1::Transaction> Get(const v1::TransactionRef& ref);
+
+  // For Watch: waits (at most `timeout`) until the transaction differs from
+  // `previous` and returns it (or returns it at once when it already does).
+  absl::StatusOr<v1::Transaction> WaitForChange(
+      const v1::TransactionRef& ref, const v1::Transaction& previous,
+      absl::Duration timeout);
+
+  // --- CoordinatorService ---
+  std::vector<v1::QueryOutcomesResponse::Result> QueryOutcomes(
+      const std::vector<std::string>& transaction_ids);
+
+  // --- Link callbacks ---
+  void OnReply(const std::string& participant_id, const v1::BranchReply& reply)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  void OnDeliveryFailure(const std::string& participant_id,
+                         const std::string& transaction_id,
+                         const std::string& error) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // --- Operators ---
+  v1::Stats GetStats() const ABSL_LOCKS_EXCLUDED(mu_);
+  // Unfinished transactions (newest first), for listings.
+  std::vector<v1::Transaction> ListLive() const ABSL_LOCKS_EXCLUDED(mu_);
+
+  uint64_t epoch() const { return epoch_; }
+
+ private:
+  struct Entry {
+    explicit Entry(TransactionMachine m) : machine(std::move(m)) {}
+    TransactionMachine machine;
+    uint64_t fingerprint = 0;
+    // The work to send with each prepare, by participant.
+    std::map<std::string, v1::Branch> work;
+    // Clients waiting for the decision, and for completion.
+    std::vector<Done> on_decided;
+    std::vector<Done> on_finished;
+    absl::Time wake_at = absl::InfiniteFuture();
+  };
+
+  struct Timer {
+    absl::Time when;
+    std::string transaction_id;
+    bool operator>(const Timer& other) const { return when > other.when; }
+  };
+
+  // Creates a live transaction (ACTIVE). REQUIRES: validated input.
+  Entry* CreateLocked(const std::string& idempotency_key, uint64_t fingerprint,
+                      absl::Duration timeout,
+                      const google::protobuf::Map<std::string, std::string>&
+                          labels) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Finds a live transaction by id; nullptr if not live.
+  Entry* FindLiveLocked(const std::string& transaction_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A live or finished transaction's record by ref, or NOT_FOUND (with the
+  // presumed-abort explanation). May read the log.
+  absl::StatusOr<internal::TransactionRecord> LookupLocked(
+      const v1::TransactionRef& ref) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Waits on an existing transaction for Execute/Commit retries.
+  void AttachLocked(Entry* entry, bool wait_for_completion, Done done)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Carries out `actions` for `entry` in order; may destroy the entry.
+  void ApplyLocked(const std::string& transaction_id, Actions actions)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // False when the participant is not registered.
+  bool SendLocked(Entry& entry, const std::string& participant_id,
+                  v1::BranchRequest request)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void OnPersisted(const std::string& transaction_id,
+                   const absl::Status& status) ABSL_LOCKS_EXCLUDED(mu_);
+  void FinishLocked(const std::string& transaction_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void RememberRecentLocked(const internal::TransactionRecord& record)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void TimerLoop() ABSL_LOCKS_EXCLUDED(mu_);
+  void Compact() ABSL_LOCKS_EXCLUDED(mu_);
+
+  const uint64_t epoch_;
+  Clock* const clock_;
+  storage::Store* const store_;
+  storage::DecisionLog* const log_;
+  ParticipantRegistry* const registry_;
+  const ManagerOptions options_;
+  const absl::Time start_time_;
+
+  mutable absl::Mutex mu_;
+  uint64_t next_sequence_ ABSL_GUARDED_BY(mu_) = 1;
+  std::map<std::string, std::unique_ptr<Entry>> live_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::string> live_keys_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, internal::TransactionRecord> recent_
+      ABSL_GUARDED_BY(mu_);
+  std::deque<std::string> recent_order_ ABSL_GUARDED_BY(mu_);
+  std::priority_queue<Timer, std::vector<Timer>, std::greater<Timer>> timers_
+      ABSL_GUARDED_BY(mu_);
+  // Bumped on every change to any transaction; Watch waits on it.
+  uint64_t change_count_ ABSL_GUARDED_BY(mu_) = 0;
+  // Highest record id removed by compaction ("" = none).
+  std::string compacted_through_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+
+  // Counters for stats.
+  uint64_t committed_total_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t aborted_total_ ABSL_GUARDED_BY(mu_) = 0;
+  std::deque<absl::Time> recent_commits_ ABSL_GUARDED_BY(mu_);
+  std::deque<absl::Duration> commit_latencies_ ABSL_GUARDED_BY(mu_);
+
+  std::thread timer_thread_;
+};
+
+}  // namespace twopc::coordinator
+
+#endif  // TWOPC_COORDINATOR_TRANSACTION_MANAGER_H_

@@ -1,0 +1,140 @@
+#include "storage/decision_log.h"
+
+#include <memory>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/transaction_id.h"
+#include "storage/coding.h"
+
+namespace twopc::storage {
+namespace {
+
+// 16 bytes: epoch and sequence, big-endian, so keys sort in creation order.
+std::string RecordKey(const TransactionId& id) {
+  std::string key;
+  PutFixed64BE(&key, id.epoch);
+  PutFixed64BE(&key, id.sequence);
+  return key;
+}
+
+absl::optional<std::string> RecordKey(const std::string& transaction_id) {
+  absl::optional<TransactionId> id = TransactionId::Parse(transaction_id);
+  if (!id.has_value()) return absl::nullopt;
+  return RecordKey(*id);
+}
+
+bool IsFinal(v1::TransactionState state) {
+  return state == v1::TRANSACTION_STATE_COMMITTED ||
+         state == v1::TRANSACTION_STATE_ABORTED;
+}
+
+}  // namespace
+
+DecisionLog::DecisionLog(Store* store, GroupCommitWriter* writer)
+    : store_(store),
+      writer_(writer),
+      records_(store->family(kRecordsFamily)),
+      keys_(store->family(kKeysFamily)) {}
+
+void DecisionLog::Append(const internal::TransactionRecord& record,
+                         GroupCommitWriter::Done done) {
+  // Serialise now, on the caller's thread, so the record written is the one
+  // the caller had at this moment.
+  auto key = RecordKey(record.transaction_id());
+  auto value = std::make_shared<std::string>(record.SerializeAsString());
+  std::string idempotency_key = record.idempotency_key();
+  std::string id = record.transaction_id();
+  writer_->Submit(
+      [this, key = *key, value, idempotency_key = std::move(idempotency_key),
+       id = std::move(id)](rocksdb::WriteBatch& batch) {
+        batch.Put(records_, key, *value);
+        if (!idempotency_key.empty()) batch.Put(keys_, idempotency_key, id);
+      },
+      std::move(done));
+}
+
+absl::StatusOr<absl::optional<internal::TransactionRecord>> DecisionLog::Read(
+    const std::string& transaction_id) const {
+  absl::optional<std::string> key = RecordKey(transaction_id);
+  if (!key.has_value()) return absl::nullopt;
+  std::string value;
+  rocksdb::Status s =
+      store_->db()->Get(rocksdb::ReadOptions(), records_, *key, &value);
+  if (s.IsNotFound()) return absl::nullopt;
+  if (!s.ok()) return FromRocksDb(s, "reading transaction record");
+  internal::TransactionRecord record;
+  if (!record.ParseFromString(value)) {
+    return absl::DataLossError(
+        absl::StrCat("transaction record ", transaction_id, " is corrupt"));
+  }
+  return record;
+}
+
+absl::StatusOr<absl::optional<std::string>> DecisionLog::FindByIdempotencyKey(
+    const std::string& key) const {
+  std::string id;
+  rocksdb::Status s = store_->db()->Get(rocksdb::ReadOptions(), keys_, key, &id);
+  if (s.IsNotFound()) return absl::nullopt;
+  if (!s.ok()) return FromRocksDb(s, "reading idempotency key");
+  return id;
+}
+
+absl::Status DecisionLog::ForEach(
+    const std::function<void(internal::TransactionRecord)>& visit) const {
+  std::unique_ptr<rocksdb::Iterator> it(
+      store_->db()->NewIterator(rocksdb::ReadOptions(), records_));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    internal::TransactionRecord record;
+    if (!record.ParseFromArray(it->value().data(),
+                               static_cast<int>(it->value().size()))) {
+      return absl::DataLossError(absl::StrCat(
+          "decision log in ", store_->dir(),
+          " holds a corrupt transaction record; refusing to guess its outcome"));
+    }
+    visit(std::move(record));
+  }
+  return FromRocksDb(it->status(), "scanning the decision log");
+}
+
+absl::StatusOr<int> DecisionLog::Compact(
+    absl::Time cutoff,
+    const std::function<absl::Status(const std::string& newest_id)>&
+        before_delete) {
+  const int64_t cutoff_us = absl::ToUnixMicros(cutoff);
+  std::unique_ptr<rocksdb::Iterator> it(
+      store_->db()->NewIterator(rocksdb::ReadOptions(), records_));
+  rocksdb::WriteBatch batch;
+  int deleted = 0;
+  std::string newest;
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    internal::TransactionRecord record;
+    if (!record.ParseFromArray(it->value().data(),
+                               static_cast<int>(it->value().size()))) {
+      continue;  // leave it for an operator; ForEach reports it
+    }
+    // Records are in creation order: nothing created after the cutoff can
+    // have finished before it.
+    if (record.create_time_us() >= cutoff_us) break;
+    if (!IsFinal(record.state()) || record.finish_time_us() >= cutoff_us) {
+      continue;
+    }
+    batch.Delete(records_, it->key());
+    if (!record.idempotency_key().empty()) {
+      batch.Delete(keys_, record.idempotency_key());
+    }
+    newest = record.transaction_id();
+    ++deleted;
+  }
+  if (!it->status().ok()) return FromRocksDb(it->status(), "compacting");
+  if (deleted > 0) {
+    if (absl::Status status = before_delete(newest); !status.ok()) {
+      return status;
+    }
+    rocksdb::Status s = store_->db()->Write(rocksdb::WriteOptions(), &batch);
+    if (!s.ok()) return FromRocksDb(s, "compacting the decision log");
+  }
+  return deleted;
+}
+
+}  // namespace twopc::storage

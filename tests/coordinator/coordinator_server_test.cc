@@ -1,0 +1,427 @@
+// The coordinator runtime end to end, in one process: a real
+// CoordinatorServer (gRPC, RocksDB, group commit, links) against scripted
+// fake participants that serve ParticipantService.Link on port 0.
+#include "coordinator/coordinator_server.h"
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "common/grpc_server.h"
+#include "common/grpc_status.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/testing/status_matchers.h"
+#include "tests/testing/temp_dir.h"
+#include "twopc/v1/participant.grpc.pb.h"
+#include "twopc/v1/transaction.grpc.pb.h"
+
+namespace twopc::coordinator {
+namespace {
+
+using ::testing::HasSubstr;
+using ::twopc::testing::IsOk;
+using ::twopc::testing::TempDir;
+
+constexpr absl::Duration kWait = absl::Seconds(20);
+
+// A participant whose answers the test scripts. Records every request.
+class FakeParticipant final : public v1::ParticipantService::Service {
+ public:
+  enum class OnPrepare { kYes, kNo, kSilent };
+
+  explicit FakeParticipant(std::string id) : id_(std::move(id)) {
+    auto server = StartGrpcServer("127.0.0.1:0", {this}, 8 << 20);
+    EXPECT_THAT(server, IsOk());
+    server_ = std::move(*server);
+  }
+  ~FakeParticipant() override {
+    server_.server->Shutdown(absl::ToChronoTime(absl::Now()));
+  }
+
+  const std::string& id() const { return id_; }
+  const std::string& address() const { return server_.address; }
+
+  void set_on_prepare(OnPrepare mode) {
+    absl::MutexLock lock(&mu_);
+    on_prepare_ = mode;
+  }
+  void set_ack_commits(bool ack) {
+    absl::MutexLock lock(&mu_);
+    ack_commits_ = ack;
+  }
+
+  // "prepare:<txn>", "commit:<txn>", "abort:<txn>", in arrival order.
+  std::vector<std::string> received() const {
+    absl::MutexLock lock(&mu_);
+    return received_;
+  }
+  uint64_t last_epoch() const {
+    absl::MutexLock lock(&mu_);
+    return last_epoch_;
+  }
+
+  // Waits until `event` was received; false after kWait.
+  bool WaitFor(const std::string& event) const {
+    absl::MutexLock lock(&mu_);
+    auto seen = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return std::find(received_.begin(), received_.end(), event) !=
+             received_.end();
+    };
+    return mu_.AwaitWithTimeout(absl::Condition(&seen), kWait);
+  }
+
+  grpc::Status Link(
+      grpc::ServerContext*,
+      grpc::ServerReaderWriter<v1::ParticipantBatch, v1::CoordinatorBatch>*
+          stream) override {
+    v1::CoordinatorBatch batch;
+    bool first = true;
+    while (stream->Read(&batch)) {
+      v1::ParticipantBatch out;
+      if (first) {
+        out.mutable_hello()->set_participant_id(id_);
+        first = false;
+      }
+      {
+        absl::MutexLock lock(&mu_);
+        last_epoch_ = batch.coordinator_epoch();
+        for (const v1::BranchRequest& request : batch.requests()) {
+          v1::BranchReply reply;
+          reply.set_request_id(request.request_id());
+          reply.set_transaction_id(request.transaction_id());
+          if (request.has_prepare()) {
+            received_.push_back("prepare:" + request.transaction_id());
+            if (on_prepare_ == OnPrepare::kSilent) continue;
+            reply.set_vote(on_prepare_ == OnPrepare::kYes ? v1::VOTE_YES
+                                                          : v1::VOTE_NO);
+            if (on_prepare_ == OnPrepare::kNo) {
+              reply.set_reason("balance would be -5 (min 0)");
+            }
+          } else if (request.has_commit()) {
+            received_.push_back("commit:" + request.transaction_id());
+            if (!ack_commits_) continue;
+            reply.set_ack(v1::BranchReply::ACK_COMMITTED);
+          } else {
+            received_.push_back("abort:" + request.transaction_id());
+            reply.set_ack(v1::BranchReply::ACK_ABORTED);
+          }
+          *out.add_replies() = std::move(reply);
+        }
+      }
+      if (!stream->Write(out)) break;
+    }
+    return grpc::Status::OK;
+  }
+
+ private:
+  const std::string id_;
+  RunningServer server_;
+  mutable absl::Mutex mu_;
+  OnPrepare on_prepare_ ABSL_GUARDED_BY(mu_) = OnPrepare::kYes;
+  bool ack_commits_ ABSL_GUARDED_BY(mu_) = true;
+  std::vector<std::string> received_ ABSL_GUARDED_BY(mu_);
+  uint64_t last_epoch_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+class CoordinatorServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    a_ = std::make_unique<FakeParticipant>("a");
+    b_ = std::make_unique<FakeParticipant>("b");
+    StartCoordinator();
+    Register(*a_);
+    Register(*b_);
+  }
+
+  void StartCoordinator() {
+    CoordinatorOptions options;
+    options.listen = "127.0.0.1:0";
+    options.data_dir = dir_.Sub("coordinator");
+    options.manager.retry.initial_backoff = absl::Milliseconds(20);
+    auto server = CoordinatorServer::Start(options);
+    ASSERT_THAT(server, IsOk());
+    coordinator_ = std::move(*server);
+    auto channel = grpc::CreateChannel(coordinator_->address(),
+                                       grpc::InsecureChannelCredentials());
+    transactions_ = v1::TransactionService::NewStub(channel);
+    gateway_ = v1::CoordinatorService::NewStub(channel);
+  }
+
+  void RestartCoordinator() {
+    coordinator_->Shutdown(absl::Seconds(1));
+    coordinator_.reset();
+    StartCoordinator();
+  }
+
+  void Register(const FakeParticipant& p) {
+    grpc::ClientContext context;
+    v1::RegisterRequest request;
+    request.set_participant_id(p.id());
+    request.set_endpoint(p.address());
+    request.set_resource("kv");
+    v1::RegisterResponse response;
+    ASSERT_TRUE(gateway_->Register(&context, request, &response).ok());
+    EXPECT_EQ(response.coordinator_epoch(), coordinator_->epoch());
+  }
+
+  static v1::Branch KvBranch(const std::string& participant) {
+    v1::Branch branch;
+    branch.set_participant_id(participant);
+    auto* put = branch.mutable_kv()->add_operations()->mutable_put();
+    put->set_key("k");
+    put->set_value("v");
+    return branch;
+  }
+
+  v1::ExecuteRequest TwoBranches(const std::string& key = "") {
+    v1::ExecuteRequest request;
+    request.set_idempotency_key(key);
+    *request.add_branches() = KvBranch("a");
+    *request.add_branches() = KvBranch("b");
+    return request;
+  }
+
+  absl::StatusOr<v1::Transaction> Execute(const v1::ExecuteRequest& request) {
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + kWait));
+    v1::ExecuteResponse response;
+    grpc::Status status = transactions_->Execute(&context, request, &response);
+    if (!status.ok()) return FromGrpcStatus(status);
+    return response.transaction();
+  }
+
+  absl::StatusOr<v1::Transaction> Get(const std::string& id) {
+    grpc::ClientContext context;
+    v1::GetRequest request;
+    request.mutable_ref()->set_transaction_id(id);
+    v1::GetResponse response;
+    grpc::Status status = transactions_->Get(&context, request, &response);
+    if (!status.ok()) return FromGrpcStatus(status);
+    return response.transaction();
+  }
+
+  // Waits until Get(id) reports `state`.
+  bool WaitForState(const std::string& id, v1::TransactionState state) {
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + kWait));
+    v1::WatchRequest request;
+    request.mutable_ref()->set_transaction_id(id);
+    auto reader = transactions_->Watch(&context, request);
+    v1::WatchResponse response;
+    while (reader->Read(&response)) {
+      if (response.transaction().state() == state) {
+        context.TryCancel();
+        return true;
+      }
+    }
+    return false;
+  }
+
+  TempDir dir_;
+  std::unique_ptr<FakeParticipant> a_, b_;
+  std::unique_ptr<CoordinatorServer> coordinator_;
+  std::unique_ptr<v1::TransactionService::Stub> transactions_;
+  std::unique_ptr<v1::CoordinatorService::Stub> gateway_;
+};
+
+TEST_F(CoordinatorServerTest, CommitsAcrossTwoParticipants) {
+  absl::StatusOr<v1::Transaction> t = Execute(TwoBranches());
+  ASSERT_THAT(t, IsOk());
+  EXPECT_EQ(t->outcome(), v1::OUTCOME_COMMITTED);
+  const std::string id = t->transaction_id();
+  EXPECT_TRUE(a_->WaitFor("commit:" + id));
+  EXPECT_TRUE(b_->WaitFor("commit:" + id));
+  EXPECT_TRUE(WaitForState(id, v1::TRANSACTION_STATE_COMMITTED));
+  EXPECT_EQ(a_->last_epoch(), coordinator_->epoch());
+}
+
+TEST_F(CoordinatorServerTest, NoVoteAbortsWithTheReason) {
+  b_->set_on_prepare(FakeParticipant::OnPrepare::kNo);
+  absl::StatusOr<v1::Transaction> t = Execute(TwoBranches());
+  EXPECT_THAT(t, twopc::testing::StatusIs(absl::StatusCode::kAborted,
+                                          HasSubstr("balance would be -5")));
+  std::optional<v1::ErrorInfo> info = GetErrorInfo(t.status());
+  ASSERT_TRUE(info.has_value());
+  EXPECT_EQ(info->reason(), "VOTED_NO");
+  EXPECT_EQ(info->participant_id(), "b");
+  EXPECT_TRUE(a_->WaitFor("abort:" + info->transaction_id()));
+  for (const std::string& event : a_->received()) {
+    EXPECT_THAT(event, ::testing::Not(HasSubstr("commit:")));
+  }
+}
+
+TEST_F(CoordinatorServerTest, DeadlineAbortsWhenAParticipantHangs) {
+  b_->set_on_prepare(FakeParticipant::OnPrepare::kSilent);
+  v1::ExecuteRequest request = TwoBranches();
+  request.mutable_timeout()->set_nanos(200'000'000);
+  absl::StatusOr<v1::Transaction> t = Execute(request);
+  EXPECT_THAT(t, twopc::testing::StatusIs(absl::StatusCode::kAborted,
+                                          HasSubstr("no vote from b")));
+}
+
+TEST_F(CoordinatorServerTest, IdempotencyKeyReturnsTheSameTransaction) {
+  absl::StatusOr<v1::Transaction> first = Execute(TwoBranches("order-17"));
+  ASSERT_THAT(first, IsOk());
+  absl::StatusOr<v1::Transaction> again = Execute(TwoBranches("order-17"));
+  ASSERT_THAT(again, IsOk());
+  EXPECT_EQ(again->transaction_id(), first->transaction_id());
+  int prepares = 0;
+  for (const std::string& event : a_->received()) {
+    prepares += event.rfind("prepare:", 0) == 0;
+  }
+  EXPECT_EQ(prepares, 1);
+  // The same key with another request is refused.
+  v1::ExecuteRequest other = TwoBranches("order-17");
+  other.mutable_branches()->RemoveLast();
+  EXPECT_THAT(Execute(other),
+              twopc::testing::StatusIs(absl::StatusCode::kAlreadyExists));
+  // And the key finds it after a restart too.
+  RestartCoordinator();
+  absl::StatusOr<v1::Transaction> after = Execute(TwoBranches("order-17"));
+  ASSERT_THAT(after, IsOk());
+  EXPECT_EQ(after->transaction_id(), first->transaction_id());
+}
+
+TEST_F(CoordinatorServerTest, BadInputIsRefusedBeforeAnythingIsPrepared) {
+  v1::ExecuteRequest empty;
+  EXPECT_THAT(Execute(empty),
+              twopc::testing::StatusIs(absl::StatusCode::kInvalidArgument,
+                                       HasSubstr("no branch")));
+  v1::ExecuteRequest duplicate;
+  *duplicate.add_branches() = KvBranch("a");
+  *duplicate.add_branches() = KvBranch("a");
+  EXPECT_THAT(Execute(duplicate),
+              twopc::testing::StatusIs(absl::StatusCode::kInvalidArgument,
+                                       HasSubstr("two branches")));
+  v1::ExecuteRequest unknown;
+  *unknown.add_branches() = KvBranch("nobody");
+  EXPECT_THAT(Execute(unknown),
+              twopc::testing::StatusIs(absl::StatusCode::kNotFound,
+                                       HasSubstr("not registered")));
+  v1::ExecuteRequest too_many;
+  for (int i = 0; i < 17; ++i) *too_many.add_branches() = KvBranch("a");
+  EXPECT_THAT(Execute(too_many),
+              twopc::testing::StatusIs(absl::StatusCode::kInvalidArgument,
+                                       HasSubstr("limit is 16")));
+  v1::ExecuteRequest oversized = TwoBranches();
+  oversized.mutable_branches(0)->mutable_kv()->mutable_operations(0)
+      ->mutable_put()->set_value(std::string((1 << 20) + 1, 'x'));
+  EXPECT_THAT(Execute(oversized),
+              twopc::testing::StatusIs(absl::StatusCode::kInvalidArgument));
+  v1::ExecuteRequest long_timeout = TwoBranches();
+  long_timeout.mutable_timeout()->set_seconds(3600);
+  EXPECT_THAT(Execute(long_timeout),
+              twopc::testing::StatusIs(absl::StatusCode::kInvalidArgument,
+                                       HasSubstr("timeout")));
+  EXPECT_TRUE(a_->received().empty());
+  EXPECT_THAT(Get("999-1"),
+              twopc::testing::StatusIs(absl::StatusCode::kNotFound));
+}
+
+TEST_F(CoordinatorServerTest, InteractiveTransactionCommitAndAbortRules) {
+  grpc::ClientContext begin_context;
+  v1::BeginRequest begin;
+  v1::BeginResponse begun;
+  ASSERT_TRUE(transactions_->Begin(&begin_context, begin, &begun).ok());
+  const std::string id = begun.transaction_id();
+
+  for (const char* participant : {"a", "b"}) {
+    grpc::ClientContext context;
+    v1::AddBranchRequest add;
+    add.set_transaction_id(id);
+    *add.mutable_branch() = KvBranch(participant);
+    v1::AddBranchResponse added;
+    ASSERT_TRUE(transactions_->AddBranch(&context, add, &added).ok());
+    // A retry of the same call is fine.
+    grpc::ClientContext retry_context;
+    ASSERT_TRUE(transactions_->AddBranch(&retry_context, add, &added).ok());
+  }
+  grpc::ClientContext commit_context;
+  v1::CommitRequest commit;
+  commit.set_transaction_id(id);
+  v1::CommitResponse committed;
+  ASSERT_TRUE(transactions_->Commit(&commit_context, commit, &committed).ok());
+  EXPECT_EQ(committed.transaction().outcome(), v1::OUTCOME_COMMITTED);
+
+  // Abort after commit is refused; a second Commit answers the same.
+  grpc::ClientContext abort_context;
+  v1::AbortRequest abort;
+  abort.set_transaction_id(id);
+  v1::AbortResponse aborted;
+  EXPECT_EQ(transactions_->Abort(&abort_context, abort, &aborted).error_code(),
+            grpc::StatusCode::FAILED_PRECONDITION);
+  grpc::ClientContext again_context;
+  EXPECT_TRUE(transactions_->Commit(&again_context, commit, &committed).ok());
+
+  // Commit after abort is ABORTED.
+  grpc::ClientContext begin2_context;
+  ASSERT_TRUE(transactions_->Begin(&begin2_context, begin, &begun).ok());
+  grpc::ClientContext add2_context;
+  v1::AddBranchRequest add;
+  add.set_transaction_id(begun.transaction_id());
+  *add.mutable_branch() = KvBranch("a");
+  v1::AddBranchResponse added;
+  ASSERT_TRUE(transactions_->AddBranch(&add2_context, add, &added).ok());
+  grpc::ClientContext abort2_context;
+  abort.set_transaction_id(begun.transaction_id());
+  ASSERT_TRUE(transactions_->Abort(&abort2_context, abort, &aborted).ok());
+  grpc::ClientContext commit2_context;
+  commit.set_transaction_id(begun.transaction_id());
+  EXPECT_EQ(
+      transactions_->Commit(&commit2_context, commit, &committed).error_code(),
+      grpc::StatusCode::ABORTED);
+}
+
+TEST_F(CoordinatorServerTest, RestartRedrivesDecidedCommitsWithANewEpoch) {
+  b_->set_ack_commits(false);
+  absl::StatusOr<v1::Transaction> t = Execute(TwoBranches());
+  ASSERT_THAT(t, IsOk());
+  const std::string id = t->transaction_id();
+  ASSERT_TRUE(b_->WaitFor("commit:" + id));
+  const uint64_t old_epoch = coordinator_->epoch();
+
+  b_->set_ack_commits(true);
+  RestartCoordinator();
+  EXPECT_GT(coordinator_->epoch(), old_epoch);
+  EXPECT_TRUE(WaitForState(id, v1::TRANSACTION_STATE_COMMITTED));
+  EXPECT_EQ(b_->last_epoch(), coordinator_->epoch());
+}
+
+TEST_F(CoordinatorServerTest, UnknownTransactionsArePresumedAborted) {
+  grpc::ClientContext context;
+  v1::QueryOutcomesRequest request;
+  request.set_participant_id("a");
+  request.add_transaction_ids("1-123456");  // an earlier epoch, never logged
+  const std::string future =
+      absl::StrCat(coordinator_->epoch(), "-", 1'000'000);
+  request.add_transaction_ids(future);
+  v1::QueryOutcomesResponse response;
+  ASSERT_TRUE(gateway_->QueryOutcomes(&context, request, &response).ok());
+  ASSERT_EQ(response.results_size(), 2);
+  EXPECT_EQ(response.results(0).outcome(), v1::OUTCOME_ABORTED);
+  EXPECT_EQ(response.results(1).outcome(), v1::OUTCOME_ABORTED);
+  // The answer is final: the id can never be handed out and committed.
+  for (int i = 0; i < 3; ++i) {
+    absl::StatusOr<v1::Transaction> t = Execute(TwoBranches());
+    ASSERT_THAT(t, IsOk());
+    EXPECT_NE(t->transaction_id(), future);
+  }
+}
+
+TEST_F(CoordinatorServerTest, HeartbeatFromUnknownParticipantIsNotFound) {
+  grpc::ClientContext context;
+  v1::HeartbeatRequest request;
+  request.set_participant_id("ghost");
+  v1::HeartbeatResponse response;
+  EXPECT_EQ(gateway_->Heartbeat(&context, request, &response).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+}
+
+}  // namespace
+}  // namespace twopc::coordinator
