@@ -1,36 +1,50 @@
-// twopcctl: the operator CLI over AdminService and QueueService.
+// twopcctl: the operator CLI over AdminService, TransactionService and a
+// sidecar's KvService.
 //
 // Exit codes (documented in README.md):
-//   0 success, 1 server error or coordinator unreachable, 2 usage error,
-//   3 not found.
+//   0 success, 1 server error or unreachable, 2 usage error, 3 not found,
+//   4 the transaction aborted (txn exec / txn get of an aborted one).
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <grpcpp/grpcpp.h>
 
 #include "CLI/CLI.hpp"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/time.h"
+#include "google/protobuf/util/json_util.h"
+#include "google/protobuf/util/time_util.h"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "twopc/v1/admin.grpc.pb.h"
+#include "twopc/v1/kv.grpc.pb.h"
+#include "twopc/v1/transaction.grpc.pb.h"
 
 namespace {
+
+namespace v1 = ::twopc::v1;
+using google::protobuf::util::TimeUtil;
 
 constexpr int kExitOk = 0;
 constexpr int kExitServerError = 1;
 constexpr int kExitUsage = 2;
 constexpr int kExitNotFound = 3;
+constexpr int kExitAborted = 4;
 
 struct GlobalFlags {
   std::string coordinator = "127.0.0.1:7400";
   std::string output = "table";
   double timeout_seconds = 5;
+  bool json() const { return output == "json"; }
 };
 
-std::shared_ptr<grpc::Channel> Dial(const GlobalFlags& flags) {
-  return grpc::CreateChannel(flags.coordinator,
-                             grpc::InsecureChannelCredentials());
+std::shared_ptr<grpc::Channel> Dial(const std::string& address) {
+  return grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
 }
 
 void SetDeadline(const GlobalFlags& flags, grpc::ClientContext* context) {
@@ -39,61 +53,372 @@ void SetDeadline(const GlobalFlags& flags, grpc::ClientContext* context) {
 }
 
 // Prints one line saying what went wrong and what to do; returns the exit
-// code for `status`.
-int ReportRpcError(const GlobalFlags& flags, const grpc::Status& status) {
+// code for `status`. `target` names the server that was called.
+int ReportRpcError(const std::string& target, const grpc::Status& status) {
   switch (status.error_code()) {
     case grpc::StatusCode::UNAVAILABLE:
+      std::fprintf(stderr,
+                   "twopcctl: %s unreachable (%s); is it running? set "
+                   "--coordinator or TWOPC_COORDINATOR\n",
+                   target.c_str(), status.error_message().c_str());
+      return kExitServerError;
     case grpc::StatusCode::DEADLINE_EXCEEDED:
       std::fprintf(stderr,
-                   "twopcctl: coordinator %s unreachable (%s); is it running? "
-                   "set --coordinator or TWOPC_COORDINATOR\n",
-                   flags.coordinator.c_str(), status.error_message().c_str());
+                   "twopcctl: %s did not answer in time; the outcome of the "
+                   "request is unknown: check with `twopcctl txn get`\n",
+                   target.c_str());
       return kExitServerError;
     case grpc::StatusCode::NOT_FOUND:
       std::fprintf(stderr, "twopcctl: %s\n", status.error_message().c_str());
       return kExitNotFound;
+    case grpc::StatusCode::ABORTED:
+      std::fprintf(stderr, "twopcctl: %s\n", status.error_message().c_str());
+      return kExitAborted;
+    case grpc::StatusCode::UNIMPLEMENTED:
+      std::fprintf(stderr,
+                   "twopcctl: %s does not support this command yet\n",
+                   target.c_str());
+      return kExitServerError;
     default:
       std::fprintf(stderr, "twopcctl: %s\n", status.error_message().c_str());
       return kExitServerError;
   }
 }
 
+void PrintJson(const google::protobuf::Message& message) {
+  std::string json;
+  google::protobuf::util::JsonPrintOptions options;
+  options.add_whitespace = true;
+  options.preserve_proto_field_names = true;
+  (void)google::protobuf::util::MessageToJsonString(message, &json, options);
+  std::printf("%s", json.c_str());
+}
+
+// Prints rows as aligned columns; the first row is the header.
+void PrintTable(const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> widths;
+  for (const auto& row : rows) {
+    widths.resize(std::max(widths.size(), row.size()));
+    for (size_t i = 0; i < row.size(); ++i) {
+      widths[i] = std::max(widths[i], row[i].size());
+    }
+  }
+  for (const auto& row : rows) {
+    std::string line;
+    for (size_t i = 0; i < row.size(); ++i) {
+      line += row[i];
+      if (i + 1 < row.size()) line += std::string(widths[i] - row[i].size() + 2, ' ');
+    }
+    std::printf("%s\n", line.c_str());
+  }
+}
+
+std::string Short(const std::string& enum_name, const std::string& prefix) {
+  return enum_name.rfind(prefix, 0) == 0 ? enum_name.substr(prefix.size())
+                                         : enum_name;
+}
+
+std::string FormatTime(const google::protobuf::Timestamp& t) {
+  if (t.seconds() == 0 && t.nanos() == 0) return "-";
+  return absl::FormatTime("%Y-%m-%d %H:%M:%E3S",
+                          absl::FromUnixMicros(TimeUtil::TimestampToMicroseconds(t)),
+                          absl::UTCTimeZone());
+}
+
+std::string FormatDuration(const google::protobuf::Duration& d) {
+  return absl::FormatDuration(
+      absl::Microseconds(TimeUtil::DurationToMicroseconds(d)));
+}
+
+// ---------------------------------------------------------------------------
+// health
+
 int RunHealth(const GlobalFlags& flags) {
-  auto stub = grpc::health::v1::Health::NewStub(Dial(flags));
+  auto stub = grpc::health::v1::Health::NewStub(Dial(flags.coordinator));
   grpc::ClientContext context;
   SetDeadline(flags, &context);
-  grpc::health::v1::HealthCheckRequest request;
   grpc::health::v1::HealthCheckResponse response;
-  grpc::Status status = stub->Check(&context, request, &response);
-  if (!status.ok()) return ReportRpcError(flags, status);
+  grpc::Status status = stub->Check(
+      &context, grpc::health::v1::HealthCheckRequest(), &response);
+  if (!status.ok()) return ReportRpcError("coordinator " + flags.coordinator, status);
   const std::string serving =
       grpc::health::v1::HealthCheckResponse::ServingStatus_Name(
           response.status());
-  if (flags.output == "json") {
+  if (flags.json()) {
     std::printf("{\"coordinator\": \"%s\", \"status\": \"%s\"}\n",
                 flags.coordinator.c_str(), serving.c_str());
   } else {
-    std::printf("%-16s %s\n%-16s %s\n", "COORDINATOR", "STATUS",
-                flags.coordinator.c_str(), serving.c_str());
+    PrintTable({{"COORDINATOR", "STATUS"}, {flags.coordinator, serving}});
   }
-  return response.status() ==
-                 grpc::health::v1::HealthCheckResponse::SERVING
+  return response.status() == grpc::health::v1::HealthCheckResponse::SERVING
              ? kExitOk
              : kExitServerError;
+}
+
+// ---------------------------------------------------------------------------
+// txn exec / txn get
+
+// Parses "PARTICIPANT OP ARGS..." (see the --op help) into `branches`.
+bool ParseOp(const std::string& spec, std::vector<v1::Branch>* branches,
+             std::string* error) {
+  std::vector<std::string> words =
+      absl::StrSplit(spec, ' ', absl::SkipWhitespace());
+  if (words.size() < 3) {
+    *error = "expected 'PARTICIPANT OP KEY [ARGS]'";
+    return false;
+  }
+  v1::Branch* branch = nullptr;
+  for (v1::Branch& b : *branches) {
+    if (b.participant_id() == words[0]) branch = &b;
+  }
+  if (branch == nullptr) {
+    branches->emplace_back();
+    branch = &branches->back();
+    branch->set_participant_id(words[0]);
+  }
+  v1::KvOperation* op = branch->mutable_kv()->add_operations();
+  const std::string& verb = words[1];
+  const std::string& key = words[2];
+  if (verb == "put" && words.size() == 4) {
+    op->mutable_put()->set_key(key);
+    op->mutable_put()->set_value(words[3]);
+  } else if (verb == "delete" && words.size() == 3) {
+    op->mutable_delete_()->set_key(key);
+  } else if (verb == "add" && words.size() >= 4) {
+    v1::KvOperation::Add* add = op->mutable_add();
+    add->set_key(key);
+    int64_t value = 0;
+    if (!absl::SimpleAtoi(words[3], &value)) {
+      *error = "add needs an integer delta";
+      return false;
+    }
+    add->set_delta(value);
+    for (size_t i = 4; i < words.size(); ++i) {
+      std::pair<std::string, std::string> kv = absl::StrSplit(words[i], '=');
+      if (!absl::SimpleAtoi(kv.second, &value) ||
+          (kv.first != "min" && kv.first != "max")) {
+        *error = "add bounds are min=N and max=N";
+        return false;
+      }
+      kv.first == "min" ? add->set_min(value) : add->set_max(value);
+    }
+  } else if (verb == "expect" && words.size() == 4) {
+    op->mutable_expect()->set_key(key);
+    if (words[3] == "absent") {
+      op->mutable_expect()->set_absent(true);
+    } else {
+      op->mutable_expect()->set_value(words[3]);
+    }
+  } else {
+    *error = "unknown operation; use put KEY VALUE | delete KEY | add KEY "
+             "DELTA [min=N] [max=N] | expect KEY VALUE|absent";
+    return false;
+  }
+  return true;
+}
+
+void PrintTransaction(const GlobalFlags& flags, const v1::Transaction& t) {
+  if (flags.json()) {
+    PrintJson(t);
+    return;
+  }
+  std::vector<std::vector<std::string>> rows = {
+      {"TRANSACTION", "STATE", "OUTCOME", "PARKED", "CREATED", "DECIDED"},
+      {t.transaction_id(), Short(v1::TransactionState_Name(t.state()), "TRANSACTION_STATE_"),
+       Short(v1::Outcome_Name(t.outcome()), "OUTCOME_"), t.parked() ? "yes" : "no",
+       FormatTime(t.create_time()), FormatTime(t.decide_time())}};
+  PrintTable(rows);
+  if (!t.abort_reason().empty()) std::printf("reason: %s\n", t.abort_reason().c_str());
+  std::vector<std::vector<std::string>> branches = {
+      {"PARTICIPANT", "VOTE", "FINISHED", "VOTE REASON"}};
+  for (const v1::BranchStatus& b : t.branches()) {
+    branches.push_back({b.participant_id(), Short(v1::Vote_Name(b.vote()), "VOTE_"),
+                        b.finished() ? "yes" : "no", b.vote_reason()});
+  }
+  std::printf("\n");
+  PrintTable(branches);
+}
+
+struct ExecFlags {
+  std::vector<std::string> ops;
+  std::string idempotency_key;
+  double timeout_seconds = 0;
+};
+
+int RunExec(const GlobalFlags& flags, const ExecFlags& exec) {
+  v1::ExecuteRequest request;
+  std::vector<v1::Branch> branches;
+  for (const std::string& spec : exec.ops) {
+    std::string error;
+    if (!ParseOp(spec, &branches, &error)) {
+      std::fprintf(stderr, "twopcctl: --op '%s': %s\n", spec.c_str(), error.c_str());
+      return kExitUsage;
+    }
+  }
+  for (v1::Branch& branch : branches) *request.add_branches() = std::move(branch);
+  request.set_idempotency_key(exec.idempotency_key);
+  if (exec.timeout_seconds > 0) {
+    *request.mutable_timeout() = TimeUtil::MicrosecondsToDuration(
+        static_cast<int64_t>(exec.timeout_seconds * 1e6));
+  }
+  auto stub = v1::TransactionService::NewStub(Dial(flags.coordinator));
+  grpc::ClientContext context;
+  SetDeadline(flags, &context);
+  v1::ExecuteResponse response;
+  grpc::Status status = stub->Execute(&context, request, &response);
+  if (!status.ok()) return ReportRpcError("coordinator " + flags.coordinator, status);
+  PrintTransaction(flags, response.transaction());
+  return kExitOk;
+}
+
+int RunGet(const GlobalFlags& flags, const std::string& id, bool by_key) {
+  auto stub = v1::TransactionService::NewStub(Dial(flags.coordinator));
+  grpc::ClientContext context;
+  SetDeadline(flags, &context);
+  v1::GetRequest request;
+  if (by_key) {
+    request.mutable_ref()->set_idempotency_key(id);
+  } else {
+    request.mutable_ref()->set_transaction_id(id);
+  }
+  v1::GetResponse response;
+  grpc::Status status = stub->Get(&context, request, &response);
+  if (!status.ok()) return ReportRpcError("coordinator " + flags.coordinator, status);
+  PrintTransaction(flags, response.transaction());
+  return response.transaction().outcome() == v1::OUTCOME_ABORTED ? kExitAborted
+                                                                 : kExitOk;
+}
+
+// ---------------------------------------------------------------------------
+// participant list, stats
+
+int RunParticipants(const GlobalFlags& flags) {
+  auto stub = v1::AdminService::NewStub(Dial(flags.coordinator));
+  grpc::ClientContext context;
+  SetDeadline(flags, &context);
+  v1::ListParticipantsResponse response;
+  grpc::Status status =
+      stub->ListParticipants(&context, v1::ListParticipantsRequest(), &response);
+  if (!status.ok()) return ReportRpcError("coordinator " + flags.coordinator, status);
+  if (flags.json()) {
+    PrintJson(response);
+    return kExitOk;
+  }
+  std::vector<std::vector<std::string>> rows = {
+      {"PARTICIPANT", "ENDPOINT", "RESOURCE", "HEALTH", "LINK", "LAST HEARTBEAT",
+       "IN FLIGHT", "PREPARED"}};
+  for (const v1::ParticipantInfo& p : response.participants()) {
+    rows.push_back({p.participant_id(), p.endpoint(), p.resource(),
+                    Short(v1::ParticipantHealth_Name(p.health()), "PARTICIPANT_HEALTH_"),
+                    p.link_connected() ? "up" : "down", FormatTime(p.last_heartbeat()),
+                    absl::StrCat(p.in_flight_requests()),
+                    absl::StrCat(p.prepared_branches())});
+  }
+  PrintTable(rows);
+  return kExitOk;
+}
+
+int RunStats(const GlobalFlags& flags) {
+  auto stub = v1::AdminService::NewStub(Dial(flags.coordinator));
+  grpc::ClientContext context;
+  SetDeadline(flags, &context);
+  v1::Stats stats;
+  grpc::Status status = stub->GetStats(&context, v1::GetStatsRequest(), &stats);
+  if (!status.ok()) return ReportRpcError("coordinator " + flags.coordinator, status);
+  if (flags.json()) {
+    PrintJson(stats);
+    return kExitOk;
+  }
+  const v1::LatencySummary& l = stats.commit_latency();
+  PrintTable({
+      {"STAT", "VALUE"},
+      {"epoch", absl::StrCat(stats.coordinator_epoch())},
+      {"committed", absl::StrCat(stats.committed_total())},
+      {"aborted", absl::StrCat(stats.aborted_total())},
+      {"committed/s (10s)", absl::StrCat(stats.committed_per_second())},
+      {"commit latency p50/p90/p99/p99.9/max",
+       absl::StrCat(FormatDuration(l.p50()), " / ", FormatDuration(l.p90()), " / ",
+                    FormatDuration(l.p99()), " / ", FormatDuration(l.p999()), " / ",
+                    FormatDuration(l.max()))},
+      {"in doubt (oldest)", absl::StrCat(stats.in_doubt(), " (",
+                                         FormatDuration(stats.oldest_in_doubt_age()),
+                                         ")")},
+      {"phase 2 pending", absl::StrCat(stats.phase2_pending())},
+      {"parked", absl::StrCat(stats.parked())},
+      {"log syncs", absl::StrCat(stats.log_syncs())},
+      {"decisions per sync", absl::StrCat(stats.decisions_per_sync())},
+  });
+  return kExitOk;
+}
+
+// ---------------------------------------------------------------------------
+// kv get / kv scan (a sidecar's committed state)
+
+int RunKvGet(const GlobalFlags& flags, const std::string& sidecar,
+             const std::string& key) {
+  auto stub = v1::KvService::NewStub(Dial(sidecar));
+  grpc::ClientContext context;
+  SetDeadline(flags, &context);
+  v1::KvGetRequest request;
+  request.set_key(key);
+  v1::KvGetResponse response;
+  grpc::Status status = stub->Get(&context, request, &response);
+  if (!status.ok()) return ReportRpcError("sidecar " + sidecar, status);
+  if (flags.json()) {
+    PrintJson(response);
+  } else if (!response.found()) {
+    std::fprintf(stderr, "twopcctl: key '%s' not found\n", key.c_str());
+    return kExitNotFound;
+  } else {
+    std::printf("%s\n", response.value().c_str());
+  }
+  return response.found() ? kExitOk : kExitNotFound;
+}
+
+int RunKvScan(const GlobalFlags& flags, const std::string& sidecar,
+              const std::string& prefix) {
+  auto stub = v1::KvService::NewStub(Dial(sidecar));
+  std::vector<std::vector<std::string>> rows = {{"KEY", "VALUE"}};
+  v1::KvScanResponse all;
+  std::string start_after;
+  do {
+    grpc::ClientContext context;
+    SetDeadline(flags, &context);
+    v1::KvScanRequest request;
+    request.set_prefix(prefix);
+    request.set_start_after(start_after);
+    request.set_limit(1000);
+    v1::KvScanResponse page;
+    grpc::Status status = stub->Scan(&context, request, &page);
+    if (!status.ok()) return ReportRpcError("sidecar " + sidecar, status);
+    for (const auto& entry : page.entries()) {
+      rows.push_back({entry.key(), entry.value()});
+      *all.add_entries() = entry;
+      start_after = entry.key();
+    }
+    if (!page.more()) break;
+  } while (true);
+  if (flags.json()) {
+    PrintJson(all);
+  } else {
+    PrintTable(rows);
+  }
+  return kExitOk;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   GlobalFlags flags;
-  CLI::App app{"twopcctl: inspect and repair twopc transactions, participants "
-               "and queues.\nExit codes: 0 ok, 1 server error or unreachable, "
-               "2 usage error, 3 not found."};
+  CLI::App app{
+      "twopcctl: run, inspect and repair twopc transactions, participants "
+      "and queues.\nExit codes: 0 ok, 1 server error or unreachable, 2 usage "
+      "error, 3 not found, 4 transaction aborted."};
   app.require_subcommand(1);
   app.add_option("--coordinator", flags.coordinator, "coordinator host:port")
       ->envname("TWOPC_COORDINATOR")
       ->capture_default_str();
-  app.add_option("-o,--output", flags.output, "output format")
+  app.add_option("-o,--output", flags.output, "output format: table or json")
       ->check(CLI::IsMember({"table", "json"}))
       ->capture_default_str();
   app.add_option("--timeout", flags.timeout_seconds, "RPC timeout in seconds")
@@ -103,6 +428,58 @@ int main(int argc, char** argv) {
   int exit_code = kExitOk;
   app.add_subcommand("health", "check that the coordinator is serving")
       ->callback([&] { exit_code = RunHealth(flags); });
+
+  CLI::App* txn = app.add_subcommand("txn", "run and inspect transactions");
+  txn->require_subcommand(1);
+  ExecFlags exec;
+  CLI::App* exec_cmd = txn->add_subcommand(
+      "exec",
+      "run one transaction on kv sidecars, e.g.\n"
+      "  txn exec --op 'p1 add balance/alice -10 min=0' "
+      "--op 'p2 add balance/bob 10'");
+  exec_cmd
+      ->add_option("--op", exec.ops,
+                   "'PARTICIPANT put KEY VALUE | delete KEY | add KEY DELTA "
+                   "[min=N] [max=N] | expect KEY VALUE|absent' (repeat; ops "
+                   "of one participant form its branch)")
+      ->required();
+  exec_cmd->add_option("--key", exec.idempotency_key,
+                       "idempotency key (makes a retry safe)");
+  exec_cmd->add_option("--txn_timeout", exec.timeout_seconds,
+                       "seconds allowed for every branch to vote");
+  exec_cmd->callback([&] { exit_code = RunExec(flags, exec); });
+
+  std::string get_id;
+  bool get_by_key = false;
+  CLI::App* get_cmd = txn->add_subcommand("get", "show one transaction");
+  get_cmd->add_option("ID", get_id, "transaction id (or key with --by-key)")
+      ->required();
+  get_cmd->add_flag("--by-key", get_by_key, "ID is an idempotency key");
+  get_cmd->callback([&] { exit_code = RunGet(flags, get_id, get_by_key); });
+
+  CLI::App* participant =
+      app.add_subcommand("participant", "registered participant sidecars");
+  participant->require_subcommand(1);
+  participant->add_subcommand("list", "participants with their health")
+      ->callback([&] { exit_code = RunParticipants(flags); });
+
+  app.add_subcommand("stats", "throughput, latency, in-doubt, group commit")
+      ->callback([&] { exit_code = RunStats(flags); });
+
+  CLI::App* kv = app.add_subcommand(
+      "kv", "read a kv sidecar's committed state (KvService)");
+  kv->require_subcommand(1);
+  std::string sidecar = "127.0.0.1:7401";
+  std::string kv_arg;
+  kv->add_option("--sidecar", sidecar, "sidecar host:port")
+      ->capture_default_str();
+  kv->add_subcommand("get", "the committed value of a key")
+      ->callback([&] { exit_code = RunKvGet(flags, sidecar, kv_arg); })
+      ->add_option("KEY", kv_arg, "key")
+      ->required();
+  kv->add_subcommand("scan", "committed keys with a prefix")
+      ->callback([&] { exit_code = RunKvScan(flags, sidecar, kv_arg); })
+      ->add_option("PREFIX", kv_arg, "key prefix");
 
   try {
     app.parse(argc, argv);
