@@ -860,9 +860,20 @@ void TransactionManager::TimerLoop() {
 }
 
 void TransactionManager::Compact() {
+  const absl::Time cutoff = clock_->Now() - options_.retention;
+  {
+    absl::MutexLock lock(&mu_);
+    for (auto it = recent_.begin(); it != recent_.end();) {
+      if (absl::FromUnixMicros(it->second.finish_time_us()) < cutoff) {
+        it = recent_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
   // The watermark is stored before anything is deleted, so a removed id is
   // always answered "compacted", never "presumed aborted".
-  log_->Compact(clock_->Now() - options_.retention,
+  log_->Compact(cutoff,
                 [this](const std::string& newest_removed) {
                   RETURN_IF_ERROR(
                       store_->PutMeta(kCompactedThroughMeta, newest_removed));

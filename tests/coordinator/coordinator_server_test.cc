@@ -140,7 +140,7 @@ class CoordinatorServerTest : public ::testing::Test {
   }
 
   void StartCoordinator() {
-    CoordinatorOptions options;
+    CoordinatorOptions options = options_;
     options.listen = "127.0.0.1:0";
     options.data_dir = dir_.Sub("coordinator");
     options.manager.retry.initial_backoff = absl::Milliseconds(20);
@@ -224,6 +224,7 @@ class CoordinatorServerTest : public ::testing::Test {
   }
 
   TempDir dir_;
+  CoordinatorOptions options_;
   std::unique_ptr<FakeParticipant> a_, b_;
   std::unique_ptr<CoordinatorServer> coordinator_;
   std::unique_ptr<v1::TransactionService::Stub> transactions_;
@@ -412,6 +413,64 @@ TEST_F(CoordinatorServerTest, UnknownTransactionsArePresumedAborted) {
     ASSERT_THAT(t, IsOk());
     EXPECT_NE(t->transaction_id(), future);
   }
+}
+
+TEST_F(CoordinatorServerTest, RequestsAfterTheDeadlineAreAborted) {
+  grpc::ClientContext begin_context;
+  v1::BeginRequest begin;
+  begin.mutable_timeout()->set_nanos(100'000'000);
+  v1::BeginResponse begun;
+  ASSERT_TRUE(transactions_->Begin(&begin_context, begin, &begun).ok());
+  ASSERT_TRUE(WaitForState(begun.transaction_id(),
+                           v1::TRANSACTION_STATE_ABORTED));
+  grpc::ClientContext add_context;
+  v1::AddBranchRequest add;
+  add.set_transaction_id(begun.transaction_id());
+  *add.mutable_branch() = KvBranch("a");
+  v1::AddBranchResponse added;
+  const grpc::Status status =
+      transactions_->AddBranch(&add_context, add, &added);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::ABORTED);
+  EXPECT_THAT(status.error_message(), HasSubstr("deadline"));
+  grpc::ClientContext commit_context;
+  v1::CommitRequest commit;
+  commit.set_transaction_id(begun.transaction_id());
+  v1::CommitResponse committed;
+  EXPECT_EQ(transactions_->Commit(&commit_context, commit, &committed)
+                .error_code(),
+            grpc::StatusCode::ABORTED);
+  EXPECT_TRUE(a_->received().empty());
+}
+
+class CoordinatorRetentionTest : public CoordinatorServerTest {
+ protected:
+  void SetUp() override {
+    options_.manager.retention = absl::Milliseconds(200);
+    options_.manager.compaction_interval = absl::Milliseconds(50);
+    CoordinatorServerTest::SetUp();
+  }
+};
+
+TEST_F(CoordinatorRetentionTest, FinishedTransactionsAreCompactedAfterRetention) {
+  v1::ExecuteRequest request = TwoBranches("kept-a-while");
+  request.set_wait_for_completion(true);
+  absl::StatusOr<v1::Transaction> t = Execute(request);
+  ASSERT_THAT(t, IsOk());
+  const absl::Time deadline = absl::Now() + kWait;
+  absl::StatusOr<v1::Transaction> got = Get(t->transaction_id());
+  while (got.ok() && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(20));
+    got = Get(t->transaction_id());
+  }
+  EXPECT_THAT(got, twopc::testing::StatusIs(absl::StatusCode::kNotFound,
+                                            HasSubstr("compacted")));
+  // The idempotency key is gone with it.
+  grpc::ClientContext context;
+  v1::GetRequest by_key;
+  by_key.mutable_ref()->set_idempotency_key("kept-a-while");
+  v1::GetResponse response;
+  EXPECT_EQ(transactions_->Get(&context, by_key, &response).error_code(),
+            grpc::StatusCode::NOT_FOUND);
 }
 
 TEST_F(CoordinatorServerTest, HeartbeatFromUnknownParticipantIsNotFound) {

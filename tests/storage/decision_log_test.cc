@@ -1,0 +1,161 @@
+#include "storage/decision_log.h"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/synchronization/notification.h"
+#include "gtest/gtest.h"
+#include "tests/testing/status_matchers.h"
+#include "tests/testing/temp_dir.h"
+
+namespace twopc::storage {
+namespace {
+
+using ::twopc::testing::IsOk;
+using ::twopc::testing::StatusIs;
+using ::twopc::testing::TempDir;
+
+class DecisionLogTest : public ::testing::Test {
+ protected:
+  void SetUp() override { Open(); }
+
+  void Open() {
+    log_.reset();
+    writer_.reset();
+    store_.reset();
+    auto store = Store::Open(
+        dir_.path(),
+        {.role = "coordinator",
+         .column_families = {DecisionLog::kRecordsFamily,
+                             DecisionLog::kKeysFamily}});
+    ASSERT_THAT(store, IsOk());
+    store_ = std::move(*store);
+    writer_ = std::make_unique<GroupCommitWriter>(store_->db());
+    log_ = std::make_unique<DecisionLog>(store_.get(), writer_.get());
+  }
+
+  static internal::TransactionRecord Record(const std::string& id,
+                                            v1::TransactionState state,
+                                            int64_t created_us,
+                                            int64_t finished_us,
+                                            const std::string& key = "") {
+    internal::TransactionRecord record;
+    record.set_transaction_id(id);
+    record.set_state(state);
+    record.set_create_time_us(created_us);
+    record.set_finish_time_us(finished_us);
+    record.set_idempotency_key(key);
+    return record;
+  }
+
+  absl::Status AppendSynced(const internal::TransactionRecord& record) {
+    absl::Notification done;
+    absl::Status result;
+    log_->Append(record, [&](const absl::Status& s) {
+      result = s;
+      done.Notify();
+    });
+    done.WaitForNotification();
+    return result;
+  }
+
+  std::vector<std::string> Ids() {
+    std::vector<std::string> ids;
+    EXPECT_THAT(log_->ForEach([&](internal::TransactionRecord r) {
+      ids.push_back(r.transaction_id());
+    }),
+                IsOk());
+    return ids;
+  }
+
+  TempDir dir_;
+  std::unique_ptr<Store> store_;
+  std::unique_ptr<GroupCommitWriter> writer_;
+  std::unique_ptr<DecisionLog> log_;
+};
+
+TEST_F(DecisionLogTest, RecordsAndKeysSurviveAReopen) {
+  ASSERT_THAT(AppendSynced(Record("2-7", v1::TRANSACTION_STATE_COMMITTING, 1,
+                                  0, "order-1")),
+              IsOk());
+  Open();
+  auto record = log_->Read("2-7");
+  ASSERT_THAT(record, IsOk());
+  ASSERT_TRUE(record->has_value());
+  EXPECT_EQ((*record)->state(), v1::TRANSACTION_STATE_COMMITTING);
+  auto id = log_->FindByIdempotencyKey("order-1");
+  ASSERT_THAT(id, IsOk());
+  EXPECT_EQ(id->value_or(""), "2-7");
+  EXPECT_FALSE(log_->Read("2-8")->has_value());
+  EXPECT_FALSE(log_->Read("not-an-id")->has_value());
+  EXPECT_FALSE(log_->FindByIdempotencyKey("nope")->has_value());
+}
+
+TEST_F(DecisionLogTest, LaterAppendsOverwriteAndScanIsInCreationOrder) {
+  // Epochs and sequences compare numerically, not as strings.
+  for (const char* id : {"10-1", "2-30", "2-4", "9-100"}) {
+    ASSERT_THAT(AppendSynced(Record(id, v1::TRANSACTION_STATE_PREPARING, 1, 0)),
+                IsOk());
+  }
+  ASSERT_THAT(AppendSynced(Record("2-4", v1::TRANSACTION_STATE_ABORTED, 1, 2)),
+              IsOk());
+  EXPECT_EQ(Ids(), (std::vector<std::string>{"2-4", "2-30", "9-100", "10-1"}));
+  EXPECT_EQ((*log_->Read("2-4"))->state(), v1::TRANSACTION_STATE_ABORTED);
+}
+
+TEST_F(DecisionLogTest, CompactionRemovesOnlyOldFinishedRecords) {
+  ASSERT_THAT(AppendSynced(Record("1-1", v1::TRANSACTION_STATE_COMMITTED, 10,
+                                  20, "old")),
+              IsOk());
+  // Old but unfinished (e.g. parked): never deleted.
+  ASSERT_THAT(
+      AppendSynced(Record("1-2", v1::TRANSACTION_STATE_COMMITTING, 11, 0)),
+      IsOk());
+  // Finished after the cutoff.
+  ASSERT_THAT(
+      AppendSynced(Record("1-3", v1::TRANSACTION_STATE_ABORTED, 12, 500)),
+      IsOk());
+  ASSERT_THAT(
+      AppendSynced(Record("1-4", v1::TRANSACTION_STATE_COMMITTED, 300, 310)),
+      IsOk());
+  std::string watermark;
+  auto deleted = log_->Compact(absl::FromUnixMicros(100),
+                               [&](const std::string& newest) {
+                                 watermark = newest;
+                                 return absl::OkStatus();
+                               });
+  ASSERT_THAT(deleted, IsOk());
+  EXPECT_EQ(*deleted, 1);
+  EXPECT_EQ(watermark, "1-1");
+  EXPECT_EQ(Ids(), (std::vector<std::string>{"1-2", "1-3", "1-4"}));
+  EXPECT_FALSE(log_->FindByIdempotencyKey("old")->has_value());
+}
+
+TEST_F(DecisionLogTest, CompactionStopsWhenTheWatermarkCannotBeStored) {
+  ASSERT_THAT(
+      AppendSynced(Record("1-1", v1::TRANSACTION_STATE_COMMITTED, 10, 20)),
+      IsOk());
+  EXPECT_THAT(log_->Compact(absl::FromUnixMicros(100),
+                            [](const std::string&) {
+                              return absl::InternalError("disk full");
+                            }),
+              StatusIs(absl::StatusCode::kInternal));
+  EXPECT_EQ(Ids(), (std::vector<std::string>{"1-1"}));
+}
+
+TEST_F(DecisionLogTest, ACorruptRecordIsDataLossNotAGuess) {
+  std::string key(16, '\0');
+  key[7] = 1;
+  key[15] = 9;
+  ASSERT_TRUE(store_->db()
+                  ->Put(rocksdb::WriteOptions(),
+                        store_->family(DecisionLog::kRecordsFamily), key,
+                        "\xff\xff\xff garbage")
+                  .ok());
+  EXPECT_THAT(log_->ForEach([](internal::TransactionRecord) {}),
+              StatusIs(absl::StatusCode::kDataLoss));
+}
+
+}  // namespace
+}  // namespace twopc::storage
