@@ -73,11 +73,28 @@ for i in "${!PARTICIPANT_PORTS[@]}"; do
   participants+=("$id=$(wait_listening "$id")") || stop_all
 done
 
+# Wait until every sidecar has registered and its link is up, so the first
+# command tried works.
+deadline=$((SECONDS + START_TIMEOUT_SECONDS))
+until [[ $("$BIN/twopcctl" --coordinator "$coordinator" participant list 2>/dev/null |
+           awk '$5 == "up"' | wc -l) -ge ${#participants[@]} ]]; do
+  if ((SECONDS > deadline)); then
+    echo "run-local: participants did not register within ${START_TIMEOUT_SECONDS}s; see $VAR/log/" >&2
+    stop_all
+  fi
+  sleep 0.2
+done
+
 cat <<INFO
 run-local: cluster up (data and logs under $VAR/)
   coordinator   $coordinator
 $(for p in "${participants[@]}"; do echo "  participant   ${p%%=*} at ${p#*=}"; done)
-Try:  $BIN/twopcctl --coordinator $coordinator health
+Try:
+  export TWOPC_COORDINATOR=$coordinator
+  $BIN/twopcctl participant list
+  $BIN/twopcctl txn exec --op 'p1 put balance/alice 100' --op 'p2 put balance/bob 0'
+  $BIN/twopcctl txn exec --op 'p1 add balance/alice -30 min=0' --op 'p2 add balance/bob 30'
+  $BIN/twopcctl kv get --sidecar ${participants[1]#*=} balance/bob
 Stop: Ctrl-C
 INFO
 

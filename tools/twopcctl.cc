@@ -340,9 +340,11 @@ int RunStats(const GlobalFlags& flags) {
        absl::StrCat(FormatDuration(l.p50()), " / ", FormatDuration(l.p90()), " / ",
                     FormatDuration(l.p99()), " / ", FormatDuration(l.p999()), " / ",
                     FormatDuration(l.max()))},
-      {"in doubt (oldest)", absl::StrCat(stats.in_doubt(), " (",
-                                         FormatDuration(stats.oldest_in_doubt_age()),
-                                         ")")},
+      {"in doubt (oldest)",
+       stats.in_doubt() == 0
+           ? "0"
+           : absl::StrCat(stats.in_doubt(), " (oldest ",
+                          FormatDuration(stats.oldest_in_doubt_age()), ")")},
       {"phase 2 pending", absl::StrCat(stats.phase2_pending())},
       {"parked", absl::StrCat(stats.parked())},
       {"log syncs", absl::StrCat(stats.log_syncs())},
@@ -471,15 +473,16 @@ int main(int argc, char** argv) {
   kv->require_subcommand(1);
   std::string sidecar = "127.0.0.1:7401";
   std::string kv_arg;
-  kv->add_option("--sidecar", sidecar, "sidecar host:port")
-      ->capture_default_str();
-  kv->add_subcommand("get", "the committed value of a key")
-      ->callback([&] { exit_code = RunKvGet(flags, sidecar, kv_arg); })
-      ->add_option("KEY", kv_arg, "key")
-      ->required();
-  kv->add_subcommand("scan", "committed keys with a prefix")
-      ->callback([&] { exit_code = RunKvScan(flags, sidecar, kv_arg); })
-      ->add_option("PREFIX", kv_arg, "key prefix");
+  CLI::App* kv_get = kv->add_subcommand("get", "the committed value of a key");
+  kv_get->add_option("KEY", kv_arg, "key")->required();
+  kv_get->callback([&] { exit_code = RunKvGet(flags, sidecar, kv_arg); });
+  CLI::App* kv_scan = kv->add_subcommand("scan", "committed keys with a prefix");
+  kv_scan->add_option("PREFIX", kv_arg, "key prefix");
+  kv_scan->callback([&] { exit_code = RunKvScan(flags, sidecar, kv_arg); });
+  for (CLI::App* command : {kv_get, kv_scan}) {
+    command->add_option("--sidecar", sidecar, "sidecar host:port")
+        ->capture_default_str();
+  }
 
   try {
     app.parse(argc, argv);
