@@ -11,8 +11,8 @@ int main(int argc, char** argv) {
   twopc::coordinator::CoordinatorOptions options;
   CLI::App app{
       "twopc-coordinator: two-phase-commit transaction coordinator.\n"
-      "Serves TransactionService, QueueService, AdminService and\n"
-      "CoordinatorService (for participant sidecars) on one gRPC port.\n"
+      "Serves TransactionService (clients), CoordinatorService (participant\n"
+      "sidecars) and AdminService (operators) on one gRPC port.\n"
       "Stops cleanly on SIGINT or SIGTERM."};
   app.add_option("--listen", options.listen,
                  "host:port to serve on (port 0 = any free port)")
