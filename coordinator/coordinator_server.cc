@@ -18,11 +18,24 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
           {.role = "coordinator",
            .column_families = {storage::DecisionLog::kRecordsFamily,
                                storage::DecisionLog::kKeysFamily,
-                               ParticipantRegistry::kFamily}}));
+                               ParticipantRegistry::kFamily,
+                               TopicRegistry::kFamily,
+                               storage::PartitionLogs::kFamily,
+                               storage::PartitionLogs::kMetaFamily}}));
   ASSIGN_OR_RETURN(s->epoch_, s->store_->IncrementCounter("epoch"));
-  s->writer_ = std::make_unique<storage::GroupCommitWriter>(s->store_->db());
-  s->log_ = std::make_unique<storage::DecisionLog>(s->store_.get(),
-                                                   s->writer_.get());
+  s->queues_ = std::make_unique<storage::PartitionLogs>(s->store_.get());
+  s->topics_ = std::make_unique<TopicRegistry>(
+      s->store_.get(), s->queues_.get(), Clock::Real(),
+      options.auto_create_partitions);
+  RETURN_IF_ERROR(s->topics_->Load());
+  storage::GroupCommitWriter::Options writer_options;
+  storage::PartitionLogs* queues = s->queues_.get();
+  // Messages appended with a COMMIT record become readable once it is synced.
+  writer_options.after_sync = [queues] { queues->MarkSynced(); };
+  s->writer_ = std::make_unique<storage::GroupCommitWriter>(s->store_->db(),
+                                                            writer_options);
+  s->log_ = std::make_unique<storage::DecisionLog>(
+      s->store_.get(), s->writer_.get(), s->queues_.get());
 
   // Link callbacks reach the manager, which is created right after; links
   // only start (and so only call back) in registry_->Load().
@@ -41,7 +54,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
       options.heartbeat_interval);
   s->manager_ = std::make_unique<TransactionManager>(
       s->epoch_, Clock::Real(), s->store_.get(), s->log_.get(),
-      s->registry_.get(), options.manager);
+      s->registry_.get(), s->topics_.get(), options.manager);
   RETURN_IF_ERROR(s->registry_->Load());
   RETURN_IF_ERROR(s->manager_->Start());
 
@@ -51,13 +64,16 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
       s->manager_.get(), s->registry_.get());
   storage::GroupCommitWriter* writer = s->writer_.get();
   s->admin_service_ = std::make_unique<AdminServiceImpl>(
-      s->manager_.get(), s->registry_.get(),
+      s->manager_.get(), s->registry_.get(), s->topics_.get(),
       [writer] { return writer->stats(); });
+  s->queue_service_ =
+      std::make_unique<QueueServiceImpl>(s->topics_.get(), s->queues_.get());
   ASSIGN_OR_RETURN(
       s->server_,
       StartGrpcServer(options.listen,
                       {s->transaction_service_.get(),
-                       s->coordinator_service_.get(), s->admin_service_.get()},
+                       s->coordinator_service_.get(), s->admin_service_.get(),
+                       s->queue_service_.get()},
                       options.max_message_bytes));
   return server;
 }
@@ -75,6 +91,8 @@ void CoordinatorServer::Shutdown(absl::Duration grace) {
   registry_.reset();
   log_.reset();
   writer_.reset();
+  topics_.reset();
+  queues_.reset();
   store_.reset();
 }
 

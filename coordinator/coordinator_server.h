@@ -20,10 +20,13 @@
 #include "absl/status/statusor.h"
 #include "common/grpc_server.h"
 #include "coordinator/participant_registry.h"
+#include "coordinator/queue_service.h"
+#include "coordinator/topic_registry.h"
 #include "coordinator/services.h"
 #include "coordinator/transaction_manager.h"
 #include "storage/decision_log.h"
 #include "storage/group_commit_writer.h"
+#include "storage/partition_log.h"
 #include "storage/store.h"
 
 namespace twopc::coordinator {
@@ -37,6 +40,9 @@ struct CoordinatorOptions {
   int max_message_bytes = 8 << 20;
   // How often participants must heartbeat.
   absl::Duration heartbeat_interval = absl::Seconds(2);
+  // Publishing to an unknown topic creates it with this many partitions;
+  // 0 refuses (NOT_FOUND).
+  int32_t auto_create_partitions = 0;
   ManagerOptions manager;
 };
 
@@ -65,13 +71,16 @@ class CoordinatorServer {
   // Shutdown.
   std::unique_ptr<storage::Store> store_;
   uint64_t epoch_ = 0;
+  std::unique_ptr<storage::PartitionLogs> queues_;
   std::unique_ptr<storage::GroupCommitWriter> writer_;
   std::unique_ptr<storage::DecisionLog> log_;
+  std::unique_ptr<TopicRegistry> topics_;
   std::unique_ptr<ParticipantRegistry> registry_;
   std::unique_ptr<TransactionManager> manager_;
   std::unique_ptr<TransactionServiceImpl> transaction_service_;
   std::unique_ptr<CoordinatorServiceImpl> coordinator_service_;
   std::unique_ptr<AdminServiceImpl> admin_service_;
+  std::unique_ptr<QueueServiceImpl> queue_service_;
   RunningServer server_;
 };
 

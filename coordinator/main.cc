@@ -11,8 +11,9 @@ int main(int argc, char** argv) {
   twopc::coordinator::CoordinatorOptions options;
   CLI::App app{
       "twopc-coordinator: two-phase-commit transaction coordinator.\n"
-      "Serves TransactionService (clients), CoordinatorService (participant\n"
-      "sidecars) and AdminService (operators) on one gRPC port.\n"
+      "Serves TransactionService (clients), QueueService (consumers),\n"
+      "CoordinatorService (participant sidecars) and AdminService\n"
+      "(operators) on one gRPC port.\n"
       "Stops cleanly on SIGINT or SIGTERM."};
   app.add_option("--listen", options.listen,
                  "host:port to serve on (port 0 = any free port)")
@@ -55,6 +56,11 @@ int main(int argc, char** argv) {
                  "unfinished transactions before new ones get "
                  "RESOURCE_EXHAUSTED")
       ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_option("--auto_create_partitions", options.auto_create_partitions,
+                 "partitions of a topic created on first publish; 0 = "
+                 "publishing to an unknown topic is NOT_FOUND")
+      ->check(CLI::Range(0, 1024))
       ->capture_default_str();
   app.add_option("--park_after_attempts", retry.park_after_attempts,
                  "phase-2 attempts per branch before a transaction is parked")

@@ -210,4 +210,43 @@ grpc::Status AdminServiceImpl::GetStats(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
+namespace {
+
+// Copies a StatusOr<TopicInfo> into a response.
+grpc::Status Reply(absl::StatusOr<v1::TopicInfo> result,
+                   v1::TopicInfo* response) {
+  if (!result.ok()) return ToGrpcStatus(result.status());
+  *response = std::move(*result);
+  return grpc::Status::OK;
+}
+
+}  // namespace
+
+grpc::Status AdminServiceImpl::CreateTopic(grpc::ServerContext*,
+                                           const v1::CreateTopicRequest* request,
+                                           v1::TopicInfo* response) {
+  return Reply(topics_->Create(*request), response);
+}
+
+grpc::Status AdminServiceImpl::UpdateTopic(grpc::ServerContext*,
+                                           const v1::UpdateTopicRequest* request,
+                                           v1::TopicInfo* response) {
+  return Reply(topics_->Update(*request), response);
+}
+
+grpc::Status AdminServiceImpl::ListTopics(grpc::ServerContext*,
+                                          const v1::ListTopicsRequest*,
+                                          v1::ListTopicsResponse* response) {
+  for (v1::TopicInfo& info : topics_->List()) {
+    *response->add_topics() = std::move(info);
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminServiceImpl::DescribeTopic(
+    grpc::ServerContext*, const v1::DescribeTopicRequest* request,
+    v1::TopicInfo* response) {
+  return Reply(topics_->Describe(request->name(), true), response);
+}
+
 }  // namespace twopc::coordinator

@@ -7,6 +7,7 @@
 #include <functional>
 
 #include "coordinator/participant_registry.h"
+#include "coordinator/topic_registry.h"
 #include "coordinator/transaction_manager.h"
 #include "storage/group_commit_writer.h"
 #include "twopc/v1/admin.grpc.pb.h"
@@ -76,10 +77,12 @@ class CoordinatorServiceImpl final : public v1::CoordinatorService::Service {
 class AdminServiceImpl final : public v1::AdminService::Service {
  public:
   AdminServiceImpl(TransactionManager* manager, ParticipantRegistry* registry,
+                   TopicRegistry* topics,
                    std::function<storage::GroupCommitWriter::Stats()>
                        writer_stats)
       : manager_(manager),
         registry_(registry),
+        topics_(topics),
         writer_stats_(std::move(writer_stats)) {}
 
   grpc::Status DescribeTransaction(grpc::ServerContext* context,
@@ -94,10 +97,23 @@ class AdminServiceImpl final : public v1::AdminService::Service {
   grpc::Status GetStats(grpc::ServerContext* context,
                         const v1::GetStatsRequest* request,
                         v1::Stats* response) override;
+  grpc::Status CreateTopic(grpc::ServerContext* context,
+                           const v1::CreateTopicRequest* request,
+                           v1::TopicInfo* response) override;
+  grpc::Status UpdateTopic(grpc::ServerContext* context,
+                           const v1::UpdateTopicRequest* request,
+                           v1::TopicInfo* response) override;
+  grpc::Status ListTopics(grpc::ServerContext* context,
+                          const v1::ListTopicsRequest* request,
+                          v1::ListTopicsResponse* response) override;
+  grpc::Status DescribeTopic(grpc::ServerContext* context,
+                             const v1::DescribeTopicRequest* request,
+                             v1::TopicInfo* response) override;
 
  private:
   TransactionManager* const manager_;
   ParticipantRegistry* const registry_;
+  TopicRegistry* const topics_;
   const std::function<storage::GroupCommitWriter::Stats()> writer_stats_;
 };
 

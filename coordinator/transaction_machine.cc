@@ -65,6 +65,15 @@ void TransactionMachine::AddMessage(v1::Message message) {
   *record_.add_messages() = std::move(message);
 }
 
+void TransactionMachine::SetMessagePositions(
+    std::vector<v1::MessagePosition> positions) {
+  record_.clear_messages();
+  record_.clear_message_positions();
+  for (v1::MessagePosition& position : positions) {
+    *record_.add_message_positions() = std::move(position);
+  }
+}
+
 Actions TransactionMachine::Recover(absl::Time now) {
   switch (record_.state()) {
     case v1::TRANSACTION_STATE_ACTIVE:

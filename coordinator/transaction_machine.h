@@ -70,9 +70,10 @@ struct SendCommit {
 struct SendAbort {
   std::string participant_id;
 };
-// Write record() to the decision log. With `sync`, call OnPersisted once the
-// write is synced; without, the write may be lost in a crash and no callback
-// is expected.
+// Write record() to the decision log. With `sync` (only ever the COMMIT
+// record, which also publishes the record's messages), call OnPersisted once
+// the write is synced; without, the write may be lost in a crash and no
+// callback is expected.
 struct Persist {
   bool sync = false;
 };
@@ -120,6 +121,11 @@ class TransactionMachine {
   void AddBranch(const std::string& participant_id);
   // REQUIRES: state ACTIVE.
   void AddMessage(v1::Message message);
+
+  // Where the messages were published, known once the COMMIT record (which
+  // carries them) is synced; the messages themselves now live in their
+  // partitions and are dropped from the record. Call before OnPersisted.
+  void SetMessagePositions(std::vector<v1::MessagePosition> positions);
 
   // Starts phase 1. REQUIRES: state ACTIVE (the caller checks and answers
   // FAILED_PRECONDITION / ABORTED otherwise).

@@ -96,12 +96,6 @@ v1::TransactionRef RefById(const std::string& transaction_id) {
   return ref;
 }
 
-absl::Status NotLive(const std::string& transaction_id) {
-  return absl::NotFoundError(absl::StrCat(
-      "transaction ", transaction_id,
-      " is not known: check the id (Begin returns it)"));
-}
-
 // Ids of records compare in creation order when parsed.
 bool IdLessOrEqual(const std::string& a, const std::string& b) {
   absl::optional<TransactionId> x = TransactionId::Parse(a);
@@ -117,12 +111,14 @@ TransactionManager::TransactionManager(uint64_t epoch, Clock* clock,
                                        storage::Store* store,
                                        storage::DecisionLog* log,
                                        ParticipantRegistry* registry,
+                                       TopicRegistry* topics,
                                        ManagerOptions options)
     : epoch_(epoch),
       clock_(clock),
       store_(store),
       log_(log),
       registry_(registry),
+      topics_(topics),
       options_(options),
       start_time_(clock->Now()) {}
 
@@ -219,21 +215,7 @@ void TransactionManager::Execute(const v1::ExecuteRequest& request, Done done) {
   absl::StatusOr<absl::Duration> timeout =
       ValidateTimeout(request.timeout(), request.has_timeout(), limits);
   if (valid.ok()) valid = timeout.status();
-  if (valid.ok() && request.messages_size() > limits.max_messages) {
-    valid = absl::InvalidArgumentError(
-        absl::StrCat(request.messages_size(), " messages; the limit is ",
-                     limits.max_messages));
-  }
-  for (const v1::Message& message : request.messages()) {
-    if (!valid.ok()) break;
-    valid = ValidateMessage(message);
-    if (valid.ok()) {
-      // Topics arrive with the queue service; until then none exists.
-      valid = absl::NotFoundError(absl::StrCat(
-          "topic '", message.topic(),
-          "' does not exist; this coordinator has no topics yet"));
-    }
-  }
+  if (valid.ok()) valid = ValidateMessages(request.messages(), 0);
   if (valid.ok() && request.ByteSizeLong() > limits.max_transaction_bytes) {
     valid = absl::InvalidArgumentError(absl::StrCat(
         "the transaction is ", request.ByteSizeLong(),
@@ -324,6 +306,10 @@ void TransactionManager::Execute(const v1::ExecuteRequest& request, Done done) {
     entry->work[branch.participant_id()] = branch;
   }
   const std::string id = entry->machine.record().transaction_id();
+  for (const v1::Message& message : request.messages()) {
+    // Validated above: routing cannot fail now (topics are never deleted).
+    AddMessageLocked(*entry, message).IgnoreError();
+  }
   AttachLocked(entry, request.wait_for_completion(), std::move(done));
   ApplyLocked(id, entry->machine.Commit(clock_->Now()));
 }
@@ -423,25 +409,85 @@ absl::Status TransactionManager::AddBranch(const v1::AddBranchRequest& request) 
   return absl::OkStatus();
 }
 
+absl::Status TransactionManager::ValidateMessages(
+    const google::protobuf::RepeatedPtrField<v1::Message>& messages,
+    int already_added) {
+  const Limits& limits = options_.limits;
+  if (already_added + messages.size() > limits.max_messages) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(already_added + messages.size(),
+                     " messages; the limit is ", limits.max_messages));
+  }
+  for (const v1::Message& message : messages) {
+    RETURN_IF_ERROR(ValidateMessage(message));
+    RETURN_IF_ERROR(topics_->Route(message, "").status());
+  }
+  return absl::OkStatus();
+}
+
+absl::Status TransactionManager::AddMessageLocked(Entry& entry,
+                                                  v1::Message message) {
+  ASSIGN_OR_RETURN(
+      int32_t partition,
+      topics_->Route(message, entry.machine.record().transaction_id()));
+  message.set_partition(partition);
+  entry.machine.AddMessage(std::move(message));
+  return absl::OkStatus();
+}
+
 absl::StatusOr<uint32_t> TransactionManager::AddMessages(
     const v1::AddMessagesRequest& request) {
-  if (!request.messages().empty()) {
-    const v1::Message& message = request.messages(0);
-    RETURN_IF_ERROR(ValidateMessage(message));
-    // Topics arrive with the queue service; until then none exists.
-    return absl::NotFoundError(absl::StrCat(
-        "topic '", message.topic(),
-        "' does not exist; this coordinator has no topics yet"));
-  }
+  RETURN_IF_ERROR(ValidateMessages(request.messages(), 0));
   absl::MutexLock lock(&mu_);
   Entry* entry = FindLiveLocked(request.transaction_id());
-  if (entry == nullptr) return NotLive(request.transaction_id());
+  if (entry == nullptr) {
+    ASSIGN_OR_RETURN(internal::TransactionRecord record,
+                     LookupLocked(RefById(request.transaction_id())));
+    if (record.outcome() == v1::OUTCOME_ABORTED) return Outcome(record).status();
+    return absl::FailedPreconditionError(absl::StrCat(
+        "transaction ", request.transaction_id(), " is already decided"));
+  }
   const internal::TransactionRecord& record = entry->machine.record();
   if (record.outcome() == v1::OUTCOME_ABORTED) return Outcome(record).status();
   if (record.state() != v1::TRANSACTION_STATE_ACTIVE) {
-    return absl::FailedPreconditionError("Commit was already called");
+    return absl::FailedPreconditionError(absl::StrCat(
+        "transaction ", request.transaction_id(),
+        " is no longer open for messages: Commit was already called"));
   }
-  return static_cast<uint32_t>(record.messages_size());
+  const auto have = static_cast<uint32_t>(record.messages_size());
+  const uint32_t first = request.first_index();
+  const auto count = static_cast<uint32_t>(request.messages_size());
+  if (first < have && first + count <= have) {
+    // A retry: accepted only if it is the same messages.
+    for (uint32_t i = 0; i < count; ++i) {
+      v1::Message sent = request.messages(static_cast<int>(i));
+      v1::Message stored = record.messages(static_cast<int>(first + i));
+      if (!sent.has_partition()) stored.clear_partition();
+      if (sent.SerializeAsString() != stored.SerializeAsString()) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "messages from index ", first,
+            " differ from the ones already added; the next index is ", have));
+      }
+    }
+    return have;
+  }
+  if (first != have) {
+    v1::ErrorInfo info;
+    info.set_reason("WRONG_INDEX");
+    info.set_transaction_id(request.transaction_id());
+    (*info.mutable_metadata())["expected_first_index"] = absl::StrCat(have);
+    return WithErrorInfo(
+        absl::FailedPreconditionError(absl::StrCat(
+            "first_index is ", first, " but the transaction has ", have,
+            " messages; send first_index ", have)),
+        info);
+  }
+  RETURN_IF_ERROR(ValidateMessages(request.messages(), have));
+  for (const v1::Message& message : request.messages()) {
+    RETURN_IF_ERROR(AddMessageLocked(*entry, message));
+  }
+  ++change_count_;
+  return static_cast<uint32_t>(entry->machine.record().messages_size());
 }
 
 void TransactionManager::Commit(const v1::CommitRequest& request, Done done) {
@@ -639,10 +685,13 @@ void TransactionManager::ApplyLocked(const std::string& transaction_id,
       send(abort->participant_id, std::move(request));
     } else if (auto* persist = std::get_if<action::Persist>(&a)) {
       if (persist->sync) {
-        log_->Append(entry->machine.record(),
-                     [this, transaction_id](const absl::Status& status) {
-                       OnPersisted(transaction_id, status);
-                     });
+        log_->AppendCommit(
+            entry->machine.record(),
+            [this, transaction_id](
+                const absl::Status& status,
+                const std::vector<v1::MessagePosition>& positions) {
+              OnPersisted(transaction_id, status, positions);
+            });
       } else {
         log_->Append(entry->machine.record(), nullptr);
       }
@@ -680,8 +729,9 @@ void TransactionManager::ApplyLocked(const std::string& transaction_id,
   }
 }
 
-void TransactionManager::OnPersisted(const std::string& transaction_id,
-                                     const absl::Status& status) {
+void TransactionManager::OnPersisted(
+    const std::string& transaction_id, const absl::Status& status,
+    std::vector<v1::MessagePosition> positions) {
   absl::MutexLock lock(&mu_);
   Entry* entry = FindLiveLocked(transaction_id);
   if (entry == nullptr) return;
@@ -706,6 +756,7 @@ void TransactionManager::OnPersisted(const std::string& transaction_id,
     entry->on_finished.clear();
     return;
   }
+  entry->machine.SetMessagePositions(std::move(positions));
   ApplyLocked(transaction_id, entry->machine.OnPersisted(clock_->Now()));
 }
 

@@ -37,6 +37,7 @@
 #include "common/clock.h"
 #include "coordinator/limits.h"
 #include "coordinator/participant_registry.h"
+#include "coordinator/topic_registry.h"
 #include "coordinator/transaction_machine.h"
 #include "storage/decision_log.h"
 #include "twopc/v1/admin.pb.h"
@@ -68,7 +69,7 @@ class TransactionManager {
   // callbacks to OnReply / OnDeliveryFailure.
   TransactionManager(uint64_t epoch, Clock* clock, storage::Store* store,
                      storage::DecisionLog* log, ParticipantRegistry* registry,
-                     ManagerOptions options);
+                     TopicRegistry* topics, ManagerOptions options);
   // Stops the timer thread. Waiters still pending get UNAVAILABLE.
   ~TransactionManager();
 
@@ -152,7 +153,16 @@ class TransactionManager {
                   v1::BranchRequest request)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void OnPersisted(const std::string& transaction_id,
-                   const absl::Status& status) ABSL_LOCKS_EXCLUDED(mu_);
+                   const absl::Status& status,
+                   std::vector<v1::MessagePosition> positions)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // Checks `messages` (limits, topics, partitions) without side effects.
+  absl::Status ValidateMessages(
+      const google::protobuf::RepeatedPtrField<v1::Message>& messages,
+      int already_added);
+  // Adds `message` to a live transaction, resolving its partition.
+  absl::Status AddMessageLocked(Entry& entry, v1::Message message)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FinishLocked(const std::string& transaction_id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RememberRecentLocked(const internal::TransactionRecord& record)
@@ -165,6 +175,7 @@ class TransactionManager {
   storage::Store* const store_;
   storage::DecisionLog* const log_;
   ParticipantRegistry* const registry_;
+  TopicRegistry* const topics_;
   const ManagerOptions options_;
   const absl::Time start_time_;
 

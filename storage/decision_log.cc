@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/transaction_id.h"
+#include "google/protobuf/util/time_util.h"
 #include "storage/coding.h"
 
 namespace twopc::storage {
@@ -31,9 +32,11 @@ bool IsFinal(v1::TransactionState state) {
 
 }  // namespace
 
-DecisionLog::DecisionLog(Store* store, GroupCommitWriter* writer)
+DecisionLog::DecisionLog(Store* store, GroupCommitWriter* writer,
+                         PartitionLogs* queues)
     : store_(store),
       writer_(writer),
+      queues_(queues),
       records_(store->family(kRecordsFamily)),
       keys_(store->family(kKeysFamily)) {}
 
@@ -52,6 +55,45 @@ void DecisionLog::Append(const internal::TransactionRecord& record,
         if (!idempotency_key.empty()) batch.Put(keys_, idempotency_key, id);
       },
       std::move(done));
+}
+
+void DecisionLog::AppendCommit(const internal::TransactionRecord& record,
+                               CommitDone done) {
+  auto key = RecordKey(record.transaction_id());
+  auto pending = std::make_shared<internal::TransactionRecord>(record);
+  writer_->Submit(
+      [this, key = *key, pending](rocksdb::WriteBatch& batch) {
+        // On the writer thread, in durability order: offsets taken here
+        // follow commit order.
+        pending->clear_message_positions();
+        for (const v1::Message& message : pending->messages()) {
+          v1::QueueMessage queued;
+          queued.set_key(message.key());
+          queued.set_value(message.value());
+          *queued.mutable_headers() = message.headers();
+          queued.set_transaction_id(pending->transaction_id());
+          *queued.mutable_commit_time() =
+              google::protobuf::util::TimeUtil::MicrosecondsToTimestamp(
+                  pending->decide_time_us());
+          v1::MessagePosition* position = pending->add_message_positions();
+          position->set_topic(message.topic());
+          position->set_partition(message.partition());
+          position->set_offset(queues_->Append(batch, message.topic(),
+                                               message.partition(), queued));
+        }
+        pending->clear_messages();
+        batch.Put(records_, key, pending->SerializeAsString());
+        if (!pending->idempotency_key().empty()) {
+          batch.Put(keys_, pending->idempotency_key(),
+                    pending->transaction_id());
+        }
+      },
+      [pending, done = std::move(done)](const absl::Status& status) {
+        std::vector<v1::MessagePosition> positions(
+            pending->message_positions().begin(),
+            pending->message_positions().end());
+        done(status, positions);
+      });
 }
 
 absl::StatusOr<absl::optional<internal::TransactionRecord>> DecisionLog::Read(

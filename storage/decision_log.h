@@ -17,6 +17,7 @@
 #include "absl/time/time.h"
 #include "absl/types/optional.h"
 #include "storage/group_commit_writer.h"
+#include "storage/partition_log.h"
 #include "storage/store.h"
 #include "twopc/internal/decision_log.pb.h"
 
@@ -28,9 +29,16 @@ class DecisionLog {
   static constexpr char kRecordsFamily[] = "transactions";
   static constexpr char kKeysFamily[] = "idempotency_keys";
 
-  // `store` and `writer` are not owned and must outlive the log.
-  // REQUIRES: store was opened with kRecordsFamily and kKeysFamily.
-  DecisionLog(Store* store, GroupCommitWriter* writer);
+  // Called with the outcome of AppendCommit and, when OK, where each of the
+  // record's messages was published (in the order of record.messages()).
+  using CommitDone = std::function<void(
+      const absl::Status& status,
+      const std::vector<v1::MessagePosition>& positions)>;
+
+  // `store`, `writer` and `queues` are not owned and must outlive the log.
+  // REQUIRES: store was opened with kRecordsFamily and kKeysFamily; the
+  // writer calls queues->MarkSynced() after each sync.
+  DecisionLog(Store* store, GroupCommitWriter* writer, PartitionLogs* queues);
 
   // Queues a write of `record` (and of its idempotency key, if any).
   // `done` runs after the write is synced (OK) or failed; see
@@ -38,6 +46,14 @@ class DecisionLog {
   // REQUIRES: record.transaction_id() parses as a TransactionId.
   void Append(const internal::TransactionRecord& record,
               GroupCommitWriter::Done done);
+
+  // Queues the COMMIT record of `record` together with its messages: in the
+  // same WriteBatch, each message is appended to its partition (whose
+  // offset it takes then, so offset order is commit order), and the record
+  // is stored with message_positions set and the messages themselves
+  // dropped (they live in the partitions). `done` runs after the sync.
+  // REQUIRES: every message has its partition set, in a known topic.
+  void AppendCommit(const internal::TransactionRecord& record, CommitDone done);
 
   // The stored record; nullopt when there is none.
   absl::StatusOr<absl::optional<internal::TransactionRecord>> Read(
@@ -65,6 +81,7 @@ class DecisionLog {
  private:
   Store* const store_;
   GroupCommitWriter* const writer_;
+  PartitionLogs* const queues_;
   rocksdb::ColumnFamilyHandle* const records_;
   rocksdb::ColumnFamilyHandle* const keys_;
 };

@@ -85,6 +85,7 @@ void GroupCommitWriter::Run() {
 
     absl::Status status =
         FromRocksDb(db_->Write(sync, &batch), "synced write of decision batch");
+    if (status.ok() && options_.after_sync) options_.after_sync();
     {
       absl::MutexLock lock(&mu_);
       if (status.ok()) {

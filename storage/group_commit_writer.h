@@ -45,6 +45,10 @@ class GroupCommitWriter {
     int max_records_per_sync = 4096;
     // ...or its batch has grown past this many bytes.
     size_t max_bytes_per_sync = 16 << 20;
+    // Called on the writer thread after every successful sync, before the
+    // round's `done` callbacks (e.g. to make appended queue offsets
+    // visible). Optional.
+    std::function<void()> after_sync;
   };
 
   struct Stats {

@@ -18,7 +18,9 @@
 #include "gtest/gtest.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
+#include "twopc/v1/admin.grpc.pb.h"
 #include "twopc/v1/participant.grpc.pb.h"
+#include "twopc/v1/queue.grpc.pb.h"
 #include "twopc/v1/transaction.grpc.pb.h"
 
 namespace twopc::coordinator {
@@ -151,6 +153,8 @@ class CoordinatorServerTest : public ::testing::Test {
                                        grpc::InsecureChannelCredentials());
     transactions_ = v1::TransactionService::NewStub(channel);
     gateway_ = v1::CoordinatorService::NewStub(channel);
+    admin_ = v1::AdminService::NewStub(channel);
+    queues_ = v1::QueueService::NewStub(channel);
   }
 
   void RestartCoordinator() {
@@ -229,6 +233,8 @@ class CoordinatorServerTest : public ::testing::Test {
   std::unique_ptr<CoordinatorServer> coordinator_;
   std::unique_ptr<v1::TransactionService::Stub> transactions_;
   std::unique_ptr<v1::CoordinatorService::Stub> gateway_;
+  std::unique_ptr<v1::AdminService::Stub> admin_;
+  std::unique_ptr<v1::QueueService::Stub> queues_;
 };
 
 TEST_F(CoordinatorServerTest, CommitsAcrossTwoParticipants) {
@@ -471,6 +477,93 @@ TEST_F(CoordinatorRetentionTest, FinishedTransactionsAreCompactedAfterRetention)
   v1::GetResponse response;
   EXPECT_EQ(transactions_->Get(&context, by_key, &response).error_code(),
             grpc::StatusCode::NOT_FOUND);
+}
+
+class CoordinatorQueueTest : public CoordinatorServerTest {
+ protected:
+  void SetUp() override {
+    CoordinatorServerTest::SetUp();
+    grpc::ClientContext context;
+    v1::CreateTopicRequest create;
+    create.set_name("orders");
+    create.set_partitions(2);
+    v1::TopicInfo info;
+    ASSERT_TRUE(admin_->CreateTopic(&context, create, &info).ok());
+  }
+
+  v1::ExecuteRequest WithMessages(const std::string& key,
+                                  const std::vector<int>& partitions) {
+    v1::ExecuteRequest request = TwoBranches(key);
+    for (int p : partitions) {
+      v1::Message* m = request.add_messages();
+      m->set_topic("orders");
+      m->set_partition(p);
+      m->set_value(absl::StrCat(key, "@", p));
+    }
+    return request;
+  }
+
+  std::vector<std::string> Values(int partition) {
+    grpc::ClientContext context;
+    v1::FetchRequest fetch;
+    fetch.set_topic("orders");
+    fetch.set_partition(partition);
+    v1::FetchResponse response;
+    EXPECT_TRUE(queues_->Fetch(&context, fetch, &response).ok());
+    std::vector<std::string> values;
+    for (const auto& m : response.messages()) {
+      EXPECT_EQ(m.offset(), static_cast<int64_t>(values.size()));
+      values.push_back(m.value());
+    }
+    return values;
+  }
+};
+
+TEST_F(CoordinatorQueueTest, CommittedMessagesAppearOnceInCommitOrder) {
+  ASSERT_THAT(Execute(WithMessages("t1", {0, 1})), IsOk());
+  b_->set_on_prepare(FakeParticipant::OnPrepare::kNo);
+  EXPECT_FALSE(Execute(WithMessages("aborted", {0, 1})).ok());
+  b_->set_on_prepare(FakeParticipant::OnPrepare::kYes);
+  absl::StatusOr<v1::Transaction> t2 = Execute(WithMessages("t2", {0}));
+  ASSERT_THAT(t2, IsOk());
+  ASSERT_EQ(t2->message_positions_size(), 1);
+  EXPECT_EQ(t2->message_positions(0).offset(), 1);
+  // A retry with the same key publishes nothing again.
+  ASSERT_THAT(Execute(WithMessages("t2", {0})), IsOk());
+
+  RestartCoordinator();
+  ASSERT_THAT(Execute(WithMessages("t3", {0})), IsOk());
+  EXPECT_EQ(Values(0), (std::vector<std::string>{"t1@0", "t2@0", "t3@0"}));
+  EXPECT_EQ(Values(1), (std::vector<std::string>{"t1@1"}));
+}
+
+TEST_F(CoordinatorQueueTest, UnknownTopicsAndPartitionsAreRefusedUpFront) {
+  v1::ExecuteRequest unknown = TwoBranches();
+  unknown.add_messages()->set_topic("nope");
+  EXPECT_THAT(Execute(unknown),
+              twopc::testing::StatusIs(absl::StatusCode::kNotFound,
+                                       HasSubstr("topic create")));
+  EXPECT_THAT(Execute(WithMessages("bad", {2})),
+              twopc::testing::StatusIs(absl::StatusCode::kInvalidArgument,
+                                       HasSubstr("partitions 0..1")));
+  EXPECT_TRUE(a_->received().empty());
+}
+
+TEST_F(CoordinatorQueueTest, SubscribersSeeNewCommits) {
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + kWait));
+  v1::SubscribeRequest subscribe;
+  subscribe.set_topic("orders");
+  subscribe.set_partition(1);
+  auto reader = queues_->Subscribe(&context, subscribe);
+  ASSERT_THAT(Execute(WithMessages("s1", {1})), IsOk());
+  v1::SubscribeResponse response;
+  ASSERT_TRUE(reader->Read(&response));
+  ASSERT_EQ(response.messages_size(), 1);
+  EXPECT_EQ(response.messages(0).value(), "s1@1");
+  EXPECT_FALSE(response.messages(0).transaction_id().empty());
+  EXPECT_TRUE(response.messages(0).has_commit_time());
+  context.TryCancel();
 }
 
 TEST_F(CoordinatorServerTest, HeartbeatFromUnknownParticipantIsNotFound) {

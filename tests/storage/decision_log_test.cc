@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "absl/synchronization/notification.h"
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
@@ -23,16 +24,23 @@ class DecisionLogTest : public ::testing::Test {
   void Open() {
     log_.reset();
     writer_.reset();
+    queues_.reset();
     store_.reset();
     auto store = Store::Open(
         dir_.path(),
         {.role = "coordinator",
          .column_families = {DecisionLog::kRecordsFamily,
-                             DecisionLog::kKeysFamily}});
+                             DecisionLog::kKeysFamily, PartitionLogs::kFamily,
+                             PartitionLogs::kMetaFamily}});
     ASSERT_THAT(store, IsOk());
     store_ = std::move(*store);
-    writer_ = std::make_unique<GroupCommitWriter>(store_->db());
-    log_ = std::make_unique<DecisionLog>(store_.get(), writer_.get());
+    queues_ = std::make_unique<PartitionLogs>(store_.get());
+    ASSERT_THAT(queues_->AddTopic("orders", 2), IsOk());
+    GroupCommitWriter::Options options;
+    options.after_sync = [this] { queues_->MarkSynced(); };
+    writer_ = std::make_unique<GroupCommitWriter>(store_->db(), options);
+    log_ = std::make_unique<DecisionLog>(store_.get(), writer_.get(),
+                                         queues_.get());
   }
 
   static internal::TransactionRecord Record(const std::string& id,
@@ -71,6 +79,7 @@ class DecisionLogTest : public ::testing::Test {
 
   TempDir dir_;
   std::unique_ptr<Store> store_;
+  std::unique_ptr<PartitionLogs> queues_;
   std::unique_ptr<GroupCommitWriter> writer_;
   std::unique_ptr<DecisionLog> log_;
 };
@@ -142,6 +151,46 @@ TEST_F(DecisionLogTest, CompactionStopsWhenTheWatermarkCannotBeStored) {
                             }),
               StatusIs(absl::StatusCode::kInternal));
   EXPECT_EQ(Ids(), (std::vector<std::string>{"1-1"}));
+}
+
+TEST_F(DecisionLogTest, CommitRecordAndItsMessagesAreOneAtomicWrite) {
+  std::vector<std::vector<v1::MessagePosition>> results;
+  for (int t = 0; t < 3; ++t) {
+    internal::TransactionRecord record = Record(
+        absl::StrCat("1-", t + 1), v1::TRANSACTION_STATE_COMMITTING, 1, 0);
+    for (int m = 0; m < 2; ++m) {
+      v1::Message* message = record.add_messages();
+      message->set_topic("orders");
+      message->set_partition(m);
+      message->set_value(absl::StrCat("t", t, "m", m));
+    }
+    absl::Notification done;
+    log_->AppendCommit(record, [&](const absl::Status& status,
+                                   const std::vector<v1::MessagePosition>& p) {
+      EXPECT_THAT(status, IsOk());
+      results.push_back(p);
+      done.Notify();
+    });
+    done.WaitForNotification();
+  }
+  // Commit order is offset order, per partition, with no gaps.
+  for (int t = 0; t < 3; ++t) {
+    ASSERT_EQ(results[t].size(), 2u);
+    EXPECT_EQ(results[t][0].partition(), 0);
+    EXPECT_EQ(results[t][0].offset(), t);
+    EXPECT_EQ(results[t][1].partition(), 1);
+    EXPECT_EQ(results[t][1].offset(), t);
+  }
+  auto read = queues_->Read("orders", 1, 0, 10, 1 << 20);
+  ASSERT_THAT(read, IsOk());
+  ASSERT_EQ(read->messages.size(), 3u);
+  EXPECT_EQ(read->messages[2].value(), "t2m1");
+  EXPECT_EQ(read->messages[2].transaction_id(), "1-3");
+  // The stored record points at the messages instead of holding them.
+  auto stored = log_->Read("1-2");
+  ASSERT_THAT(stored, IsOk());
+  EXPECT_EQ((*stored)->messages_size(), 0);
+  EXPECT_EQ((*stored)->message_positions_size(), 2);
 }
 
 TEST_F(DecisionLogTest, ACorruptRecordIsDataLossNotAGuess) {
