@@ -21,13 +21,17 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
                                ParticipantRegistry::kFamily,
                                TopicRegistry::kFamily,
                                storage::PartitionLogs::kFamily,
-                               storage::PartitionLogs::kMetaFamily}}));
+                               storage::PartitionLogs::kMetaFamily,
+                               ConsumerGroups::kFamily}}));
   ASSIGN_OR_RETURN(s->epoch_, s->store_->IncrementCounter("epoch"));
   s->queues_ = std::make_unique<storage::PartitionLogs>(s->store_.get());
   s->topics_ = std::make_unique<TopicRegistry>(
       s->store_.get(), s->queues_.get(), Clock::Real(),
       options.auto_create_partitions);
   RETURN_IF_ERROR(s->topics_->Load());
+  s->groups_ = std::make_unique<ConsumerGroups>(
+      s->store_.get(), s->topics_.get(), s->queues_.get(), Clock::Real(),
+      s->epoch_);
   storage::GroupCommitWriter::Options writer_options;
   storage::PartitionLogs* queues = s->queues_.get();
   // Messages appended with a COMMIT record become readable once it is synced.
@@ -65,9 +69,9 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   storage::GroupCommitWriter* writer = s->writer_.get();
   s->admin_service_ = std::make_unique<AdminServiceImpl>(
       s->manager_.get(), s->registry_.get(), s->topics_.get(),
-      [writer] { return writer->stats(); });
-  s->queue_service_ =
-      std::make_unique<QueueServiceImpl>(s->topics_.get(), s->queues_.get());
+      s->groups_.get(), [writer] { return writer->stats(); });
+  s->queue_service_ = std::make_unique<QueueServiceImpl>(
+      s->topics_.get(), s->queues_.get(), s->groups_.get());
   ASSIGN_OR_RETURN(
       s->server_,
       StartGrpcServer(options.listen,
@@ -91,6 +95,7 @@ void CoordinatorServer::Shutdown(absl::Duration grace) {
   registry_.reset();
   log_.reset();
   writer_.reset();
+  groups_.reset();
   topics_.reset();
   queues_.reset();
   store_.reset();

@@ -19,6 +19,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "common/grpc_server.h"
+#include "coordinator/consumer_groups.h"
 #include "coordinator/participant_registry.h"
 #include "coordinator/queue_service.h"
 #include "coordinator/topic_registry.h"
@@ -75,6 +76,7 @@ class CoordinatorServer {
   std::unique_ptr<storage::GroupCommitWriter> writer_;
   std::unique_ptr<storage::DecisionLog> log_;
   std::unique_ptr<TopicRegistry> topics_;
+  std::unique_ptr<ConsumerGroups> groups_;
   std::unique_ptr<ParticipantRegistry> registry_;
   std::unique_ptr<TransactionManager> manager_;
   std::unique_ptr<TransactionServiceImpl> transaction_service_;

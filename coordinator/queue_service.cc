@@ -112,4 +112,46 @@ grpc::Status QueueServiceImpl::Subscribe(
   return grpc::Status::CANCELLED;
 }
 
+namespace {
+
+template <typename Response>
+grpc::Status Reply(absl::StatusOr<Response> result, Response* response) {
+  if (!result.ok()) return ToGrpcStatus(result.status());
+  *response = std::move(*result);
+  return grpc::Status::OK;
+}
+
+}  // namespace
+
+grpc::Status QueueServiceImpl::JoinGroup(grpc::ServerContext*,
+                                         const v1::JoinGroupRequest* request,
+                                         v1::JoinGroupResponse* response) {
+  return Reply(groups_->Join(*request), response);
+}
+
+grpc::Status QueueServiceImpl::GroupHeartbeat(
+    grpc::ServerContext*, const v1::GroupHeartbeatRequest* request,
+    v1::GroupHeartbeatResponse* response) {
+  return Reply(groups_->Heartbeat(*request), response);
+}
+
+grpc::Status QueueServiceImpl::LeaveGroup(grpc::ServerContext*,
+                                          const v1::LeaveGroupRequest* request,
+                                          v1::LeaveGroupResponse*) {
+  groups_->Leave(*request);
+  return grpc::Status::OK;
+}
+
+grpc::Status QueueServiceImpl::CommitOffsets(
+    grpc::ServerContext*, const v1::CommitOffsetsRequest* request,
+    v1::CommitOffsetsResponse*) {
+  return ToGrpcStatus(groups_->CommitOffsets(*request));
+}
+
+grpc::Status QueueServiceImpl::FetchOffsets(
+    grpc::ServerContext*, const v1::FetchOffsetsRequest* request,
+    v1::FetchOffsetsResponse* response) {
+  return Reply(groups_->FetchOffsets(*request), response);
+}
+
 }  // namespace twopc::coordinator

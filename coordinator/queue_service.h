@@ -1,6 +1,6 @@
 // QueueServiceImpl: consumers read the partitions that committed
 // transactions publish to (see proto/twopc/v1/queue.proto). Fetch and
-// Subscribe are implemented; consumer groups answer UNIMPLEMENTED for now.
+// Subscribe read partitions; the group calls go to ConsumerGroups.
 //
 // Subscribe holds at most one batch per stream: it reads the next batch
 // only after the previous one was written, so gRPC flow control makes a slow
@@ -10,6 +10,7 @@
 #ifndef TWOPC_COORDINATOR_QUEUE_SERVICE_H_
 #define TWOPC_COORDINATOR_QUEUE_SERVICE_H_
 
+#include "coordinator/consumer_groups.h"
 #include "coordinator/topic_registry.h"
 #include "storage/partition_log.h"
 #include "twopc/v1/queue.grpc.pb.h"
@@ -18,8 +19,9 @@ namespace twopc::coordinator {
 
 class QueueServiceImpl final : public v1::QueueService::Service {
  public:
-  QueueServiceImpl(TopicRegistry* topics, storage::PartitionLogs* logs)
-      : topics_(topics), logs_(logs) {}
+  QueueServiceImpl(TopicRegistry* topics, storage::PartitionLogs* logs,
+                   ConsumerGroups* groups)
+      : topics_(topics), logs_(logs), groups_(groups) {}
 
   grpc::Status Fetch(grpc::ServerContext* context,
                      const v1::FetchRequest* request,
@@ -27,6 +29,21 @@ class QueueServiceImpl final : public v1::QueueService::Service {
   grpc::Status Subscribe(
       grpc::ServerContext* context, const v1::SubscribeRequest* request,
       grpc::ServerWriter<v1::SubscribeResponse>* writer) override;
+  grpc::Status JoinGroup(grpc::ServerContext* context,
+                         const v1::JoinGroupRequest* request,
+                         v1::JoinGroupResponse* response) override;
+  grpc::Status GroupHeartbeat(grpc::ServerContext* context,
+                              const v1::GroupHeartbeatRequest* request,
+                              v1::GroupHeartbeatResponse* response) override;
+  grpc::Status LeaveGroup(grpc::ServerContext* context,
+                          const v1::LeaveGroupRequest* request,
+                          v1::LeaveGroupResponse* response) override;
+  grpc::Status CommitOffsets(grpc::ServerContext* context,
+                             const v1::CommitOffsetsRequest* request,
+                             v1::CommitOffsetsResponse* response) override;
+  grpc::Status FetchOffsets(grpc::ServerContext* context,
+                            const v1::FetchOffsetsRequest* request,
+                            v1::FetchOffsetsResponse* response) override;
 
  private:
   // NOT_FOUND / INVALID_ARGUMENT for a bad topic, partition or offset.
@@ -35,6 +52,7 @@ class QueueServiceImpl final : public v1::QueueService::Service {
 
   TopicRegistry* const topics_;
   storage::PartitionLogs* const logs_;
+  ConsumerGroups* const groups_;
 };
 
 }  // namespace twopc::coordinator

@@ -249,4 +249,22 @@ grpc::Status AdminServiceImpl::DescribeTopic(
   return Reply(topics_->Describe(request->name(), true), response);
 }
 
+grpc::Status AdminServiceImpl::ListGroups(grpc::ServerContext*,
+                                          const v1::ListGroupsRequest*,
+                                          v1::ListGroupsResponse* response) {
+  for (v1::GroupInfo& info : groups_->List()) {
+    *response->add_groups() = std::move(info);
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminServiceImpl::DescribeGroup(
+    grpc::ServerContext*, const v1::DescribeGroupRequest* request,
+    v1::GroupInfo* response) {
+  absl::StatusOr<v1::GroupInfo> info = groups_->Describe(request->group_id());
+  if (!info.ok()) return ToGrpcStatus(info.status());
+  *response = std::move(*info);
+  return grpc::Status::OK;
+}
+
 }  // namespace twopc::coordinator

@@ -6,6 +6,7 @@
 
 #include <functional>
 
+#include "coordinator/consumer_groups.h"
 #include "coordinator/participant_registry.h"
 #include "coordinator/topic_registry.h"
 #include "coordinator/transaction_manager.h"
@@ -77,12 +78,13 @@ class CoordinatorServiceImpl final : public v1::CoordinatorService::Service {
 class AdminServiceImpl final : public v1::AdminService::Service {
  public:
   AdminServiceImpl(TransactionManager* manager, ParticipantRegistry* registry,
-                   TopicRegistry* topics,
+                   TopicRegistry* topics, ConsumerGroups* groups,
                    std::function<storage::GroupCommitWriter::Stats()>
                        writer_stats)
       : manager_(manager),
         registry_(registry),
         topics_(topics),
+        groups_(groups),
         writer_stats_(std::move(writer_stats)) {}
 
   grpc::Status DescribeTransaction(grpc::ServerContext* context,
@@ -109,11 +111,18 @@ class AdminServiceImpl final : public v1::AdminService::Service {
   grpc::Status DescribeTopic(grpc::ServerContext* context,
                              const v1::DescribeTopicRequest* request,
                              v1::TopicInfo* response) override;
+  grpc::Status ListGroups(grpc::ServerContext* context,
+                          const v1::ListGroupsRequest* request,
+                          v1::ListGroupsResponse* response) override;
+  grpc::Status DescribeGroup(grpc::ServerContext* context,
+                             const v1::DescribeGroupRequest* request,
+                             v1::GroupInfo* response) override;
 
  private:
   TransactionManager* const manager_;
   ParticipantRegistry* const registry_;
   TopicRegistry* const topics_;
+  ConsumerGroups* const groups_;
   const std::function<storage::GroupCommitWriter::Stats()> writer_stats_;
 };
 
