@@ -83,18 +83,22 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
 }
 
 void CoordinatorServer::Shutdown(absl::Duration grace) {
+  // 1. Stop timers and answer waiting clients, so no call blocks shutdown.
+  if (manager_ != nullptr) manager_->Stop();
+  // 2. Stop serving.
   if (server_.server != nullptr) {
     server_.server->Shutdown(absl::ToChronoTime(absl::Now() + grace));
     server_.server->Wait();
     server_.server.reset();
   }
-  // Links first (their callbacks reach the manager), then the manager, then
-  // what it writes to.
+  // 3. Links (their failure callbacks reach the manager, which may queue
+  //    log writes), then the writer, which drains its queue into the log
+  //    and the manager, then everything it wrote through.
   if (registry_ != nullptr) registry_->Shutdown();
+  writer_.reset();
+  log_.reset();
   manager_.reset();
   registry_.reset();
-  log_.reset();
-  writer_.reset();
   groups_.reset();
   topics_.reset();
   queues_.reset();

@@ -20,18 +20,26 @@ ParticipantLink::ParticipantLink(std::string participant_id,
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(64 << 20);
   args.SetMaxSendMessageSize(64 << 20);
+  // Keepalive pings detect a participant that is frozen or gone without a
+  // TCP reset, so its stream breaks and what was in flight fails over.
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 2000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 2000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
   stub_ = v1::ParticipantService::NewStub(grpc::CreateCustomChannel(
       endpoint_, grpc::InsecureChannelCredentials(), args));
   reader_ = std::thread([this] { ReaderLoop(); });
   writer_ = std::thread([this] { WriterLoop(); });
 }
 
+void ParticipantLink::Stop() {
+  absl::MutexLock lock(&mu_);
+  stopping_ = true;
+  if (context_ != nullptr) context_->TryCancel();
+}
+
 ParticipantLink::~ParticipantLink() {
-  {
-    absl::MutexLock lock(&mu_);
-    stopping_ = true;
-    if (context_ != nullptr) context_->TryCancel();
-  }
+  Stop();
   writer_.join();
   reader_.join();
   std::map<uint64_t, std::string> leftovers;
@@ -210,24 +218,41 @@ void ParticipantLink::ReaderLoop() {
       state_ = State::kConnecting;
       continue;
     }
-    delay = options_.min_reconnect_delay;
     Stream* stream = nullptr;
     {
       absl::MutexLock lock(&mu_);
       stream = stream_.get();
     }
     v1::ParticipantBatch batch;
+    const absl::Time connected_at = absl::Now();
     while (stream->Read(&batch)) {
-      for (const v1::BranchReply& reply : batch.replies()) {
-        bool known = false;
+      for (v1::BranchReply& reply : *batch.mutable_replies()) {
+        std::string transaction_id;
         {
           absl::MutexLock lock(&mu_);
-          known = in_flight_.erase(reply.request_id()) > 0;
+          auto it = in_flight_.find(reply.request_id());
+          if (it == in_flight_.end()) continue;  // duplicate or unknown
+          transaction_id = std::move(it->second);
+          in_flight_.erase(it);
         }
-        if (known) callbacks_.on_reply(participant_id_, reply);
+        // Trust our own record of which transaction this answers.
+        reply.set_transaction_id(transaction_id);
+        callbacks_.on_reply(participant_id_, reply);
       }
     }
     Disconnect("stream closed");
+    // A stream that closes right after opening (e.g. the participant
+    // refuses our epoch) must not make the loop spin.
+    if (absl::Now() - connected_at < absl::Seconds(1)) {
+      absl::MutexLock lock(&mu_);
+      auto stopping = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return stopping_;
+      };
+      mu_.AwaitWithTimeout(absl::Condition(&stopping), delay);
+      delay = std::min(delay * 2, options_.max_reconnect_delay);
+    } else {
+      delay = options_.min_reconnect_delay;
+    }
     absl::MutexLock lock(&mu_);
     state_ = State::kConnecting;
   }

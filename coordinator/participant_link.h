@@ -75,6 +75,10 @@ class ParticipantLink {
   // Queues `request` (request_id is assigned here). Never blocks.
   void Send(v1::BranchRequest request) ABSL_LOCKS_EXCLUDED(mu_);
 
+  // Starts closing the link without waiting: no more connection attempts;
+  // the destructor joins the threads. Never blocks.
+  void Stop() ABSL_LOCKS_EXCLUDED(mu_);
+
   const std::string& participant_id() const { return participant_id_; }
   const std::string& endpoint() const { return endpoint_; }
   bool connected() const ABSL_LOCKS_EXCLUDED(mu_);

@@ -73,7 +73,7 @@ absl::Status ParticipantRegistry::Register(const std::string& participant_id,
   record.set_participant_id(participant_id);
   record.set_endpoint(endpoint);
   record.set_resource(resource);
-  std::shared_ptr<ParticipantLink> old_link;
+  absl::MutexLock serial(&register_mu_);
   {
     absl::MutexLock lock(&mu_);
     auto it = participants_.find(participant_id);
@@ -83,20 +83,25 @@ absl::Status ParticipantRegistry::Register(const std::string& participant_id,
       it->second.last_heartbeat = clock_->Now();
       return absl::OkStatus();  // nothing changed
     }
-    record.set_register_time_us(absl::ToUnixMicros(clock_->Now()));
-    rocksdb::WriteOptions sync;
-    sync.sync = true;
-    RETURN_IF_ERROR(storage::FromRocksDb(
-        store_->db()->Put(sync, store_->family(kFamily), participant_id,
-                          record.SerializeAsString()),
-        "registering participant"));
-    Entry& entry = participants_[participant_id];
-    old_link = std::move(entry.link);
-    entry.link = MakeLink(record);
-    entry.record = std::move(record);
-    entry.last_heartbeat = clock_->Now();
   }
-  old_link.reset();  // joins its threads outside the lock
+  // The synced write happens outside mu_, which Send (on the hot path) takes.
+  record.set_register_time_us(absl::ToUnixMicros(clock_->Now()));
+  rocksdb::WriteOptions sync;
+  sync.sync = true;
+  RETURN_IF_ERROR(storage::FromRocksDb(
+      store_->db()->Put(sync, store_->family(kFamily), participant_id,
+                        record.SerializeAsString()),
+      "registering participant"));
+  std::shared_ptr<ParticipantLink> link = MakeLink(record);
+  absl::MutexLock lock(&mu_);
+  Entry& entry = participants_[participant_id];
+  if (entry.link != nullptr) {
+    entry.link->Stop();
+    retired_.push_back(std::move(entry.link));
+  }
+  entry.link = std::move(link);
+  entry.record = std::move(record);
+  entry.last_heartbeat = clock_->Now();
   return absl::OkStatus();
 }
 
@@ -122,14 +127,19 @@ bool ParticipantRegistry::IsRegistered(const std::string& participant_id) const 
 
 bool ParticipantRegistry::Send(const std::string& participant_id,
                                v1::BranchRequest request) {
-  std::shared_ptr<ParticipantLink> link;
+  ParticipantLink* link = nullptr;
   {
     absl::MutexLock lock(&mu_);
     auto it = participants_.find(participant_id);
-    if (it == participants_.end()) return false;
-    link = it->second.link;
+    if (closed_ || it == participants_.end()) return false;
+    // The entry (or retired_) keeps the link alive until active_sends_
+    // drops back to 0; see Shutdown.
+    link = it->second.link.get();
+    ++active_sends_;
   }
   link->Send(std::move(request));
+  absl::MutexLock lock(&mu_);
+  --active_sends_;
   return true;
 }
 
@@ -166,11 +176,21 @@ std::vector<v1::ParticipantInfo> ParticipantRegistry::List() const {
 
 void ParticipantRegistry::Shutdown() {
   std::map<std::string, Entry> participants;
+  std::vector<std::shared_ptr<ParticipantLink>> retired;
   {
     absl::MutexLock lock(&mu_);
+    closed_ = true;
+    auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return active_sends_ == 0;
+    };
+    mu_.Await(absl::Condition(&idle));
     participants.swap(participants_);
+    retired.swap(retired_);
   }
-  participants.clear();  // destroys links outside the lock
+  // Destroyed outside the lock (their destructors join threads and fail
+  // what was in flight through the callbacks).
+  participants.clear();
+  retired.clear();
 }
 
 }  // namespace twopc::coordinator

@@ -85,6 +85,16 @@ class ParticipantRegistry {
 
   mutable absl::Mutex mu_;
   std::map<std::string, Entry> participants_ ABSL_GUARDED_BY(mu_);
+  // Links replaced by a re-registration. Kept (stopped) until Shutdown so
+  // that the last reference is never dropped inside Send, which runs under
+  // the caller's lock that the link's threads may be waiting for.
+  std::vector<std::shared_ptr<ParticipantLink>> retired_ ABSL_GUARDED_BY(mu_);
+  // Serialises Register calls (which write to disk outside mu_).
+  absl::Mutex register_mu_;
+  // Set by Shutdown: Send refuses, so no new link references are taken.
+  bool closed_ ABSL_GUARDED_BY(mu_) = false;
+  // Send calls holding a link reference outside mu_; Shutdown waits for 0.
+  int active_sends_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace twopc::coordinator

@@ -10,17 +10,30 @@
 namespace twopc::coordinator {
 namespace {
 
-// Runs an asynchronous manager call and waits for its single result.
+// Runs an asynchronous manager call and waits for its single result, or
+// until the client cancels or its deadline passes (then CANCELLED: the
+// outcome is unknown to this call, ask with Get).
 absl::StatusOr<v1::Transaction> Await(
+    grpc::ServerContext* context,
     const std::function<void(TransactionManager::Done)>& call) {
-  absl::Notification done;
-  absl::StatusOr<v1::Transaction> result;
-  call([&](absl::StatusOr<v1::Transaction> r) {
-    result = std::move(r);
-    done.Notify();
+  struct Shared {
+    absl::Notification done;
+    absl::StatusOr<v1::Transaction> result;
+  };
+  // Shared with the callback, which may run after this call gave up.
+  auto shared = std::make_shared<Shared>();
+  call([shared](absl::StatusOr<v1::Transaction> r) {
+    shared->result = std::move(r);
+    shared->done.Notify();
   });
-  done.WaitForNotification();
-  return result;
+  while (!shared->done.WaitForNotificationWithTimeout(absl::Milliseconds(200))) {
+    if (context->IsCancelled()) {
+      return absl::CancelledError(
+          "the call was cancelled before the outcome was known; ask with "
+          "Get by transaction id or idempotency key");
+    }
+  }
+  return shared->result;
 }
 
 bool IsFinal(const v1::Transaction& t) {
@@ -30,11 +43,11 @@ bool IsFinal(const v1::Transaction& t) {
 
 }  // namespace
 
-grpc::Status TransactionServiceImpl::Execute(grpc::ServerContext*,
+grpc::Status TransactionServiceImpl::Execute(grpc::ServerContext* context,
                                              const v1::ExecuteRequest* request,
                                              v1::ExecuteResponse* response) {
-  absl::StatusOr<v1::Transaction> result = Await(
-      [&](TransactionManager::Done done) {
+  absl::StatusOr<v1::Transaction> result =
+      Await(context, [&](TransactionManager::Done done) {
         manager_->Execute(*request, std::move(done));
       });
   if (!result.ok()) return ToGrpcStatus(result.status());
@@ -66,11 +79,11 @@ grpc::Status TransactionServiceImpl::AddMessages(
   return grpc::Status::OK;
 }
 
-grpc::Status TransactionServiceImpl::Commit(grpc::ServerContext*,
+grpc::Status TransactionServiceImpl::Commit(grpc::ServerContext* context,
                                             const v1::CommitRequest* request,
                                             v1::CommitResponse* response) {
-  absl::StatusOr<v1::Transaction> result = Await(
-      [&](TransactionManager::Done done) {
+  absl::StatusOr<v1::Transaction> result =
+      Await(context, [&](TransactionManager::Done done) {
         manager_->Commit(*request, std::move(done));
       });
   if (!result.ok()) return ToGrpcStatus(result.status());

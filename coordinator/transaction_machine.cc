@@ -78,7 +78,8 @@ Actions TransactionMachine::Recover(absl::Time now) {
   switch (record_.state()) {
     case v1::TRANSACTION_STATE_ACTIVE:
     case v1::TRANSACTION_STATE_PREPARING:
-      return DecideAbort("the coordinator restarted before deciding", now);
+      return DecideAbort("COORDINATOR_RESTART", "",
+                         "the coordinator restarted before deciding", now);
     case v1::TRANSACTION_STATE_COMMITTING: {
       // The record is on disk, so the decision is durable.
       Actions actions;
@@ -91,7 +92,8 @@ Actions TransactionMachine::Recover(absl::Time now) {
     }
     case v1::TRANSACTION_STATE_ABORTING:
       // Older records only: aborts need no acknowledgement.
-      return DecideAbort(record_.abort_reason(), now);
+      return DecideAbort(record_.abort_code(), record_.abort_participant_id(),
+                         record_.abort_reason(), now);
     default:
       return {};
   }
@@ -114,12 +116,17 @@ Actions TransactionMachine::Commit(absl::Time now) {
 absl::Status TransactionMachine::Abort(const std::string& reason,
                                        absl::Time now, Actions* actions) {
   if (record_.outcome() == v1::OUTCOME_ABORTED) return absl::OkStatus();
-  if (record_.outcome() == v1::OUTCOME_COMMITTED || commit_logging_) {
+  if (commit_logging_) {
+    return absl::UnavailableError(absl::StrCat(
+        "transaction ", record_.transaction_id(),
+        " is being decided COMMITTED right now; ask for the outcome with Get"));
+  }
+  if (record_.outcome() == v1::OUTCOME_COMMITTED) {
     return absl::FailedPreconditionError(absl::StrCat(
         "transaction ", record_.transaction_id(),
         " is already decided COMMITTED and cannot be aborted"));
   }
-  *actions = DecideAbort(reason, now);
+  *actions = DecideAbort("CLIENT_ABORT", "", reason, now);
   return absl::OkStatus();
 }
 
@@ -146,6 +153,7 @@ Actions TransactionMachine::OnVote(const std::string& participant_id,
   }
   if (vote == v1::VOTE_NO) {
     return DecideAbort(
+        "VOTED_NO", participant_id,
         absl::StrCat("participant ", participant_id, " voted NO: ",
                      reason.empty() ? "no reason given" : reason),
         now);
@@ -163,8 +171,13 @@ Actions TransactionMachine::OnDeliveryError(const std::string& participant_id,
   branch->set_last_error(error);
   if (record_.state() == v1::TRANSACTION_STATE_PREPARING &&
       branch->vote() == v1::VOTE_UNSPECIFIED && !commit_logging_) {
-    return OnVote(participant_id, v1::VOTE_NO,
-                  absl::StrCat("prepare failed: ", error), now);
+    // The branch stays unvoted: it may have prepared before the failure, so
+    // DecideAbort sends it an abort.
+    return DecideAbort(
+        "PARTICIPANT_UNAVAILABLE", participant_id,
+        absl::StrCat("participant ", participant_id,
+                     " could not prepare: ", error),
+        now);
   }
   // Phase 2: the retry timer delivers again.
   return {};
@@ -267,6 +280,7 @@ Actions TransactionMachine::OnTimer(absl::Time now) {
         }
       }
       return DecideAbort(
+          "DEADLINE_PASSED", silent.empty() ? "" : silent.front(),
           record_.state() == v1::TRANSACTION_STATE_ACTIVE
               ? std::string("deadline passed before Commit was called")
               : absl::StrCat("deadline passed before every branch voted; no "
@@ -285,12 +299,16 @@ Actions TransactionMachine::OnTimer(absl::Time now) {
   }
 }
 
-Actions TransactionMachine::DecideAbort(const std::string& reason,
+Actions TransactionMachine::DecideAbort(const std::string& code,
+                                        const std::string& participant,
+                                        const std::string& reason,
                                         absl::Time now) {
   const bool prepared = record_.state() != v1::TRANSACTION_STATE_ACTIVE;
   record_.set_state(v1::TRANSACTION_STATE_ABORTED);
   record_.set_outcome(v1::OUTCOME_ABORTED);
   record_.set_abort_reason(reason);
+  record_.set_abort_code(code);
+  record_.set_abort_participant_id(participant);
   record_.set_decide_time_us(Micros(now));
   record_.set_finish_time_us(Micros(now));
   Actions actions;

@@ -132,8 +132,8 @@ class TransactionMachine {
   Actions Commit(absl::Time now);
 
   // Aborts an undecided transaction. OK (also when already aborted: no
-  // actions); FAILED_PRECONDITION when commit was decided or is being
-  // logged.
+  // actions); FAILED_PRECONDITION when commit was decided; UNAVAILABLE
+  // (ambiguous) while the COMMIT record is being written.
   absl::Status Abort(const std::string& reason, absl::Time now,
                      Actions* actions);
 
@@ -143,9 +143,11 @@ class TransactionMachine {
   Actions OnVote(const std::string& participant_id, v1::Vote vote,
                  const std::string& reason, absl::Time now);
 
-  // A prepare could not be processed (e.g. the participant fenced this
-  // coordinator, or its application is down): votes NO with `error`.
-  // In phase 2 the error is recorded and delivery retried.
+  // A request could not be delivered or processed (link down, the
+  // participant fenced this coordinator, its application is down). During
+  // phase 1 the transaction aborts (PARTICIPANT_UNAVAILABLE), and the branch
+  // is still sent an abort since it may have prepared. In phase 2 the error
+  // is recorded and delivery retried.
   Actions OnDeliveryError(const std::string& participant_id,
                           const std::string& error, absl::Time now);
 
@@ -172,7 +174,8 @@ class TransactionMachine {
 
  private:
   internal::BranchRecord* FindBranch(const std::string& participant_id);
-  Actions DecideAbort(const std::string& reason, absl::Time now);
+  Actions DecideAbort(const std::string& code, const std::string& participant,
+                      const std::string& reason, absl::Time now);
   void MaybeDecideCommit(absl::Time now, Actions* actions);
   void SendPhase2(absl::Time now, Actions* actions);
   void MaybeFinish(absl::Time now, Actions* actions);

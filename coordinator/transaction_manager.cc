@@ -65,19 +65,25 @@ absl::StatusOr<v1::Transaction> Outcome(
     const internal::TransactionRecord& record) {
   if (record.outcome() == v1::OUTCOME_COMMITTED) return ToTransaction(record);
   v1::ErrorInfo info;
-  info.set_reason("ABORTED");
+  info.set_reason(record.abort_code().empty() ? "ABORTED" : record.abort_code());
   info.set_transaction_id(record.transaction_id());
-  for (const internal::BranchRecord& b : record.branches()) {
-    if (b.vote() == v1::VOTE_NO) {
-      info.set_reason("VOTED_NO");
-      info.set_participant_id(b.participant_id());
-      break;
-    }
-  }
+  info.set_participant_id(record.abort_participant_id());
   return WithErrorInfo(
       absl::AbortedError(absl::StrCat("transaction ", record.transaction_id(),
                                       " aborted: ", record.abort_reason())),
       info);
+}
+
+// What others may see of a live transaction: while its COMMIT record is
+// being written the commit is not decided yet (the write may fail).
+internal::TransactionRecord VisibleRecord(const TransactionMachine& machine) {
+  internal::TransactionRecord record = machine.record();
+  if (record.outcome() == v1::OUTCOME_COMMITTED && !machine.decided()) {
+    record.set_state(v1::TRANSACTION_STATE_PREPARING);
+    record.set_outcome(v1::OUTCOME_PENDING);
+    record.clear_decide_time_us();
+  }
+  return record;
 }
 
 uint64_t Fingerprint(const google::protobuf::Message& message) {
@@ -122,20 +128,37 @@ TransactionManager::TransactionManager(uint64_t epoch, Clock* clock,
       options_(options),
       start_time_(clock->Now()) {}
 
-TransactionManager::~TransactionManager() {
+TransactionManager::~TransactionManager() { Stop(); }
+
+void TransactionManager::Stop() {
   {
     absl::MutexLock lock(&mu_);
     stopping_ = true;
+    for (auto& [id, entry] : live_) {
+      const absl::Status unavailable = absl::UnavailableError(absl::StrCat(
+          "coordinator shutting down; the outcome of ", id,
+          " is not known yet: ask with Get after it restarts"));
+      for (Done& done : entry->on_decided) done(unavailable);
+      for (Done& done : entry->on_finished) done(unavailable);
+      entry->on_decided.clear();
+      entry->on_finished.clear();
+    }
   }
   if (timer_thread_.joinable()) timer_thread_.join();
-  absl::MutexLock lock(&mu_);
-  for (auto& [id, entry] : live_) {
-    const absl::Status unavailable = absl::UnavailableError(absl::StrCat(
-        "coordinator shutting down; the outcome of ", id,
-        " is not known yet: ask with Get after it restarts"));
-    for (Done& done : entry->on_decided) done(unavailable);
-    for (Done& done : entry->on_finished) done(unavailable);
+  if (compaction_thread_.joinable()) compaction_thread_.join();
+}
+
+absl::Status TransactionManager::CheckRunningLocked() const {
+  if (!stopping_) return absl::OkStatus();
+  return absl::UnavailableError("coordinator shutting down; retry shortly");
+}
+
+std::string TransactionManager::FindKeyLocked(const std::string& key) {
+  if (auto it = live_keys_.find(key); it != live_keys_.end()) return it->second;
+  if (auto it = recent_keys_.find(key); it != recent_keys_.end()) {
+    return it->second;
   }
+  return "";
 }
 
 absl::Status TransactionManager::Start() {
@@ -160,6 +183,7 @@ absl::Status TransactionManager::Start() {
     ApplyLocked(id, raw->machine.Recover(now));
   }
   timer_thread_ = std::thread([this] { TimerLoop(); });
+  compaction_thread_ = std::thread([this] { CompactionLoop(); });
   return absl::OkStatus();
 }
 
@@ -183,7 +207,6 @@ TransactionManager::Entry* TransactionManager::CreateLocked(
   *record.mutable_labels() = labels;
   auto entry = std::make_unique<Entry>(TransactionMachine(
       std::move(record), options_.retry, std::hash<std::string>()(id)));
-  entry->fingerprint = fingerprint;
   Entry* raw = entry.get();
   live_.emplace(id, std::move(entry));
   if (!idempotency_key.empty()) live_keys_[idempotency_key] = id;
@@ -266,20 +289,27 @@ void TransactionManager::Execute(const v1::ExecuteRequest& request, Done done) {
   }
 
   absl::MutexLock lock(&mu_);
+  if (absl::Status running = CheckRunningLocked(); !running.ok()) {
+    done(running);
+    return;
+  }
   if (!key.empty()) {
-    auto it = live_keys_.find(key);
-    if (it != live_keys_.end()) {
-      Entry* entry = FindLiveLocked(it->second);
-      if (entry != nullptr) {
-        if (entry->fingerprint != fingerprint) {
-          done(absl::AlreadyExistsError(absl::StrCat(
-              "idempotency_key '", key, "' was used by transaction ",
-              it->second, " with a different request")));
-          return;
-        }
+    const std::string existing = FindKeyLocked(key);
+    if (!existing.empty()) {
+      absl::StatusOr<internal::TransactionRecord> record =
+          LookupLocked(RefById(existing));
+      if (!record.ok()) {
+        done(record.status());
+      } else if (record->request_fingerprint() != fingerprint) {
+        done(absl::AlreadyExistsError(absl::StrCat(
+            "idempotency_key '", key, "' was used by transaction ", existing,
+            " with a different request")));
+      } else if (Entry* entry = FindLiveLocked(existing)) {
         AttachLocked(entry, request.wait_for_completion(), std::move(done));
-        return;
+      } else {
+        done(Outcome(*record));
       }
+      return;
     }
     if (logged.has_value()) {
       if (logged->request_fingerprint() != fingerprint) {
@@ -336,18 +366,17 @@ absl::StatusOr<v1::BeginResponse> TransactionManager::Begin(
     ASSIGN_OR_RETURN(logged_id, log_->FindByIdempotencyKey(key));
   }
   absl::MutexLock lock(&mu_);
+  RETURN_IF_ERROR(CheckRunningLocked());
   if (!key.empty()) {
-    auto it = live_keys_.find(key);
-    const std::string* existing = it != live_keys_.end() ? &it->second
-                                  : logged_id.has_value() ? &*logged_id
-                                                          : nullptr;
-    if (existing != nullptr) {
+    std::string existing = FindKeyLocked(key);
+    if (existing.empty() && logged_id.has_value()) existing = *logged_id;
+    if (!existing.empty()) {
       ASSIGN_OR_RETURN(internal::TransactionRecord record,
-                       LookupLocked(RefById(*existing)));
+                       LookupLocked(RefById(existing)));
       if (record.request_fingerprint() != fingerprint) {
         return absl::AlreadyExistsError(
             absl::StrCat("idempotency_key '", key, "' was used by transaction ",
-                         *existing, " with a different request"));
+                         existing, " with a different request"));
       }
       return response_for(record);
     }
@@ -396,6 +425,13 @@ absl::Status TransactionManager::AddBranch(const v1::AddBranchRequest& request) 
     return absl::AlreadyExistsError(absl::StrCat(
         "transaction ", request.transaction_id(), " already has a branch for ",
         participant, ": put all of a participant's work into one branch"));
+  }
+  size_t total_bytes = request.branch().ByteSizeLong();
+  for (const auto& [id, work] : entry->work) total_bytes += work.ByteSizeLong();
+  if (total_bytes > options_.limits.max_transaction_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "transaction ", request.transaction_id(), " would be ", total_bytes,
+        " bytes; the limit is ", options_.limits.max_transaction_bytes));
   }
   if (record.branches_size() >= options_.limits.max_branches) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -492,6 +528,10 @@ absl::StatusOr<uint32_t> TransactionManager::AddMessages(
 
 void TransactionManager::Commit(const v1::CommitRequest& request, Done done) {
   absl::MutexLock lock(&mu_);
+  if (absl::Status running = CheckRunningLocked(); !running.ok()) {
+    done(running);
+    return;
+  }
   Entry* entry = FindLiveLocked(request.transaction_id());
   if (entry == nullptr) {
     absl::StatusOr<internal::TransactionRecord> record =
@@ -540,7 +580,7 @@ absl::StatusOr<v1::Transaction> TransactionManager::Abort(
                                : absl::StrCat("aborted by the client: ",
                                               request.reason()),
       clock_->Now(), &actions));
-  v1::Transaction result = ToTransaction(entry->machine.record());
+  v1::Transaction result = ToTransaction(VisibleRecord(entry->machine));
   ApplyLocked(request.transaction_id(), std::move(actions));
   return result;
 }
@@ -588,11 +628,8 @@ absl::StatusOr<internal::TransactionRecord> TransactionManager::LookupLocked(
       id = ref.transaction_id();
       break;
     case v1::TransactionRef::kIdempotencyKey: {
-      auto it = live_keys_.find(ref.idempotency_key());
-      if (it != live_keys_.end()) {
-        id = it->second;
-        break;
-      }
+      id = FindKeyLocked(ref.idempotency_key());
+      if (!id.empty()) break;
       ASSIGN_OR_RETURN(absl::optional<std::string> logged,
                        log_->FindByIdempotencyKey(ref.idempotency_key()));
       if (!logged.has_value()) {
@@ -608,7 +645,7 @@ absl::StatusOr<internal::TransactionRecord> TransactionManager::LookupLocked(
       return absl::InvalidArgumentError(
           "name the transaction by transaction_id or idempotency_key");
   }
-  if (Entry* entry = FindLiveLocked(id)) return entry->machine.record();
+  if (Entry* entry = FindLiveLocked(id)) return VisibleRecord(entry->machine);
   if (auto it = recent_.find(id); it != recent_.end()) return it->second;
   ASSIGN_OR_RETURN(absl::optional<internal::TransactionRecord> logged,
                    log_->Read(id));
@@ -699,7 +736,11 @@ void TransactionManager::ApplyLocked(const std::string& transaction_id,
       const internal::TransactionRecord& record = entry->machine.record();
       if (record.outcome() == v1::OUTCOME_COMMITTED) {
         ++committed_total_;
-        recent_commits_.push_back(clock_->Now());
+        const absl::Time now = clock_->Now();
+        recent_commits_.push_back(now);
+        while (recent_commits_.front() < now - absl::Seconds(10)) {
+          recent_commits_.pop_front();
+        }
         commit_latencies_.push_back(
             clock_->Now() - absl::FromUnixMicros(record.create_time_us()));
         if (commit_latencies_.size() > kLatencySamples) {
@@ -711,8 +752,9 @@ void TransactionManager::ApplyLocked(const std::string& transaction_id,
       for (Done& waiter : entry->on_decided) waiter(Outcome(record));
       entry->on_decided.clear();
     } else if (auto* wake = std::get_if<action::WakeAt>(&a)) {
+      timers_.erase({entry->wake_at, transaction_id});
       entry->wake_at = wake->when;
-      timers_.push(Timer{wake->when, transaction_id});
+      timers_.insert({wake->when, transaction_id});
     } else if (std::holds_alternative<action::Done>(a)) {
       done = true;
     }
@@ -722,8 +764,11 @@ void TransactionManager::ApplyLocked(const std::string& transaction_id,
     return;
   }
   for (const std::string& participant_id : unsendable) {
+    // Each failure may finish (and erase) the transaction: look it up again.
+    Entry* current = FindLiveLocked(transaction_id);
+    if (current == nullptr) return;
     ApplyLocked(transaction_id,
-                entry->machine.OnDeliveryError(
+                current->machine.OnDeliveryError(
                     participant_id, "participant is no longer registered",
                     clock_->Now()));
   }
@@ -754,6 +799,18 @@ void TransactionManager::OnPersisted(
     for (Done& done : entry->on_finished) done(unknown);
     entry->on_decided.clear();
     entry->on_finished.clear();
+    // Nothing more may be acknowledged; only a restart can tell what is
+    // durable. Fail-stop.
+    const std::string message = absl::StrCat(
+        "decision log write failed: ", status.ToString(),
+        "; stopping so that recovery can establish what is durable");
+    if (options_.on_fatal) {
+      options_.on_fatal(message);
+    } else {
+      std::fprintf(stderr, "twopc-coordinator: FATAL: %s\n", message.c_str());
+      std::fflush(stderr);
+      std::_Exit(70);
+    }
     return;
   }
   entry->machine.SetMessagePositions(std::move(positions));
@@ -771,6 +828,7 @@ void TransactionManager::FinishLocked(const std::string& transaction_id) {
   if (!record.idempotency_key().empty()) {
     live_keys_.erase(record.idempotency_key());
   }
+  timers_.erase({entry.wake_at, transaction_id});
   live_.erase(it);
 }
 
@@ -779,9 +837,16 @@ void TransactionManager::RememberRecentLocked(
   // Serves Get/Watch until the final record, written unforced, is readable
   // from the log; and keeps hot lookups off the disk.
   recent_[record.transaction_id()] = record;
+  if (!record.idempotency_key().empty()) {
+    recent_keys_[record.idempotency_key()] = record.transaction_id();
+  }
   recent_order_.push_back(record.transaction_id());
   while (recent_order_.size() > options_.recent_cache_size) {
-    recent_.erase(recent_order_.front());
+    auto old = recent_.find(recent_order_.front());
+    if (old != recent_.end()) {
+      recent_keys_.erase(old->second.idempotency_key());
+      recent_.erase(old);
+    }
     recent_order_.pop_front();
   }
 }
@@ -852,23 +917,32 @@ TransactionManager::QueryOutcomes(const std::vector<std::string>& ids) {
   for (const std::string& id : ids) {
     v1::QueryOutcomesResponse::Result result;
     result.set_transaction_id(id);
+    result.set_outcome(v1::OUTCOME_PENDING);
+    absl::optional<TransactionId> parsed = TransactionId::Parse(id);
     if (Entry* entry = FindLiveLocked(id)) {
       // While the COMMIT record is being written the answer is PENDING.
-      result.set_outcome(entry->machine.decided() ? entry->machine.outcome()
-                                                  : v1::OUTCOME_PENDING);
+      if (entry->machine.decided()) {
+        result.set_outcome(entry->machine.outcome());
+      }
+    } else if (parsed.has_value() && parsed->epoch > epoch_) {
+      // A newer coordinator exists; this one must not answer for it.
     } else {
       absl::StatusOr<internal::TransactionRecord> record =
           LookupLocked(RefById(id));
-      // Unknown (never decided, or not ours): presumed abort. A current-epoch
-      // id at or beyond the next sequence is skipped so it can never be
-      // handed out, and so never commit.
-      if (absl::optional<TransactionId> parsed = TransactionId::Parse(id);
-          parsed && parsed->epoch == epoch_ &&
-          parsed->sequence >= next_sequence_) {
-        next_sequence_ = parsed->sequence + 1;
+      if (record.ok()) {
+        result.set_outcome(record->outcome());
+      } else if (absl::IsNotFound(record.status())) {
+        // Unknown: presumed abort. An id of this epoch not handed out yet
+        // is skipped so it never will be (and so can never commit). Ids
+        // absurdly far ahead are answered without moving the sequence.
+        result.set_outcome(v1::OUTCOME_ABORTED);
+        if (parsed.has_value() && parsed->epoch == epoch_ &&
+            parsed->sequence >= next_sequence_ &&
+            parsed->sequence < next_sequence_ + (uint64_t{1} << 40)) {
+          next_sequence_ = parsed->sequence + 1;
+        }
       }
-      result.set_outcome(record.ok() ? record->outcome()
-                                     : v1::OUTCOME_ABORTED);
+      // Any other error (e.g. reading the log): PENDING, ask again.
     }
     results.push_back(std::move(result));
   }
@@ -879,34 +953,42 @@ TransactionManager::QueryOutcomes(const std::vector<std::string>& ids) {
 // Timers, compaction, stats
 
 void TransactionManager::TimerLoop() {
-  absl::Time next_compaction = clock_->Now() + options_.compaction_interval;
   absl::MutexLock lock(&mu_);
   while (!stopping_) {
     const absl::Time now = clock_->Now();
-    if (now >= next_compaction) {
-      mu_.Unlock();
-      Compact();
-      mu_.Lock();
-      next_compaction = now + options_.compaction_interval;
-      continue;
-    }
-    if (!timers_.empty() && timers_.top().when <= now) {
-      Timer timer = timers_.top();
-      timers_.pop();
-      Entry* entry = FindLiveLocked(timer.transaction_id);
-      // Only the latest wake-up of a transaction counts.
-      if (entry != nullptr && entry->wake_at == timer.when) {
-        ApplyLocked(timer.transaction_id, entry->machine.OnTimer(now));
+    if (!timers_.empty() && timers_.begin()->first <= now) {
+      const std::string id = timers_.begin()->second;
+      timers_.erase(timers_.begin());
+      Entry* entry = FindLiveLocked(id);
+      if (entry != nullptr) {
+        entry->wake_at = absl::InfiniteFuture();
+        ApplyLocked(id, entry->machine.OnTimer(now));
       }
       continue;
     }
-    absl::Time wake = next_compaction;
-    if (!timers_.empty()) wake = std::min(wake, timers_.top().when);
-    const size_t queued = timers_.size();
-    auto changed = [this, queued]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      return stopping_ || timers_.size() != queued;
+    // Sleep until the earliest wake-up, or until an earlier one is added.
+    const absl::Time wake =
+        timers_.empty() ? now + absl::Seconds(1) : timers_.begin()->first;
+    auto earlier = [this, wake]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return stopping_ || (!timers_.empty() && timers_.begin()->first < wake);
     };
-    mu_.AwaitWithDeadline(absl::Condition(&changed), wake);
+    mu_.AwaitWithDeadline(absl::Condition(&earlier), wake);
+  }
+}
+
+void TransactionManager::CompactionLoop() {
+  absl::MutexLock lock(&mu_);
+  while (true) {
+    auto stopping = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return stopping_;
+    };
+    if (mu_.AwaitWithTimeout(absl::Condition(&stopping),
+                             options_.compaction_interval)) {
+      return;
+    }
+    mu_.Unlock();
+    Compact();
+    mu_.Lock();
   }
 }
 
@@ -916,6 +998,7 @@ void TransactionManager::Compact() {
     absl::MutexLock lock(&mu_);
     for (auto it = recent_.begin(); it != recent_.end();) {
       if (absl::FromUnixMicros(it->second.finish_time_us()) < cutoff) {
+        recent_keys_.erase(it->second.idempotency_key());
         it = recent_.erase(it);
       } else {
         ++it;

@@ -24,7 +24,7 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <queue>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -55,6 +55,10 @@ struct ManagerOptions {
   absl::Duration compaction_interval = absl::Minutes(1);
   // Finished transactions kept in memory for fast Get/Watch.
   size_t recent_cache_size = 10'000;
+  // Called when the decision log cannot be written: the outcome of what was
+  // being decided is unknown, so the process must stop and let recovery
+  // read what is durable. The default prints `message` and exits (70).
+  std::function<void(const std::string& message)> on_fatal;
 };
 
 class TransactionManager {
@@ -74,9 +78,15 @@ class TransactionManager {
   ~TransactionManager();
 
   // Reads the decision log, aborts every undecided transaction and re-drives
-  // phase 2 of every decided, unfinished one; then starts the timer thread.
-  // Call once, before serving. DATA_LOSS for a corrupt log.
+  // phase 2 of every decided, unfinished one; then starts the timer and
+  // compaction threads. Call once, before serving. DATA_LOSS for a corrupt
+  // log.
   absl::Status Start();
+
+  // Stops timers and compaction, answers every waiting client UNAVAILABLE
+  // (ambiguous) and refuses new requests with UNAVAILABLE. Call before
+  // shutting the gRPC server down. Idempotent.
+  void Stop() ABSL_LOCKS_EXCLUDED(mu_);
 
   // --- TransactionService (codes as documented in transaction.proto) ---
   void Execute(const v1::ExecuteRequest& request, Done done);
@@ -115,19 +125,12 @@ class TransactionManager {
   struct Entry {
     explicit Entry(TransactionMachine m) : machine(std::move(m)) {}
     TransactionMachine machine;
-    uint64_t fingerprint = 0;
     // The work to send with each prepare, by participant.
     std::map<std::string, v1::Branch> work;
     // Clients waiting for the decision, and for completion.
     std::vector<Done> on_decided;
     std::vector<Done> on_finished;
     absl::Time wake_at = absl::InfiniteFuture();
-  };
-
-  struct Timer {
-    absl::Time when;
-    std::string transaction_id;
-    bool operator>(const Timer& other) const { return when > other.when; }
   };
 
   // Creates a live transaction (ACTIVE). REQUIRES: validated input.
@@ -167,7 +170,14 @@ class TransactionManager {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RememberRecentLocked(const internal::TransactionRecord& record)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The id an idempotency key names, among live and recently finished
+  // transactions; empty if none.
+  std::string FindKeyLocked(const std::string& key)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // UNAVAILABLE once Stop() was called.
+  absl::Status CheckRunningLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void TimerLoop() ABSL_LOCKS_EXCLUDED(mu_);
+  void CompactionLoop() ABSL_LOCKS_EXCLUDED(mu_);
   void Compact() ABSL_LOCKS_EXCLUDED(mu_);
 
   const uint64_t epoch_;
@@ -185,9 +195,12 @@ class TransactionManager {
   std::map<std::string, std::string> live_keys_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, internal::TransactionRecord> recent_
       ABSL_GUARDED_BY(mu_);
+  // Idempotency keys of recently finished transactions: their final record
+  // may not be readable from the log yet.
+  std::map<std::string, std::string> recent_keys_ ABSL_GUARDED_BY(mu_);
   std::deque<std::string> recent_order_ ABSL_GUARDED_BY(mu_);
-  std::priority_queue<Timer, std::vector<Timer>, std::greater<Timer>> timers_
-      ABSL_GUARDED_BY(mu_);
+  // (wake-up time, transaction id); one per live transaction at most.
+  std::set<std::pair<absl::Time, std::string>> timers_ ABSL_GUARDED_BY(mu_);
   // Bumped on every change to any transaction; Watch waits on it.
   uint64_t change_count_ ABSL_GUARDED_BY(mu_) = 0;
   // Highest record id removed by compaction ("" = none).
@@ -201,6 +214,7 @@ class TransactionManager {
   std::deque<absl::Duration> commit_latencies_ ABSL_GUARDED_BY(mu_);
 
   std::thread timer_thread_;
+  std::thread compaction_thread_;
 };
 
 }  // namespace twopc::coordinator

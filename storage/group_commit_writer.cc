@@ -21,16 +21,10 @@ GroupCommitWriter::~GroupCommitWriter() {
 }
 
 void GroupCommitWriter::Submit(Fill fill, Done done) {
-  absl::Status failure;
-  {
-    absl::MutexLock lock(&mu_);
-    if (failure_.ok()) {
-      queue_.push_back({std::move(fill), std::move(done)});
-      return;
-    }
-    failure = failure_;
-  }
-  if (done) done(failure);
+  // Always queued, even after a failure: `done` must never run on the
+  // caller's thread, which may hold locks that `done` takes.
+  absl::MutexLock lock(&mu_);
+  queue_.push_back({std::move(fill), std::move(done)});
 }
 
 absl::Status GroupCommitWriter::Write(Fill fill) {
@@ -67,6 +61,24 @@ void GroupCommitWriter::Run() {
     // sync. Only this thread pops, so the front of the queue is stable.
     rocksdb::WriteBatch batch;
     round.clear();
+    absl::Status failure;
+    {
+      absl::MutexLock lock(&mu_);
+      failure = failure_;
+      if (!failure.ok()) {
+        // Failed for good: nothing more is written, everything fails.
+        while (!queue_.empty()) {
+          round.push_back(std::move(queue_.front()));
+          queue_.pop_front();
+        }
+      }
+    }
+    if (!failure.ok()) {
+      for (Pending& pending : round) {
+        if (pending.done) pending.done(failure);
+      }
+      continue;
+    }
     while (true) {
       Pending next;
       {

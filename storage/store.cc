@@ -25,9 +25,6 @@ absl::StatusCode CodeOf(const rocksdb::Status& status) {
       return absl::StatusCode::kNotFound;
     case rocksdb::Status::kCorruption:
       return absl::StatusCode::kDataLoss;
-    case rocksdb::Status::kInvalidArgument:
-    case rocksdb::Status::kNotSupported:
-      return absl::StatusCode::kInvalidArgument;
     case rocksdb::Status::kBusy:
     case rocksdb::Status::kTryAgain:
     case rocksdb::Status::kTimedOut:

@@ -6,6 +6,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <grpcpp/grpcpp.h>
@@ -400,24 +401,58 @@ TEST_F(CoordinatorServerTest, RestartRedrivesDecidedCommitsWithANewEpoch) {
   EXPECT_EQ(b_->last_epoch(), coordinator_->epoch());
 }
 
+TEST_F(CoordinatorServerTest, KeyRetryAfterARestartFindsTheUnfinishedTransaction) {
+  b_->set_ack_commits(false);
+  absl::StatusOr<v1::Transaction> first = Execute(TwoBranches("order-9"));
+  ASSERT_THAT(first, IsOk());
+  RestartCoordinator();
+  absl::StatusOr<v1::Transaction> again = Execute(TwoBranches("order-9"));
+  ASSERT_THAT(again, IsOk());
+  EXPECT_EQ(again->transaction_id(), first->transaction_id());
+}
+
+TEST_F(CoordinatorServerTest, ShutdownAnswersWaitingClientsInsteadOfHanging) {
+  b_->set_ack_commits(false);
+  v1::ExecuteRequest request = TwoBranches();
+  request.set_wait_for_completion(true);
+  absl::StatusOr<v1::Transaction> result;
+  std::thread client([&] { result = Execute(request); });
+  ASSERT_TRUE(b_->WaitFor("commit:1-1"));
+  coordinator_->Shutdown(absl::Milliseconds(200));
+  client.join();
+  EXPECT_FALSE(result.ok());
+  EXPECT_TRUE(IsAmbiguous(result.status().code())) << result.status();
+  StartCoordinator();  // for TearDown symmetry
+}
+
 TEST_F(CoordinatorServerTest, UnknownTransactionsArePresumedAborted) {
   grpc::ClientContext context;
   v1::QueryOutcomesRequest request;
   request.set_participant_id("a");
-  request.add_transaction_ids("1-123456");  // an earlier epoch, never logged
+  request.add_transaction_ids("0-123456");  // an earlier epoch, never logged
   const std::string future =
       absl::StrCat(coordinator_->epoch(), "-", 1'000'000);
   request.add_transaction_ids(future);
+  // Far beyond anything this epoch will hand out: answered, but the
+  // sequence does not jump (or wrap around).
+  request.add_transaction_ids(
+      absl::StrCat(coordinator_->epoch(), "-18446744073709551615"));
+  // A newer coordinator's transaction: not this one's to answer.
+  request.add_transaction_ids(absl::StrCat(coordinator_->epoch() + 1, "-1"));
   v1::QueryOutcomesResponse response;
   ASSERT_TRUE(gateway_->QueryOutcomes(&context, request, &response).ok());
-  ASSERT_EQ(response.results_size(), 2);
+  ASSERT_EQ(response.results_size(), 4);
   EXPECT_EQ(response.results(0).outcome(), v1::OUTCOME_ABORTED);
   EXPECT_EQ(response.results(1).outcome(), v1::OUTCOME_ABORTED);
+  EXPECT_EQ(response.results(2).outcome(), v1::OUTCOME_ABORTED);
+  EXPECT_EQ(response.results(3).outcome(), v1::OUTCOME_PENDING);
   // The answer is final: the id can never be handed out and committed.
   for (int i = 0; i < 3; ++i) {
     absl::StatusOr<v1::Transaction> t = Execute(TwoBranches());
     ASSERT_THAT(t, IsOk());
     EXPECT_NE(t->transaction_id(), future);
+    EXPECT_EQ(t->transaction_id(),
+              absl::StrCat(coordinator_->epoch(), "-", 1'000'001 + i));
   }
 }
 

@@ -195,6 +195,7 @@ TEST(TransactionMachineTest, DeadlineAbortsWhenAVoteIsMissing) {
   h.FireTimer();
   EXPECT_THAT(h.replies(), ElementsAre(v1::OUTCOME_ABORTED));
   EXPECT_THAT(h.machine().record().abort_reason(), HasSubstr("no vote from b"));
+  EXPECT_EQ(h.machine().record().abort_code(), "DEADLINE_PASSED");
   EXPECT_THAT(h.TakeSent(), UnorderedElementsAre("abort:a", "abort:b"));
 }
 
@@ -217,11 +218,16 @@ TEST(TransactionMachineTest, DeadlineCannotAbortOnceTheCommitRecordIsRequested) 
   h.clock().Advance(kTimeout * 2);
   h.Apply(h.machine().OnTimer(h.clock().Now()));
   Actions actions;
+  // Ambiguous while the record is being written: it may or may not land.
   EXPECT_THAT(h.machine().Abort("client", h.clock().Now(), &actions),
-              StatusIs(absl::StatusCode::kFailedPrecondition));
+              StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_FALSE(h.machine().decided());
   EXPECT_THAT(h.replies(), IsEmpty());
   h.Sync();
+  EXPECT_TRUE(h.machine().decided());
   EXPECT_THAT(h.replies(), ElementsAre(v1::OUTCOME_COMMITTED));
+  EXPECT_THAT(h.machine().Abort("client", h.clock().Now(), &actions),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
 }
 
 TEST(TransactionMachineTest, ClientAbortIsIdempotentAndRefusedAfterCommit) {
@@ -239,13 +245,18 @@ TEST(TransactionMachineTest, ClientAbortIsIdempotentAndRefusedAfterCommit) {
   EXPECT_EQ(h.machine().record().abort_reason(), "changed my mind");
 }
 
-TEST(TransactionMachineTest, PrepareErrorVotesNo) {
+TEST(TransactionMachineTest, PrepareErrorAbortsAndStillReleasesThatBranch) {
   Harness h({"a", "b"});
   h.Apply(h.machine().Commit(h.clock().Now()));
-  h.Apply(h.machine().OnDeliveryError("a", "FAILED_PRECONDITION: stale epoch",
+  h.TakeSent();
+  h.Apply(h.machine().OnDeliveryError("a", "UNAVAILABLE: link broke",
                                       h.clock().Now()));
   EXPECT_EQ(h.machine().outcome(), v1::OUTCOME_ABORTED);
-  EXPECT_THAT(h.machine().record().abort_reason(), HasSubstr("stale epoch"));
+  EXPECT_THAT(h.machine().record().abort_reason(), HasSubstr("link broke"));
+  EXPECT_EQ(h.machine().record().abort_code(), "PARTICIPANT_UNAVAILABLE");
+  EXPECT_EQ(h.machine().record().abort_participant_id(), "a");
+  // a may have prepared before its link broke: it gets an abort too.
+  EXPECT_THAT(h.TakeSent(), UnorderedElementsAre("abort:a", "abort:b"));
 }
 
 TEST(TransactionMachineTest, DuplicateVotesAndAcksHaveNoSecondEffect) {
