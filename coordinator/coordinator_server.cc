@@ -29,6 +29,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
       s->store_.get(), s->queues_.get(), Clock::Real(),
       options.auto_create_partitions);
   RETURN_IF_ERROR(s->topics_->Load());
+  s->topics_->StartRetention(options.retention_interval);
   s->groups_ = std::make_unique<ConsumerGroups>(
       s->store_.get(), s->topics_.get(), s->queues_.get(), Clock::Real(),
       s->epoch_);
@@ -95,6 +96,7 @@ void CoordinatorServer::Shutdown(absl::Duration grace) {
   //    log writes), then the writer, which drains its queue into the log
   //    and the manager, then everything it wrote through.
   if (registry_ != nullptr) registry_->Shutdown();
+  if (topics_ != nullptr) topics_->StopRetention();
   writer_.reset();
   log_.reset();
   manager_.reset();

@@ -44,6 +44,8 @@ struct CoordinatorOptions {
   // Publishing to an unknown topic creates it with this many partitions;
   // 0 refuses (NOT_FOUND).
   int32_t auto_create_partitions = 0;
+  // How often topic retention runs.
+  absl::Duration retention_interval = absl::Seconds(10);
   ManagerOptions manager;
 };
 

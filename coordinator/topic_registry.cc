@@ -199,4 +199,89 @@ absl::StatusOr<int32_t> TopicRegistry::Route(const v1::Message& message,
       message.key().empty() ? fallback_key : message.key(), partitions);
 }
 
+TopicRegistry::~TopicRegistry() { StopRetention(); }
+
+absl::StatusOr<int64_t> TopicRegistry::RetainedStart(
+    const internal::TopicRecord& topic, int32_t partition,
+    absl::Time now) const {
+  ASSIGN_OR_RETURN(storage::PartitionLogs::Offsets offsets,
+                   logs_->GetOffsets(topic.name(), partition));
+  constexpr int kChunk = 1000;
+  const int64_t cutoff_us =
+      topic.retention_max_age_us() > 0
+          ? absl::ToUnixMicros(now) - topic.retention_max_age_us()
+          : INT64_MIN;
+  // Pass 1: the first message young enough (messages are in commit order).
+  int64_t start = offsets.log_start;
+  int64_t total_bytes = 0;
+  std::vector<std::pair<int64_t, int64_t>> sizes;  // (offset, bytes) kept
+  for (int64_t at = offsets.log_start; at < offsets.end;) {
+    ASSIGN_OR_RETURN(storage::PartitionLogs::ReadResult chunk,
+                     logs_->Read(topic.name(), partition, at, kChunk, 64 << 20));
+    if (chunk.messages.empty()) break;
+    for (const v1::QueueMessage& m : chunk.messages) {
+      if (TimeUtil::TimestampToMicroseconds(m.commit_time()) < cutoff_us) {
+        start = m.offset() + 1;
+        continue;
+      }
+      if (topic.retention_max_bytes() <= 0) return start;
+      const int64_t bytes = static_cast<int64_t>(m.value().size());
+      sizes.emplace_back(m.offset(), bytes);
+      total_bytes += bytes;
+    }
+    at = chunk.messages.back().offset() + 1;
+  }
+  // Pass 2: drop the oldest kept messages until the size fits.
+  for (const auto& [offset, bytes] : sizes) {
+    if (total_bytes <= topic.retention_max_bytes()) break;
+    total_bytes -= bytes;
+    start = offset + 1;
+  }
+  return start;
+}
+
+absl::StatusOr<int64_t> TopicRegistry::ApplyRetention(absl::Time now) {
+  std::vector<internal::TopicRecord> topics;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [name, record] : topics_) {
+      if (record.retention_max_age_us() > 0 ||
+          record.retention_max_bytes() > 0) {
+        topics.push_back(record);
+      }
+    }
+  }
+  int64_t removed = 0;
+  for (const internal::TopicRecord& topic : topics) {
+    for (int32_t p = 0; p < topic.partitions(); ++p) {
+      ASSIGN_OR_RETURN(int64_t start, RetainedStart(topic, p, now));
+      ASSIGN_OR_RETURN(int64_t n, logs_->TruncateBefore(topic.name(), p, start));
+      removed += n;
+    }
+  }
+  return removed;
+}
+
+void TopicRegistry::StartRetention(absl::Duration interval) {
+  retention_thread_ = std::thread([this, interval] {
+    absl::MutexLock lock(&mu_);
+    auto stopping = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return retention_stopping_;
+    };
+    while (!mu_.AwaitWithTimeout(absl::Condition(&stopping), interval)) {
+      mu_.Unlock();
+      ApplyRetention(clock_->Now()).IgnoreError();
+      mu_.Lock();
+    }
+  });
+}
+
+void TopicRegistry::StopRetention() {
+  {
+    absl::MutexLock lock(&mu_);
+    retention_stopping_ = true;
+  }
+  if (retention_thread_.joinable()) retention_thread_.join();
+}
+
 }  // namespace twopc::coordinator

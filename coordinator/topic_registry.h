@@ -12,6 +12,7 @@
 
 #include <map>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -62,6 +63,19 @@ class TopicRegistry {
                                 const std::string& fallback_key)
       ABSL_LOCKS_EXCLUDED(mu_);
 
+  // Retention: in every partition of every topic with a retention setting,
+  // removes the oldest messages that committed before now - max_age, and
+  // then the oldest ones until the partition holds at most max_bytes of
+  // message values. Returns how many messages were removed.
+  absl::StatusOr<int64_t> ApplyRetention(absl::Time now)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Runs ApplyRetention every `interval` on a thread of its own until
+  // StopRetention (or destruction).
+  void StartRetention(absl::Duration interval) ABSL_LOCKS_EXCLUDED(mu_);
+  void StopRetention() ABSL_LOCKS_EXCLUDED(mu_);
+  ~TopicRegistry();
+
  private:
   static v1::TopicInfo ToInfo(const internal::TopicRecord& record);
 
@@ -70,8 +84,15 @@ class TopicRegistry {
   Clock* const clock_;
   const int32_t auto_create_partitions_;
 
+  // The first offset of a partition that retention keeps.
+  absl::StatusOr<int64_t> RetainedStart(const internal::TopicRecord& topic,
+                                        int32_t partition,
+                                        absl::Time now) const;
+
   mutable absl::Mutex mu_;
   std::map<std::string, internal::TopicRecord> topics_ ABSL_GUARDED_BY(mu_);
+  bool retention_stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread retention_thread_;
 };
 
 }  // namespace twopc::coordinator

@@ -601,6 +601,125 @@ TEST_F(CoordinatorQueueTest, SubscribersSeeNewCommits) {
   context.TryCancel();
 }
 
+TEST_F(CoordinatorQueueTest, ConsumerGroupSharesPartitionsAndTakesOverOnExpiry) {
+  ASSERT_THAT(Execute(WithMessages("g1", {0, 1})), IsOk());
+  ASSERT_THAT(Execute(WithMessages("g2", {0, 1})), IsOk());
+  auto join = [&](const std::string& member) {
+    grpc::ClientContext context;
+    v1::JoinGroupRequest request;
+    request.set_group_id("billing");
+    request.set_member_id(member);
+    request.add_topics("orders");
+    request.mutable_session_timeout()->set_seconds(1);
+    v1::JoinGroupResponse response;
+    EXPECT_TRUE(queues_->JoinGroup(&context, request, &response).ok());
+    return response;
+  };
+  v1::JoinGroupResponse first = join("alpha");
+  v1::JoinGroupResponse second = join("beta");
+  auto heartbeat = [&](const std::string& member) {
+    grpc::ClientContext context;
+    v1::GroupHeartbeatRequest request;
+    request.set_group_id("billing");
+    request.set_member_id(member);
+    v1::GroupHeartbeatResponse response;
+    EXPECT_TRUE(queues_->GroupHeartbeat(&context, request, &response).ok());
+    return response;
+  };
+  v1::GroupHeartbeatResponse alpha = heartbeat("alpha");
+  ASSERT_EQ(alpha.assignment_size(), 1);
+  EXPECT_EQ(alpha.assignment(0).partition(), 0);
+  EXPECT_EQ(second.assignment_size(), 1);
+  EXPECT_EQ(second.assignment(0).partition(), 1);
+
+  // alpha consumed one message of partition 0 and commits.
+  {
+    grpc::ClientContext context;
+    v1::CommitOffsetsRequest commit;
+    commit.set_group_id("billing");
+    commit.set_member_id("alpha");
+    commit.set_generation(alpha.generation());
+    v1::PartitionOffset* offset = commit.add_offsets();
+    offset->set_topic("orders");
+    offset->set_partition(0);
+    offset->set_offset(1);
+    v1::CommitOffsetsResponse response;
+    ASSERT_TRUE(queues_->CommitOffsets(&context, commit, &response).ok());
+    // beta may not commit alpha's partition.
+    grpc::ClientContext other;
+    commit.set_member_id("beta");
+    EXPECT_EQ(queues_->CommitOffsets(&other, commit, &response).error_code(),
+              grpc::StatusCode::FAILED_PRECONDITION);
+  }
+
+  // alpha stops heartbeating; after its session beta owns both partitions
+  // and resumes partition 0 from alpha's committed offset.
+  const absl::Time deadline = absl::Now() + kWait;
+  v1::GroupHeartbeatResponse beta = heartbeat("beta");
+  while (beta.assignment_size() < 2 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(100));
+    beta = heartbeat("beta");
+  }
+  ASSERT_EQ(beta.assignment_size(), 2);
+  grpc::ClientContext context;
+  v1::FetchOffsetsRequest fetch;
+  fetch.set_group_id("billing");
+  v1::FetchOffsetsResponse offsets;
+  ASSERT_TRUE(queues_->FetchOffsets(&context, fetch, &offsets).ok());
+  ASSERT_EQ(offsets.offsets_size(), 1);
+  EXPECT_EQ(offsets.offsets(0).partition(), 0);
+  EXPECT_EQ(offsets.offsets(0).offset(), 1);
+  // The expired member learns it must rejoin.
+  grpc::ClientContext gone;
+  v1::GroupHeartbeatRequest request;
+  request.set_group_id("billing");
+  request.set_member_id("alpha");
+  v1::GroupHeartbeatResponse response;
+  EXPECT_EQ(queues_->GroupHeartbeat(&gone, request, &response).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+}
+
+class CoordinatorRetentionQueueTest : public CoordinatorQueueTest {
+ protected:
+  void SetUp() override {
+    options_.retention_interval = absl::Milliseconds(50);
+    CoordinatorQueueTest::SetUp();
+    grpc::ClientContext context;
+    v1::CreateTopicRequest create;
+    create.set_name("small");
+    create.set_partitions(1);
+    create.mutable_retention()->set_max_bytes(10);
+    v1::TopicInfo info;
+    ASSERT_TRUE(admin_->CreateTopic(&context, create, &info).ok());
+  }
+};
+
+TEST_F(CoordinatorRetentionQueueTest, SizeRetentionMovesTheLogStart) {
+  for (int i = 0; i < 3; ++i) {
+    v1::ExecuteRequest request = TwoBranches();
+    v1::Message* m = request.add_messages();
+    m->set_topic("small");
+    m->set_value("123456");  // 6 bytes; only one fits in 10
+    request.set_wait_for_completion(true);
+    ASSERT_THAT(Execute(request), IsOk());
+  }
+  const absl::Time deadline = absl::Now() + kWait;
+  grpc::Status status;
+  do {
+    grpc::ClientContext context;
+    v1::FetchRequest fetch;
+    fetch.set_topic("small");
+    v1::FetchResponse response;
+    status = queues_->Fetch(&context, fetch, &response);
+    if (!status.ok()) break;
+    absl::SleepFor(absl::Milliseconds(20));
+  } while (absl::Now() < deadline);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::OUT_OF_RANGE);
+  absl::Status back = FromGrpcStatus(status);
+  ASSERT_TRUE(GetErrorInfo(back).has_value());
+  EXPECT_EQ(GetErrorInfo(back)->log_start_offset(), 2);
+}
+
 TEST_F(CoordinatorServerTest, HeartbeatFromUnknownParticipantIsNotFound) {
   grpc::ClientContext context;
   v1::HeartbeatRequest request;
