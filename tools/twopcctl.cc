@@ -23,6 +23,7 @@
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "twopc/v1/admin.grpc.pb.h"
 #include "twopc/v1/kv.grpc.pb.h"
+#include "twopc/v1/queue.grpc.pb.h"
 #include "twopc/v1/transaction.grpc.pb.h"
 
 namespace {
@@ -237,9 +238,43 @@ void PrintTransaction(const GlobalFlags& flags, const v1::Transaction& t) {
   }
   std::printf("\n");
   PrintTable(branches);
+  if (!t.message_positions().empty()) {
+    std::vector<std::vector<std::string>> messages = {
+        {"TOPIC", "PARTITION", "OFFSET"}};
+    for (const v1::MessagePosition& p : t.message_positions()) {
+      messages.push_back({p.topic(), absl::StrCat(p.partition()),
+                          absl::StrCat(p.offset())});
+    }
+    std::printf("\n");
+    PrintTable(messages);
+  }
+}
+
+// Parses "TOPIC[:PARTITION] KEY VALUE" into a message.
+bool ParseMessage(const std::string& spec, v1::Message* message,
+                  std::string* error) {
+  std::vector<std::string> words = absl::StrSplit(spec, absl::MaxSplits(' ', 2));
+  if (words.size() != 3) {
+    *error = "expected 'TOPIC[:PARTITION] KEY VALUE'";
+    return false;
+  }
+  std::pair<std::string, std::string> topic = absl::StrSplit(words[0], ':');
+  message->set_topic(topic.first);
+  if (!topic.second.empty()) {
+    int32_t partition = 0;
+    if (!absl::SimpleAtoi(topic.second, &partition)) {
+      *error = "the partition after ':' must be a number";
+      return false;
+    }
+    message->set_partition(partition);
+  }
+  message->set_key(words[1]);
+  message->set_value(words[2]);
+  return true;
 }
 
 struct ExecFlags {
+  std::vector<std::string> messages;
   std::vector<std::string> ops;
   std::string idempotency_key;
   double timeout_seconds = 0;
@@ -256,6 +291,14 @@ int RunExec(const GlobalFlags& flags, const ExecFlags& exec) {
     }
   }
   for (v1::Branch& branch : branches) *request.add_branches() = std::move(branch);
+  for (const std::string& spec : exec.messages) {
+    std::string error;
+    if (!ParseMessage(spec, request.add_messages(), &error)) {
+      std::fprintf(stderr, "twopcctl: --msg '%s': %s\n", spec.c_str(),
+                   error.c_str());
+      return kExitUsage;
+    }
+  }
   request.set_idempotency_key(exec.idempotency_key);
   if (exec.timeout_seconds > 0) {
     *request.mutable_timeout() = TimeUtil::MicrosecondsToDuration(
@@ -408,6 +451,154 @@ int RunKvScan(const GlobalFlags& flags, const std::string& sidecar,
   return kExitOk;
 }
 
+// ---------------------------------------------------------------------------
+// topic create / list / describe, consume
+
+void PrintTopics(const GlobalFlags& flags,
+                 const std::vector<v1::TopicInfo>& topics) {
+  std::vector<std::vector<std::string>> rows = {
+      {"TOPIC", "PARTITIONS", "RETENTION AGE", "RETENTION BYTES", "CREATED"}};
+  for (const v1::TopicInfo& t : topics) {
+    rows.push_back({t.name(), absl::StrCat(t.partitions()),
+                    t.retention().has_max_age() &&
+                            TimeUtil::DurationToMicroseconds(
+                                t.retention().max_age()) > 0
+                        ? FormatDuration(t.retention().max_age())
+                        : "unlimited",
+                    t.retention().max_bytes() > 0
+                        ? absl::StrCat(t.retention().max_bytes())
+                        : "unlimited",
+                    FormatTime(t.create_time())});
+  }
+  PrintTable(rows);
+  (void)flags;
+}
+
+struct TopicFlags {
+  std::string name;
+  int32_t partitions = 1;
+  double max_age_seconds = 0;
+  int64_t max_bytes = 0;
+};
+
+int RunTopicCreate(const GlobalFlags& flags, const TopicFlags& topic) {
+  auto stub = v1::AdminService::NewStub(Dial(flags.coordinator));
+  grpc::ClientContext context;
+  SetDeadline(flags, &context);
+  v1::CreateTopicRequest request;
+  request.set_name(topic.name);
+  request.set_partitions(topic.partitions);
+  *request.mutable_retention()->mutable_max_age() =
+      TimeUtil::MicrosecondsToDuration(
+          static_cast<int64_t>(topic.max_age_seconds * 1e6));
+  request.mutable_retention()->set_max_bytes(topic.max_bytes);
+  v1::TopicInfo info;
+  grpc::Status status = stub->CreateTopic(&context, request, &info);
+  if (!status.ok()) return ReportRpcError("coordinator " + flags.coordinator, status);
+  if (flags.json()) {
+    PrintJson(info);
+  } else {
+    PrintTopics(flags, {info});
+  }
+  return kExitOk;
+}
+
+int RunTopicList(const GlobalFlags& flags) {
+  auto stub = v1::AdminService::NewStub(Dial(flags.coordinator));
+  grpc::ClientContext context;
+  SetDeadline(flags, &context);
+  v1::ListTopicsResponse response;
+  grpc::Status status =
+      stub->ListTopics(&context, v1::ListTopicsRequest(), &response);
+  if (!status.ok()) return ReportRpcError("coordinator " + flags.coordinator, status);
+  if (flags.json()) {
+    PrintJson(response);
+  } else {
+    PrintTopics(flags, {response.topics().begin(), response.topics().end()});
+  }
+  return kExitOk;
+}
+
+int RunTopicDescribe(const GlobalFlags& flags, const std::string& name) {
+  auto stub = v1::AdminService::NewStub(Dial(flags.coordinator));
+  grpc::ClientContext context;
+  SetDeadline(flags, &context);
+  v1::DescribeTopicRequest request;
+  request.set_name(name);
+  v1::TopicInfo info;
+  grpc::Status status = stub->DescribeTopic(&context, request, &info);
+  if (!status.ok()) return ReportRpcError("coordinator " + flags.coordinator, status);
+  if (flags.json()) {
+    PrintJson(info);
+    return kExitOk;
+  }
+  PrintTopics(flags, {info});
+  std::vector<std::vector<std::string>> rows = {
+      {"PARTITION", "START OFFSET", "END OFFSET"}};
+  for (const v1::PartitionInfo& p : info.partition_info()) {
+    rows.push_back({absl::StrCat(p.partition()),
+                    absl::StrCat(p.log_start_offset()),
+                    absl::StrCat(p.end_offset())});
+  }
+  std::printf("\n");
+  PrintTable(rows);
+  return kExitOk;
+}
+
+struct ConsumeFlags {
+  std::string topic;
+  int32_t partition = 0;
+  int64_t from = 0;
+  bool follow = false;
+  int64_t max = 0;
+};
+
+int RunConsume(const GlobalFlags& flags, const ConsumeFlags& consume) {
+  auto stub = v1::QueueService::NewStub(Dial(flags.coordinator));
+  int64_t offset = consume.from;
+  int64_t printed = 0;
+  bool header = !flags.json();
+  while (true) {
+    grpc::ClientContext context;
+    v1::FetchRequest request;
+    request.set_topic(consume.topic);
+    request.set_partition(consume.partition);
+    request.set_offset(offset);
+    if (consume.follow) {
+      request.mutable_max_wait()->set_seconds(1);
+      context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
+    } else {
+      SetDeadline(flags, &context);
+    }
+    v1::FetchResponse response;
+    grpc::Status status = stub->Fetch(&context, request, &response);
+    if (!status.ok()) return ReportRpcError("coordinator " + flags.coordinator, status);
+    for (const v1::QueueMessage& m : response.messages()) {
+      if (flags.json()) {
+        std::string json;
+        google::protobuf::util::JsonPrintOptions options;
+        options.preserve_proto_field_names = true;
+        (void)google::protobuf::util::MessageToJsonString(m, &json, options);
+        std::printf("%s\n", json.c_str());
+      } else {
+        if (header) {
+          std::printf("%-8s %-20s %-24s %s\n", "OFFSET", "TRANSACTION", "KEY",
+                      "VALUE");
+          header = false;
+        }
+        std::printf("%-8lld %-20s %-24s %s\n",
+                    static_cast<long long>(m.offset()),
+                    m.transaction_id().c_str(), m.key().c_str(),
+                    m.value().c_str());
+      }
+      std::fflush(stdout);
+      offset = m.offset() + 1;
+      if (consume.max > 0 && ++printed >= consume.max) return kExitOk;
+    }
+    if (response.messages().empty() && !consume.follow) return kExitOk;
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -445,6 +636,9 @@ int main(int argc, char** argv) {
                    "[min=N] [max=N] | expect KEY VALUE|absent' (repeat; ops "
                    "of one participant form its branch)")
       ->required();
+  exec_cmd->add_option("--msg", exec.messages,
+                       "'TOPIC[:PARTITION] KEY VALUE': a message published "
+                       "iff the transaction commits (repeat)");
   exec_cmd->add_option("--key", exec.idempotency_key,
                        "idempotency key (makes a retry safe)");
   exec_cmd->add_option("--txn_timeout", exec.timeout_seconds,
@@ -483,6 +677,45 @@ int main(int argc, char** argv) {
     command->add_option("--sidecar", sidecar, "sidecar host:port")
         ->capture_default_str();
   }
+
+  CLI::App* topic = app.add_subcommand("topic", "queue topics");
+  topic->require_subcommand(1);
+  TopicFlags topic_flags;
+  CLI::App* topic_create = topic->add_subcommand("create", "create a topic");
+  topic_create->add_option("NAME", topic_flags.name, "topic name")->required();
+  topic_create
+      ->add_option("--partitions", topic_flags.partitions,
+                   "number of partitions (1..1024, fixed)")
+      ->capture_default_str();
+  topic_create->add_option("--retention_seconds", topic_flags.max_age_seconds,
+                           "drop messages older than this (0 = keep)");
+  topic_create->add_option("--retention_bytes", topic_flags.max_bytes,
+                           "keep at most this many bytes per partition "
+                           "(0 = unlimited)");
+  topic_create->callback(
+      [&] { exit_code = RunTopicCreate(flags, topic_flags); });
+  topic->add_subcommand("list", "all topics")
+      ->callback([&] { exit_code = RunTopicList(flags); });
+  CLI::App* topic_describe =
+      topic->add_subcommand("describe", "a topic with partition offsets");
+  topic_describe->add_option("NAME", topic_flags.name, "topic name")
+      ->required();
+  topic_describe->callback(
+      [&] { exit_code = RunTopicDescribe(flags, topic_flags.name); });
+
+  ConsumeFlags consume;
+  CLI::App* consume_cmd =
+      app.add_subcommand("consume", "read a partition of a topic");
+  consume_cmd->add_option("TOPIC", consume.topic, "topic")->required();
+  consume_cmd->add_option("--partition", consume.partition, "partition")
+      ->capture_default_str();
+  consume_cmd->add_option("--from", consume.from, "first offset")
+      ->capture_default_str();
+  consume_cmd->add_flag("--follow", consume.follow,
+                        "keep waiting for new messages (Ctrl-C to stop)");
+  consume_cmd->add_option("--max", consume.max,
+                          "stop after this many messages (0 = no limit)");
+  consume_cmd->callback([&] { exit_code = RunConsume(flags, consume); });
 
   try {
     app.parse(argc, argv);

@@ -104,6 +104,28 @@ TEST_F(TwopcctlTest, ReadmeExampleSession) {
   EXPECT_EQ(stats.exit_code, 0);
   EXPECT_THAT(stats.output, HasSubstr("\"committed_total\""));
 
+  CtlResult topic = Ctl({"topic", "create", "transfers", "--partitions", "2"});
+  EXPECT_EQ(topic.exit_code, 0) << topic.output;
+  CtlResult with_message;
+  for (int attempt = 0; attempt < 50; ++attempt) {
+    with_message = Ctl({"txn", "exec", "--op", "p1 add balance/alice -5 min=0",
+                        "--op", "p2 add balance/bob 5", "--msg",
+                        "transfers:1 alice->bob 5"});
+    if (with_message.exit_code == 0) break;
+  }
+  EXPECT_EQ(with_message.exit_code, 0) << with_message.output;
+  EXPECT_THAT(with_message.output, HasSubstr("transfers"));
+  CtlResult consumed = Ctl({"consume", "transfers", "--partition", "1"});
+  EXPECT_EQ(consumed.exit_code, 0);
+  EXPECT_THAT(consumed.output,
+              MatchesRegex("(.|\n)*0 +[0-9]+-[0-9]+ +alice->bob +5\n"));
+  CtlResult described = Ctl({"topic", "describe", "transfers"});
+  EXPECT_THAT(described.output, MatchesRegex("(.|\n)*1 +0 +1\n"));
+  CtlResult no_topic = Ctl({"txn", "exec", "--op", "p1 put x 1", "--msg",
+                            "nowhere k v"});
+  EXPECT_EQ(no_topic.exit_code, 3);
+  EXPECT_THAT(no_topic.output, HasSubstr("topic create"));
+
   CtlResult missing = Ctl({"txn", "get", "12345-1"});
   EXPECT_EQ(missing.exit_code, 3);
   CtlResult usage = Ctl({"txn", "exec", "--op", "p1 frobnicate k"});
