@@ -165,6 +165,11 @@ std::unique_ptr<v1::AdminService::Stub> LocalCluster::Admin() const {
       coordinator_address(), grpc::InsecureChannelCredentials()));
 }
 
+std::unique_ptr<v1::QueueService::Stub> LocalCluster::Queues() const {
+  return v1::QueueService::NewStub(grpc::CreateChannel(
+      coordinator_address(), grpc::InsecureChannelCredentials()));
+}
+
 std::unique_ptr<v1::KvService::Stub> LocalCluster::Kv(
     const std::string& id) const {
   return v1::KvService::NewStub(grpc::CreateChannel(

@@ -20,6 +20,7 @@
 #include "tests/testing/subprocess.h"
 #include "twopc/v1/admin.grpc.pb.h"
 #include "twopc/v1/kv.grpc.pb.h"
+#include "twopc/v1/queue.grpc.pb.h"
 #include "twopc/v1/transaction.grpc.pb.h"
 
 namespace twopc::testing {
@@ -60,6 +61,7 @@ class LocalCluster {
 
   std::unique_ptr<v1::TransactionService::Stub> Transactions() const;
   std::unique_ptr<v1::AdminService::Stub> Admin() const;
+  std::unique_ptr<v1::QueueService::Stub> Queues() const;
   std::unique_ptr<v1::KvService::Stub> Kv(const std::string& id) const;
 
  private:

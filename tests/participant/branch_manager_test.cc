@@ -1,0 +1,430 @@
+#include "participant/branch_manager.h"
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include "common/grpc_status.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "participant/kv_resource.h"
+#include "tests/participant/fake_branch_store.h"
+#include "tests/participant/kv_builders.h"
+#include "tests/testing/status_matchers.h"
+
+namespace twopc::participant {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::twopc::testing::IsOk;
+using ::twopc::testing::StatusIs;
+using namespace ::twopc::participant::testing;  // NOLINT
+
+constexpr uint64_t kEpoch = 5;
+
+class BranchManagerTest : public ::testing::Test {
+ protected:
+  BranchManagerTest() { Restart(); }
+
+  // A fresh process over the same durable state (unsynced writes are kept
+  // unless the test drops them first).
+  void Restart() {
+    manager_.reset();
+    kv_ = std::make_unique<KvResource>(&store_);
+    auto manager = BranchManager::Create(
+        {.participant_id = "p1",
+         .in_doubt_after = absl::Seconds(10),
+         .query_backoff_initial = absl::Seconds(1),
+         .query_backoff_max = absl::Seconds(4),
+         .finished_retention = absl::Minutes(1),
+         .finished_retention_without_deadline = absl::Minutes(10)},
+        &store_, kv_.get(), &clock_);
+    ASSERT_THAT(manager, IsOk());
+    manager_ = std::move(*manager);
+  }
+
+  void Send(const v1::BranchRequest& request, uint64_t epoch = kEpoch) {
+    manager_->Handle(epoch, request, [this](v1::BranchReply reply) {
+      absl::MutexLock lock(&mu_);
+      replies_[reply.request_id()] = std::move(reply);
+    });
+  }
+  bool Answered(uint64_t id) {
+    absl::MutexLock lock(&mu_);
+    return replies_.contains(id);
+  }
+  v1::BranchReply ReplyTo(uint64_t id) {
+    absl::MutexLock lock(&mu_);
+    EXPECT_TRUE(replies_.contains(id)) << "no reply to request " << id;
+    return replies_[id];
+  }
+  std::optional<std::string> Value(const std::string& key) {
+    return *store_.Get(key);
+  }
+
+  absl::Mutex mu_;
+  std::map<uint64_t, v1::BranchReply> replies_ ABSL_GUARDED_BY(mu_);
+  SimulatedClock clock_;
+  FakeBranchStore store_;
+  std::unique_ptr<KvResource> kv_;
+  std::unique_ptr<BranchManager> manager_;
+};
+
+TEST_F(BranchManagerTest, VotesYesOnlyAfterThePreparedRecordIsSynced) {
+  Send(PrepareRequest(1, "t1", KvBranch({Put("k", "v")})));
+  EXPECT_FALSE(Answered(1));
+  EXPECT_EQ(manager_->in_flight_requests(), 1u);
+  store_.Sync();
+  EXPECT_EQ(ReplyTo(1).vote(), v1::VOTE_YES);
+  EXPECT_EQ(ReplyTo(1).transaction_id(), "t1");
+  ASSERT_TRUE(store_.DurableRecord("t1").has_value());
+  EXPECT_EQ(store_.DurableRecord("t1")->state(), BranchRecord::PREPARED);
+  EXPECT_EQ(manager_->prepared_branches(), 1u);
+  EXPECT_EQ(manager_->in_flight_requests(), 0u);
+}
+
+TEST_F(BranchManagerTest, ConcurrentPreparesShareOneSync) {
+  for (int i = 1; i <= 20; ++i) {
+    Send(PrepareRequest(i, absl::StrCat("t", i),
+                        KvBranch({Put(absl::StrCat("k", i), "v")})));
+  }
+  EXPECT_EQ(store_.Sync(), 20 + 1);  // + the epoch record
+  EXPECT_EQ(store_.syncs(), 1);
+  for (int i = 1; i <= 20; ++i) EXPECT_EQ(ReplyTo(i).vote(), v1::VOTE_YES);
+}
+
+TEST_F(BranchManagerTest, DuplicatePrepareGetsTheSameAnswerWithoutEffect) {
+  const v1::Branch branch = KvBranch({Add("n", 1)});
+  Send(PrepareRequest(1, "t1", branch));
+  Send(PrepareRequest(2, "t1", branch));  // while the first is being synced
+  store_.Sync();
+  EXPECT_EQ(ReplyTo(1).vote(), v1::VOTE_YES);
+  EXPECT_EQ(ReplyTo(2).vote(), v1::VOTE_YES);
+  const int writes = store_.writes();
+  Send(PrepareRequest(3, "t1", branch));
+  EXPECT_EQ(ReplyTo(3).vote(), v1::VOTE_YES);
+  EXPECT_EQ(store_.writes(), writes);
+  Send(CommitRequest(4, "t1"));
+  store_.Sync();
+  EXPECT_EQ(Value("n"), "1");
+  Send(PrepareRequest(5, "t1", branch));
+  EXPECT_EQ(ReplyTo(5).vote(), v1::VOTE_YES);
+  Send(CommitRequest(6, "t1"));
+  EXPECT_EQ(ReplyTo(6).ack(), v1::BranchReply::ACK_COMMITTED);
+  EXPECT_EQ(store_.unsynced(), 0u);
+  EXPECT_EQ(Value("n"), "1");  // applied once
+}
+
+TEST_F(BranchManagerTest, CommitIsAcknowledgedAfterItIsSyncedAndApplied) {
+  Send(PrepareRequest(1, "t1", KvBranch({Put("k", "v")})));
+  store_.Sync();
+  Send(CommitRequest(2, "t1"));
+  EXPECT_FALSE(Answered(2));
+  EXPECT_EQ(kv_->LockHolder("k"), "t1");  // held until the commit is durable
+  EXPECT_EQ(Value("k"), std::nullopt);
+  store_.Sync();
+  EXPECT_EQ(ReplyTo(2).ack(), v1::BranchReply::ACK_COMMITTED);
+  EXPECT_EQ(Value("k"), "v");
+  EXPECT_EQ(kv_->LockHolder("k"), "");
+  EXPECT_EQ(store_.DurableRecord("t1")->state(), BranchRecord::COMMITTED);
+  EXPECT_EQ(manager_->StateOf("t1"), "COMMITTED");
+}
+
+TEST_F(BranchManagerTest, AbortReleasesLocksAndDuplicatesAreAcknowledged) {
+  Send(PrepareRequest(1, "t1", KvBranch({Put("k", "v")})));
+  store_.Sync();
+  Send(AbortRequest(2, "t1", "client gave up"));
+  store_.Sync();
+  EXPECT_EQ(ReplyTo(2).ack(), v1::BranchReply::ACK_ABORTED);
+  EXPECT_EQ(kv_->LockHolder("k"), "");
+  EXPECT_EQ(Value("k"), std::nullopt);
+  Send(AbortRequest(3, "t1"));
+  EXPECT_EQ(ReplyTo(3).ack(), v1::BranchReply::ACK_ABORTED);
+  // A commit after the abort gets the remembered outcome.
+  Send(CommitRequest(4, "t1"));
+  EXPECT_EQ(ReplyTo(4).ack(), v1::BranchReply::ACK_ABORTED);
+  Send(PrepareRequest(5, "t1", KvBranch({Put("k", "v")})));
+  EXPECT_EQ(ReplyTo(5).vote(), v1::VOTE_NO);
+  EXPECT_THAT(ReplyTo(5).reason(), HasSubstr("client gave up"));
+}
+
+TEST_F(BranchManagerTest, AbortBeforePrepareIsRememberedDurably) {
+  Send(AbortRequest(1, "t1", "deadline"));
+  EXPECT_FALSE(Answered(1));  // not before the abort is synced
+  store_.Sync();
+  EXPECT_EQ(ReplyTo(1).ack(), v1::BranchReply::ACK_ABORTED);
+  Restart();  // remembered across a restart
+  Send(PrepareRequest(2, "t1", KvBranch({Put("k", "v")})));
+  EXPECT_EQ(ReplyTo(2).vote(), v1::VOTE_NO);
+  EXPECT_THAT(ReplyTo(2).reason(), HasSubstr("deadline"));
+  EXPECT_EQ(kv_->locked_keys(), 0u);
+  EXPECT_EQ(store_.unsynced(), 0u);
+}
+
+TEST_F(BranchManagerTest, CommitOfAnUnknownBranchIsAcknowledgedWithoutEffect) {
+  Send(CommitRequest(1, "never-seen"));
+  EXPECT_EQ(ReplyTo(1).ack(), v1::BranchReply::ACK_COMMITTED);
+  EXPECT_EQ(store_.unsynced(), 1u);  // only the epoch record
+  EXPECT_EQ(manager_->StateOf("never-seen"), "UNKNOWN");
+}
+
+TEST_F(BranchManagerTest, AbortOfACommittedBranchReportsCommitted) {
+  Send(PrepareRequest(1, "t1", KvBranch({Put("k", "v")})));
+  store_.Sync();
+  Send(CommitRequest(2, "t1"));
+  store_.Sync();
+  Send(AbortRequest(3, "t1"));
+  EXPECT_EQ(ReplyTo(3).ack(), v1::BranchReply::ACK_COMMITTED);
+  EXPECT_EQ(Value("k"), "v");
+}
+
+TEST_F(BranchManagerTest, CommitBeforeTheVoteIsRefusedWithoutEffect) {
+  Send(PrepareRequest(1, "t1", KvBranch({Put("k", "v")})));
+  Send(CommitRequest(2, "t1"));
+  ASSERT_TRUE(ReplyTo(2).has_error());
+  EXPECT_EQ(ReplyTo(2).error().code(),
+            static_cast<int>(absl::StatusCode::kFailedPrecondition));
+  store_.Sync();
+  EXPECT_EQ(ReplyTo(1).vote(), v1::VOTE_YES);
+  EXPECT_EQ(Value("k"), std::nullopt);
+}
+
+TEST_F(BranchManagerTest, AbortDuringPrepareIsAppliedAfterTheVote) {
+  Send(PrepareRequest(1, "t1", KvBranch({Put("k", "v")})));
+  Send(AbortRequest(2, "t1"));
+  store_.Sync();  // prepared record; the abort starts
+  EXPECT_EQ(ReplyTo(1).vote(), v1::VOTE_YES);
+  EXPECT_FALSE(Answered(2));
+  store_.Sync();
+  EXPECT_EQ(ReplyTo(2).ack(), v1::BranchReply::ACK_ABORTED);
+  EXPECT_EQ(kv_->locked_keys(), 0u);
+}
+
+TEST_F(BranchManagerTest, NoVoteIsRecordedAndRepeated) {
+  store_.SetKv("balance", "5");
+  Send(PrepareRequest(1, "t1", KvBranch({Add("balance", -6, 0)})));
+  store_.Sync();
+  EXPECT_EQ(ReplyTo(1).vote(), v1::VOTE_NO);
+  EXPECT_THAT(ReplyTo(1).reason(), HasSubstr("below the minimum 0"));
+  EXPECT_EQ(store_.DurableRecord("t1")->state(), BranchRecord::ABORTED);
+  Restart();
+  store_.SetKv("balance", "100");
+  Send(PrepareRequest(2, "t1", KvBranch({Add("balance", -6, 0)})));
+  EXPECT_EQ(ReplyTo(2).vote(), v1::VOTE_NO);
+  EXPECT_THAT(ReplyTo(2).reason(), HasSubstr("below the minimum 0"));
+  Send(AbortRequest(3, "t1"));
+  EXPECT_EQ(ReplyTo(3).ack(), v1::BranchReply::ACK_ABORTED);
+}
+
+TEST_F(BranchManagerTest, ReadOnlyVoteNeedsNoSyncAndSkipsPhaseTwo) {
+  store_.SetKv("k", "v");
+  Send(PrepareRequest(1, "t1", KvBranch({ExpectValue("k", "v")})));
+  EXPECT_EQ(ReplyTo(1).vote(), v1::VOTE_READ_ONLY);
+  Send(PrepareRequest(2, "t1", KvBranch({ExpectValue("k", "v")})));
+  EXPECT_EQ(ReplyTo(2).vote(), v1::VOTE_READ_ONLY);
+  Send(CommitRequest(3, "t1"));
+  EXPECT_EQ(ReplyTo(3).ack(), v1::BranchReply::ACK_COMMITTED);
+}
+
+TEST_F(BranchManagerTest, OnePhasePrepareCommitsInOneDurableStep) {
+  Send(PrepareRequest(1, "t1", KvBranch({Put("k", "v")}), /*one_phase=*/true));
+  EXPECT_FALSE(Answered(1));
+  store_.Sync();
+  EXPECT_EQ(ReplyTo(1).ack(), v1::BranchReply::ACK_COMMITTED);
+  EXPECT_EQ(Value("k"), "v");
+  EXPECT_EQ(store_.syncs(), 1);
+  EXPECT_EQ(kv_->locked_keys(), 0u);
+  Send(PrepareRequest(2, "t1", KvBranch({Put("k", "v")}), true));
+  EXPECT_EQ(ReplyTo(2).ack(), v1::BranchReply::ACK_COMMITTED);
+
+  Send(PrepareRequest(3, "t2", KvBranch({ExpectAbsent("k"), Put("x", "1")}), true));
+  store_.Sync();
+  EXPECT_EQ(ReplyTo(3).vote(), v1::VOTE_NO);
+  EXPECT_EQ(Value("x"), std::nullopt);
+}
+
+TEST_F(BranchManagerTest, PassedDeadlineVotesNo) {
+  v1::BranchRequest request = PrepareRequest(1, "t1", KvBranch({Put("k", "v")}));
+  request.mutable_prepare()->mutable_deadline()->set_seconds(
+      absl::ToUnixSeconds(clock_.Now()) - 1);
+  Send(request);
+  store_.Sync();
+  EXPECT_EQ(ReplyTo(1).vote(), v1::VOTE_NO);
+  EXPECT_THAT(ReplyTo(1).reason(), HasSubstr("deadline"));
+  EXPECT_EQ(kv_->locked_keys(), 0u);
+}
+
+TEST_F(BranchManagerTest, StaleEpochIsRejectedAndTheHighestEpochIsDurable) {
+  EXPECT_THAT(manager_->ObserveEpoch(7), IsOk());
+  store_.Sync();
+  EXPECT_EQ(store_.durable_epoch(), 7u);
+  Send(PrepareRequest(1, "t1", KvBranch({Put("k", "v")})), /*epoch=*/6);
+  const v1::BranchReply reply = ReplyTo(1);
+  ASSERT_TRUE(reply.has_error());
+  EXPECT_EQ(reply.error().code(),
+            static_cast<int>(absl::StatusCode::kFailedPrecondition));
+  v1::ErrorInfo info;
+  ASSERT_EQ(reply.error().details_size(), 1);
+  ASSERT_TRUE(reply.error().details(0).UnpackTo(&info));
+  EXPECT_EQ(info.reason(), "STALE_EPOCH");
+  EXPECT_EQ(info.transaction_id(), "t1");
+  EXPECT_EQ(manager_->StateOf("t1"), "UNKNOWN");
+  EXPECT_EQ(kv_->locked_keys(), 0u);
+
+  Restart();
+  EXPECT_EQ(manager_->highest_epoch(), 7u);
+  EXPECT_THAT(manager_->ObserveEpoch(6),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("older than epoch 7")));
+  Send(PrepareRequest(2, "t1", KvBranch({Put("k", "v")})), /*epoch=*/7);
+  store_.Sync();
+  EXPECT_EQ(ReplyTo(2).vote(), v1::VOTE_YES);
+}
+
+TEST_F(BranchManagerTest, PowerCutBeforeTheSyncLosesTheUnvotedPrepare) {
+  Send(PrepareRequest(1, "t1", KvBranch({Put("k", "v")})));
+  store_.DropUnsynced();
+  EXPECT_FALSE(Answered(1));
+  Restart();
+  EXPECT_EQ(manager_->StateOf("t1"), "UNKNOWN");
+  EXPECT_EQ(kv_->locked_keys(), 0u);
+  // The coordinator resends; it votes normally.
+  Send(PrepareRequest(2, "t1", KvBranch({Put("k", "v")})));
+  store_.Sync();
+  EXPECT_EQ(ReplyTo(2).vote(), v1::VOTE_YES);
+}
+
+TEST_F(BranchManagerTest, PreparedBranchSurvivesAPowerCutWithItsLocks) {
+  Send(PrepareRequest(1, "t1", KvBranch({Put("k", "v")})));
+  Send(PrepareRequest(2, "t2", KvBranch({Put("j", "w")})));
+  store_.Sync();
+  Send(CommitRequest(3, "t1"));  // not synced: lost in the power cut
+  store_.DropUnsynced();
+  Restart();
+  EXPECT_EQ(manager_->StateOf("t1"), "PREPARED");
+  EXPECT_EQ(manager_->prepared_branches(), 2u);
+  EXPECT_EQ(kv_->LockHolder("k"), "t1");
+  EXPECT_EQ(kv_->LockHolder("j"), "t2");
+  Send(PrepareRequest(4, "t3", KvBranch({Put("k", "other")})));
+  store_.Sync();  // the NO is recorded before it is sent
+  EXPECT_EQ(ReplyTo(4).vote(), v1::VOTE_NO);
+  // Found at start-up: due for an outcome query at once.
+  std::vector<std::string> due = manager_->DueForOutcomeQuery(100);
+  std::sort(due.begin(), due.end());
+  EXPECT_THAT(due, ElementsAre("t1", "t2"));
+  manager_->ApplyOutcome("t1", v1::OUTCOME_COMMITTED);
+  manager_->ApplyOutcome("t2", v1::OUTCOME_ABORTED);
+  store_.Sync();
+  EXPECT_EQ(Value("k"), "v");
+  EXPECT_EQ(Value("j"), std::nullopt);
+  EXPECT_EQ(kv_->locked_keys(), 0u);
+  EXPECT_EQ(manager_->prepared_branches(), 0u);
+  // A late commit from the coordinator is answered from the record.
+  Send(CommitRequest(5, "t1"));
+  EXPECT_EQ(ReplyTo(5).ack(), v1::BranchReply::ACK_COMMITTED);
+}
+
+TEST_F(BranchManagerTest, InDoubtBranchesAreQueriedWithCappedBackoff) {
+  Send(PrepareRequest(1, "t1", KvBranch({Put("k", "v")})));
+  store_.Sync();
+  EXPECT_THAT(manager_->DueForOutcomeQuery(100), IsEmpty());
+  clock_.Advance(absl::Seconds(10));
+  EXPECT_THAT(manager_->DueForOutcomeQuery(100), ElementsAre("t1"));
+  EXPECT_THAT(manager_->DueForOutcomeQuery(100), IsEmpty());
+  manager_->ApplyOutcome("t1", v1::OUTCOME_PENDING);  // ask again later
+  // Backoff 1s, 2s, 4s, 4s (cap).
+  for (absl::Duration backoff :
+       {absl::Seconds(1), absl::Seconds(2), absl::Seconds(4), absl::Seconds(4)}) {
+    clock_.Advance(backoff - absl::Milliseconds(1));
+    EXPECT_THAT(manager_->DueForOutcomeQuery(100), IsEmpty());
+    clock_.Advance(absl::Milliseconds(1));
+    EXPECT_THAT(manager_->DueForOutcomeQuery(100), ElementsAre("t1"));
+  }
+  manager_->ApplyOutcome("t1", v1::OUTCOME_ABORTED);
+  store_.Sync();
+  EXPECT_EQ(manager_->StateOf("t1"), "ABORTED");
+  EXPECT_EQ(kv_->locked_keys(), 0u);
+  clock_.Advance(absl::Minutes(1));
+  EXPECT_THAT(manager_->DueForOutcomeQuery(100), IsEmpty());
+}
+
+TEST_F(BranchManagerTest, StoreFailureFailsRequestsAmbiguouslyAndForGood) {
+  Send(PrepareRequest(1, "t1", KvBranch({Put("k", "v")})));
+  store_.FailNextSync();
+  store_.Sync();
+  ASSERT_TRUE(ReplyTo(1).has_error());
+  EXPECT_EQ(ReplyTo(1).error().code(),
+            static_cast<int>(absl::StatusCode::kInternal));
+  Send(PrepareRequest(2, "t2", KvBranch({Put("j", "v")})));
+  ASSERT_TRUE(ReplyTo(2).has_error());
+  EXPECT_THAT(ReplyTo(2).error().message(), HasSubstr("must be restarted"));
+}
+
+TEST_F(BranchManagerTest, MalformedRequestsGetInvalidArgument) {
+  v1::BranchRequest no_op;
+  no_op.set_request_id(1);
+  no_op.set_transaction_id("t1");
+  Send(no_op);
+  EXPECT_EQ(ReplyTo(1).error().code(),
+            static_cast<int>(absl::StatusCode::kInvalidArgument));
+  Send(CommitRequest(2, ""));
+  EXPECT_EQ(ReplyTo(2).error().code(),
+            static_cast<int>(absl::StatusCode::kInvalidArgument));
+}
+
+v1::BranchRequest WithDeadline(v1::BranchRequest request, absl::Time deadline) {
+  request.mutable_prepare()->mutable_deadline()->set_seconds(
+      absl::ToUnixSeconds(deadline));
+  return request;
+}
+
+TEST_F(BranchManagerTest, FinishedBranchesAreForgottenAfterTheirDeadline) {
+  const absl::Time deadline = clock_.Now() + absl::Seconds(30);
+  Send(WithDeadline(PrepareRequest(1, "t1", KvBranch({Put("k", "v")})), deadline));
+  store_.Sync();
+  Send(CommitRequest(2, "t1"));
+  store_.Sync();
+  ASSERT_EQ(ReplyTo(2).ack(), v1::BranchReply::ACK_COMMITTED);
+  // Remembered until deadline + retention (30s + 1min).
+  clock_.Advance(absl::Seconds(89));
+  EXPECT_EQ(manager_->ForgetFinished(), 0u);
+  Send(WithDeadline(PrepareRequest(3, "t1", KvBranch({Put("k", "v")})), deadline));
+  EXPECT_EQ(ReplyTo(3).vote(), v1::VOTE_YES);  // same answer, no effect
+  clock_.Advance(absl::Seconds(1));
+  EXPECT_EQ(manager_->ForgetFinished(), 1u);
+  store_.Sync();
+  EXPECT_EQ(manager_->StateOf("t1"), "UNKNOWN");
+  EXPECT_FALSE(store_.DurableRecord("t1").has_value());
+  // A very late duplicate prepare is past its deadline: NO, no second effect.
+  Send(WithDeadline(PrepareRequest(4, "t1", KvBranch({Put("k", "v")})), deadline));
+  store_.Sync();
+  EXPECT_EQ(ReplyTo(4).vote(), v1::VOTE_NO);
+  EXPECT_EQ(kv_->locked_keys(), 0u);
+}
+
+TEST_F(BranchManagerTest, ForgettingSurvivesARestart) {
+  Send(AbortRequest(1, "no-deadline"));
+  Send(PrepareRequest(2, "read-only", KvBranch({ExpectAbsent("x")})));
+  store_.Sync();
+  Restart();
+  EXPECT_EQ(manager_->StateOf("no-deadline"), "ABORTED");
+  clock_.Advance(absl::Minutes(10));
+  EXPECT_EQ(manager_->ForgetFinished(), 1u);
+  store_.Sync();
+  EXPECT_FALSE(store_.DurableRecord("no-deadline").has_value());
+  Restart();
+  EXPECT_EQ(manager_->StateOf("no-deadline"), "UNKNOWN");
+}
+
+TEST_F(BranchManagerTest, PreparedBranchesAreNeverForgotten) {
+  Send(PrepareRequest(1, "t1", KvBranch({Put("k", "v")})));
+  store_.Sync();
+  clock_.Advance(absl::Hours(24));
+  EXPECT_EQ(manager_->ForgetFinished(), 0u);
+  EXPECT_EQ(manager_->StateOf("t1"), "PREPARED");
+}
+
+}  // namespace
+}  // namespace twopc::participant
