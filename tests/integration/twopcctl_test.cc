@@ -133,5 +133,21 @@ TEST_F(TwopcctlTest, ReadmeExampleSession) {
   EXPECT_THAT(usage.output, HasSubstr("unknown operation"));
 }
 
+// The benchmark tool works end to end (figures are not asserted: see the
+// README's benchmark section for how they are measured).
+TEST_F(TwopcctlTest, BenchQueueRuns) {
+  auto bench = Subprocess::Start(
+      {std::string(TWOPC_BIN_DIR) + "/twopc-bench", "--json", "queue",
+       "--coordinator=" + cluster_.coordinator_address(), "--participant=p1",
+       "--messages=3000", "--latency_samples=5"},
+      dir_.Sub("bench.out"));
+  ASSERT_THAT(bench, IsOk());
+  auto status = (*bench)->Wait(absl::Seconds(60));
+  ASSERT_THAT(status, IsOk());
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0)
+      << (*bench)->Output();
+  EXPECT_THAT((*bench)->Output(), HasSubstr("\"fetch_messages_per_second\""));
+}
+
 }  // namespace
 }  // namespace twopc
