@@ -6,6 +6,7 @@
 //   4 the transaction aborted (txn exec / txn get of an aborted one).
 #include <cstdio>
 #include <cstdlib>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -17,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "google/protobuf/util/json_util.h"
 #include "google/protobuf/util/time_util.h"
@@ -551,9 +553,162 @@ struct ConsumeFlags {
   int64_t from = 0;
   bool follow = false;
   int64_t max = 0;
+  std::string group;
+  double session_seconds = 10;
 };
 
+void PrintMessage(const GlobalFlags& flags, const v1::QueueMessage& m,
+                  bool* header) {
+  if (flags.json()) {
+    std::string json;
+    google::protobuf::util::JsonPrintOptions options;
+    options.preserve_proto_field_names = true;
+    (void)google::protobuf::util::MessageToJsonString(m, &json, options);
+    std::printf("%s\n", json.c_str());
+  } else {
+    if (*header) {
+      std::printf("%-9s %-8s %-20s %-24s %s\n", "PARTITION", "OFFSET",
+                  "TRANSACTION", "KEY", "VALUE");
+      *header = false;
+    }
+    std::printf("%-9d %-8lld %-20s %-24s %s\n", m.partition(),
+                static_cast<long long>(m.offset()), m.transaction_id().c_str(),
+                m.key().c_str(), m.value().c_str());
+  }
+  std::fflush(stdout);
+}
+
+// Consumes as a member of a consumer group: reads the partitions the group
+// assigns to this member from the group's committed offsets, and commits
+// after printing each batch (at-least-once). Runs until --max messages or,
+// without --follow, until its partitions are drained.
+int RunGroupConsume(const GlobalFlags& flags, const ConsumeFlags& consume) {
+  auto stub = v1::QueueService::NewStub(Dial(flags.coordinator));
+  const std::string target = "coordinator " + flags.coordinator;
+  std::string member;
+  uint64_t generation = 0;
+  std::vector<v1::TopicPartition> assignment;
+  absl::Duration heartbeat_every = absl::Seconds(1);
+  absl::Time next_heartbeat = absl::InfinitePast();
+  std::map<std::pair<std::string, int32_t>, int64_t> positions;
+  int64_t printed = 0;
+  bool header = !flags.json();
+  while (true) {
+    if (absl::Now() >= next_heartbeat) {
+      grpc::ClientContext context;
+      SetDeadline(flags, &context);
+      if (member.empty()) {
+        v1::JoinGroupRequest join;
+        join.set_group_id(consume.group);
+        join.add_topics(consume.topic);
+        *join.mutable_session_timeout() = TimeUtil::MicrosecondsToDuration(
+            static_cast<int64_t>(consume.session_seconds * 1e6));
+        v1::JoinGroupResponse joined;
+        grpc::Status status = stub->JoinGroup(&context, join, &joined);
+        if (!status.ok()) return ReportRpcError(target, status);
+        member = joined.member_id();
+        generation = joined.generation();
+        assignment.assign(joined.assignment().begin(), joined.assignment().end());
+        heartbeat_every = absl::Microseconds(
+            TimeUtil::DurationToMicroseconds(joined.heartbeat_interval()));
+      } else {
+        v1::GroupHeartbeatRequest beat;
+        beat.set_group_id(consume.group);
+        beat.set_member_id(member);
+        v1::GroupHeartbeatResponse response;
+        grpc::Status status = stub->GroupHeartbeat(&context, beat, &response);
+        if (status.error_code() == grpc::StatusCode::NOT_FOUND) {
+          member.clear();  // expired: join again
+          continue;
+        }
+        if (!status.ok()) return ReportRpcError(target, status);
+        if (response.generation() != generation) positions.clear();
+        generation = response.generation();
+        assignment.assign(response.assignment().begin(),
+                          response.assignment().end());
+      }
+      std::fprintf(stderr, "twopcctl: member %s of %s, generation %llu, %zu partitions\n",
+                   member.c_str(), consume.group.c_str(),
+                   static_cast<unsigned long long>(generation),
+                   assignment.size());
+      next_heartbeat = absl::Now() + heartbeat_every;
+      // Resume every newly assigned partition from the group's offset.
+      grpc::ClientContext offsets_context;
+      SetDeadline(flags, &offsets_context);
+      v1::FetchOffsetsRequest request;
+      request.set_group_id(consume.group);
+      request.add_topics(consume.topic);
+      v1::FetchOffsetsResponse committed;
+      grpc::Status status =
+          stub->FetchOffsets(&offsets_context, request, &committed);
+      if (!status.ok()) return ReportRpcError(target, status);
+      for (const v1::TopicPartition& tp : assignment) {
+        auto key = std::make_pair(tp.topic(), tp.partition());
+        if (positions.count(key)) continue;
+        positions[key] = 0;
+        for (const v1::PartitionOffset& o : committed.offsets()) {
+          if (o.topic() == tp.topic() && o.partition() == tp.partition()) {
+            positions[key] = o.offset();
+          }
+        }
+      }
+    }
+    bool any = false;
+    for (const v1::TopicPartition& tp : assignment) {
+      auto key = std::make_pair(tp.topic(), tp.partition());
+      grpc::ClientContext context;
+      SetDeadline(flags, &context);
+      v1::FetchRequest fetch;
+      fetch.set_topic(tp.topic());
+      fetch.set_partition(tp.partition());
+      fetch.set_offset(positions[key]);
+      fetch.set_max_messages(100);
+      v1::FetchResponse response;
+      grpc::Status status = stub->Fetch(&context, fetch, &response);
+      if (!status.ok()) return ReportRpcError(target, status);
+      if (response.messages().empty()) continue;
+      any = true;
+      for (const v1::QueueMessage& m : response.messages()) {
+        PrintMessage(flags, m, &header);
+        positions[key] = m.offset() + 1;
+        ++printed;
+      }
+      grpc::ClientContext commit_context;
+      SetDeadline(flags, &commit_context);
+      v1::CommitOffsetsRequest commit;
+      commit.set_group_id(consume.group);
+      commit.set_member_id(member);
+      commit.set_generation(generation);
+      v1::PartitionOffset* offset = commit.add_offsets();
+      offset->set_topic(tp.topic());
+      offset->set_partition(tp.partition());
+      offset->set_offset(positions[key]);
+      v1::CommitOffsetsResponse committed;
+      status = stub->CommitOffsets(&commit_context, commit, &committed);
+      if (status.error_code() == grpc::StatusCode::FAILED_PRECONDITION) {
+        next_heartbeat = absl::InfinitePast();  // reassigned: re-sync
+        break;
+      }
+      if (!status.ok()) return ReportRpcError(target, status);
+      if (consume.max > 0 && printed >= consume.max) break;
+    }
+    if ((consume.max > 0 && printed >= consume.max) ||
+        (!any && !consume.follow)) {
+      grpc::ClientContext context;
+      SetDeadline(flags, &context);
+      v1::LeaveGroupRequest leave;
+      leave.set_group_id(consume.group);
+      leave.set_member_id(member);
+      v1::LeaveGroupResponse left;
+      (void)stub->LeaveGroup(&context, leave, &left);
+      return kExitOk;
+    }
+    if (!any) absl::SleepFor(absl::Milliseconds(100));
+  }
+}
+
 int RunConsume(const GlobalFlags& flags, const ConsumeFlags& consume) {
+  if (!consume.group.empty()) return RunGroupConsume(flags, consume);
   auto stub = v1::QueueService::NewStub(Dial(flags.coordinator));
   int64_t offset = consume.from;
   int64_t printed = 0;
@@ -574,29 +729,51 @@ int RunConsume(const GlobalFlags& flags, const ConsumeFlags& consume) {
     grpc::Status status = stub->Fetch(&context, request, &response);
     if (!status.ok()) return ReportRpcError("coordinator " + flags.coordinator, status);
     for (const v1::QueueMessage& m : response.messages()) {
-      if (flags.json()) {
-        std::string json;
-        google::protobuf::util::JsonPrintOptions options;
-        options.preserve_proto_field_names = true;
-        (void)google::protobuf::util::MessageToJsonString(m, &json, options);
-        std::printf("%s\n", json.c_str());
-      } else {
-        if (header) {
-          std::printf("%-8s %-20s %-24s %s\n", "OFFSET", "TRANSACTION", "KEY",
-                      "VALUE");
-          header = false;
-        }
-        std::printf("%-8lld %-20s %-24s %s\n",
-                    static_cast<long long>(m.offset()),
-                    m.transaction_id().c_str(), m.key().c_str(),
-                    m.value().c_str());
-      }
-      std::fflush(stdout);
+      PrintMessage(flags, m, &header);
       offset = m.offset() + 1;
       if (consume.max > 0 && ++printed >= consume.max) return kExitOk;
     }
     if (response.messages().empty() && !consume.follow) return kExitOk;
   }
+}
+
+int RunGroups(const GlobalFlags& flags, const std::string& group_id) {
+  auto stub = v1::AdminService::NewStub(Dial(flags.coordinator));
+  grpc::ClientContext context;
+  SetDeadline(flags, &context);
+  std::vector<v1::GroupInfo> groups;
+  grpc::Status status;
+  if (group_id.empty()) {
+    v1::ListGroupsResponse response;
+    status = stub->ListGroups(&context, v1::ListGroupsRequest(), &response);
+    groups.assign(response.groups().begin(), response.groups().end());
+    if (status.ok() && flags.json()) PrintJson(response);
+  } else {
+    v1::DescribeGroupRequest request;
+    request.set_group_id(group_id);
+    v1::GroupInfo info;
+    status = stub->DescribeGroup(&context, request, &info);
+    groups.push_back(info);
+    if (status.ok() && flags.json()) PrintJson(info);
+  }
+  if (!status.ok()) return ReportRpcError("coordinator " + flags.coordinator, status);
+  if (flags.json()) return kExitOk;
+  std::vector<std::vector<std::string>> rows = {
+      {"GROUP", "GENERATION", "TOPIC", "PARTITION", "MEMBER", "COMMITTED",
+       "END", "LAG"}};
+  for (const v1::GroupInfo& g : groups) {
+    for (const v1::GroupPartition& p : g.partitions()) {
+      rows.push_back({g.group_id(), absl::StrCat(g.generation()), p.topic(),
+                      absl::StrCat(p.partition()),
+                      p.member_id().empty() ? "-" : p.member_id(),
+                      p.committed_offset() < 0
+                          ? "-"
+                          : absl::StrCat(p.committed_offset()),
+                      absl::StrCat(p.end_offset()), absl::StrCat(p.lag())});
+    }
+  }
+  PrintTable(rows);
+  return kExitOk;
 }
 
 }  // namespace
@@ -715,7 +892,24 @@ int main(int argc, char** argv) {
                         "keep waiting for new messages (Ctrl-C to stop)");
   consume_cmd->add_option("--max", consume.max,
                           "stop after this many messages (0 = no limit)");
+  consume_cmd->add_option("--group", consume.group,
+                          "consume as a member of this consumer group: the "
+                          "group assigns partitions and keeps offsets");
+  consume_cmd->add_option("--session_timeout", consume.session_seconds,
+                          "seconds without heartbeat before the group gives "
+                          "this member's partitions to others")
+      ->capture_default_str();
   consume_cmd->callback([&] { exit_code = RunConsume(flags, consume); });
+
+  CLI::App* group = app.add_subcommand("group", "consumer groups");
+  group->require_subcommand(1);
+  std::string group_id;
+  group->add_subcommand("list", "groups with members and lag")
+      ->callback([&] { exit_code = RunGroups(flags, ""); });
+  CLI::App* group_describe =
+      group->add_subcommand("describe", "a group's members, offsets and lag");
+  group_describe->add_option("GROUP", group_id, "group id")->required();
+  group_describe->callback([&] { exit_code = RunGroups(flags, group_id); });
 
   try {
     app.parse(argc, argv);
