@@ -694,6 +694,69 @@ class CoordinatorRetentionQueueTest : public CoordinatorQueueTest {
   }
 };
 
+TEST_F(CoordinatorRetentionQueueTest, AgeRetentionDropsOldMessages) {
+  {
+    grpc::ClientContext context;
+    v1::CreateTopicRequest create;
+    create.set_name("short-lived");
+    create.set_partitions(1);
+    create.mutable_retention()->mutable_max_age()->set_nanos(200'000'000);
+    v1::TopicInfo info;
+    ASSERT_TRUE(admin_->CreateTopic(&context, create, &info).ok());
+  }
+  v1::ExecuteRequest request = TwoBranches();
+  request.add_messages()->set_topic("short-lived");
+  ASSERT_THAT(Execute(request), IsOk());
+  const absl::Time deadline = absl::Now() + kWait;
+  int64_t start = 0;
+  while (start == 0 && absl::Now() < deadline) {
+    grpc::ClientContext context;
+    v1::DescribeTopicRequest describe;
+    describe.set_name("short-lived");
+    v1::TopicInfo info;
+    ASSERT_TRUE(admin_->DescribeTopic(&context, describe, &info).ok());
+    start = info.partition_info(0).log_start_offset();
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  EXPECT_EQ(start, 1);
+}
+
+TEST_F(CoordinatorQueueTest, ASubscriberThatDoesNotReadBlocksNobody) {
+  grpc::ClientContext context;
+  v1::SubscribeRequest subscribe;
+  subscribe.set_topic("orders");
+  subscribe.set_partition(0);
+  subscribe.set_max_batch_messages(1);
+  auto reader = queues_->Subscribe(&context, subscribe);  // never read
+  for (int i = 0; i < 50; ++i) {
+    v1::ExecuteRequest request = WithMessages(absl::StrCat("busy", i), {0});
+    request.mutable_messages(0)->set_value(std::string(64 << 10, 'x'));
+    ASSERT_THAT(Execute(request), IsOk());
+  }
+  EXPECT_EQ(Values(0).size(), 50u);
+  context.TryCancel();
+}
+
+class CoordinatorAutoCreateTest : public CoordinatorQueueTest {
+ protected:
+  void SetUp() override {
+    options_.auto_create_partitions = 3;
+    CoordinatorQueueTest::SetUp();
+  }
+};
+
+TEST_F(CoordinatorAutoCreateTest, PublishingCreatesUnknownTopics) {
+  v1::ExecuteRequest request = TwoBranches();
+  request.add_messages()->set_topic("fresh");
+  ASSERT_THAT(Execute(request), IsOk());
+  grpc::ClientContext context;
+  v1::DescribeTopicRequest describe;
+  describe.set_name("fresh");
+  v1::TopicInfo info;
+  ASSERT_TRUE(admin_->DescribeTopic(&context, describe, &info).ok());
+  EXPECT_EQ(info.partitions(), 3);
+}
+
 TEST_F(CoordinatorRetentionQueueTest, SizeRetentionMovesTheLogStart) {
   for (int i = 0; i < 3; ++i) {
     v1::ExecuteRequest request = TwoBranches();
