@@ -86,22 +86,27 @@ absl::StatusOr<v1::GroupHeartbeatResponse> ConsumerGroups::Heartbeat(
     const v1::GroupHeartbeatRequest& request) {
   const absl::Time now = clock_->Now();
   absl::MutexLock lock(&mu_);
-  auto group = groups_.find(request.group_id());
-  if (group == groups_.end()) {
-    return UnknownMember(request.group_id(), request.member_id());
-  }
-  ExpireLocked(group->second, now);
-  auto member = group->second.members.find(request.member_id());
-  if (member == group->second.members.end()) {
-    return UnknownMember(request.group_id(), request.member_id());
-  }
-  member->second.last_heartbeat = now;
+  ASSIGN_OR_RETURN(auto found,
+                   FindMemberLocked(request.group_id(), request.member_id(), now));
+  auto [group, member] = found;
+  member->last_heartbeat = now;
   v1::GroupHeartbeatResponse response;
-  response.set_generation(group->second.generation);
-  for (const auto& tp : member->second.assignment) {
-    *response.add_assignment() = tp;
-  }
+  response.set_generation(group->generation);
+  for (const auto& tp : member->assignment) *response.add_assignment() = tp;
   return response;
+}
+
+absl::StatusOr<std::pair<ConsumerGroups::Group*, ConsumerGroups::Member*>>
+ConsumerGroups::FindMemberLocked(const std::string& group_id,
+                                 const std::string& member_id, absl::Time now) {
+  auto group = groups_.find(group_id);
+  if (group == groups_.end()) return UnknownMember(group_id, member_id);
+  ExpireLocked(group->second, now);
+  auto member = group->second.members.find(member_id);
+  if (member == group->second.members.end()) {
+    return UnknownMember(group_id, member_id);
+  }
+  return std::make_pair(&group->second, &member->second);
 }
 
 void ConsumerGroups::Leave(const v1::LeaveGroupRequest& request) {
@@ -159,23 +164,17 @@ absl::Status ConsumerGroups::CommitOffsets(
   {
     const absl::Time now = clock_->Now();
     absl::MutexLock lock(&mu_);
-    auto group = groups_.find(request.group_id());
-    if (group == groups_.end()) {
-      return UnknownMember(request.group_id(), request.member_id());
-    }
-    ExpireLocked(group->second, now);
-    auto member = group->second.members.find(request.member_id());
-    if (member == group->second.members.end()) {
-      return UnknownMember(request.group_id(), request.member_id());
-    }
-    if (request.generation() != group->second.generation) {
+    ASSIGN_OR_RETURN(
+        auto found,
+        FindMemberLocked(request.group_id(), request.member_id(), now));
+    auto [group, member] = found;
+    if (request.generation() != group->generation) {
       return absl::FailedPreconditionError(absl::StrCat(
           "generation ", request.generation(), " is stale (now ",
-          group->second.generation,
-          "); heartbeat to get the current assignment"));
+          group->generation, "); heartbeat to get the current assignment"));
     }
     for (const v1::PartitionOffset& offset : request.offsets()) {
-      const auto& assignment = member->second.assignment;
+      const auto& assignment = member->assignment;
       const bool assigned = std::any_of(
           assignment.begin(), assignment.end(), [&](const auto& tp) {
             return tp.topic() == offset.topic() &&

@@ -71,6 +71,11 @@ class ConsumerGroups {
     std::map<std::string, Member> members;
   };
 
+  // The live member `member_id` of `group_id` (expiring others first);
+  // NOT_FOUND when there is none.
+  absl::StatusOr<std::pair<Group*, Member*>> FindMemberLocked(
+      const std::string& group_id, const std::string& member_id,
+      absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Drops members whose session expired; rebalances when any did.
   void ExpireLocked(Group& group, absl::Time now)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -402,21 +402,9 @@ absl::Status TransactionManager::AddBranch(const v1::AddBranchRequest& request) 
         " is not registered; start its sidecar or check the name"));
   }
   absl::MutexLock lock(&mu_);
-  Entry* entry = FindLiveLocked(request.transaction_id());
-  if (entry == nullptr) {
-    ASSIGN_OR_RETURN(internal::TransactionRecord record,
-                     LookupLocked(RefById(request.transaction_id())));
-    if (record.outcome() == v1::OUTCOME_ABORTED) return Outcome(record).status();
-    return absl::FailedPreconditionError(absl::StrCat(
-        "transaction ", request.transaction_id(), " is already decided"));
-  }
+  ASSIGN_OR_RETURN(Entry * entry,
+                   FindActiveLocked(request.transaction_id(), "branches"));
   const internal::TransactionRecord& record = entry->machine.record();
-  if (record.outcome() == v1::OUTCOME_ABORTED) return Outcome(record).status();
-  if (record.state() != v1::TRANSACTION_STATE_ACTIVE) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "transaction ", request.transaction_id(),
-        " is no longer open for branches: Commit was already called"));
-  }
   auto existing = entry->work.find(participant);
   if (existing != entry->work.end()) {
     if (Fingerprint(existing->second) == Fingerprint(request.branch())) {
@@ -475,21 +463,9 @@ absl::StatusOr<uint32_t> TransactionManager::AddMessages(
     const v1::AddMessagesRequest& request) {
   RETURN_IF_ERROR(ValidateMessages(request.messages(), 0));
   absl::MutexLock lock(&mu_);
-  Entry* entry = FindLiveLocked(request.transaction_id());
-  if (entry == nullptr) {
-    ASSIGN_OR_RETURN(internal::TransactionRecord record,
-                     LookupLocked(RefById(request.transaction_id())));
-    if (record.outcome() == v1::OUTCOME_ABORTED) return Outcome(record).status();
-    return absl::FailedPreconditionError(absl::StrCat(
-        "transaction ", request.transaction_id(), " is already decided"));
-  }
+  ASSIGN_OR_RETURN(Entry * entry,
+                   FindActiveLocked(request.transaction_id(), "messages"));
   const internal::TransactionRecord& record = entry->machine.record();
-  if (record.outcome() == v1::OUTCOME_ABORTED) return Outcome(record).status();
-  if (record.state() != v1::TRANSACTION_STATE_ACTIVE) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "transaction ", request.transaction_id(),
-        " is no longer open for messages: Commit was already called"));
-  }
   const auto have = static_cast<uint32_t>(record.messages_size());
   const uint32_t first = request.first_index();
   const auto count = static_cast<uint32_t>(request.messages_size());
@@ -612,6 +588,27 @@ absl::StatusOr<v1::Transaction> TransactionManager::WaitForChange(
       return current;
     }
   }
+}
+
+absl::StatusOr<TransactionManager::Entry*>
+TransactionManager::FindActiveLocked(const std::string& transaction_id,
+                                     absl::string_view what) {
+  Entry* entry = FindLiveLocked(transaction_id);
+  if (entry == nullptr) {
+    ASSIGN_OR_RETURN(internal::TransactionRecord record,
+                     LookupLocked(RefById(transaction_id)));
+    if (record.outcome() == v1::OUTCOME_ABORTED) return Outcome(record).status();
+    return absl::FailedPreconditionError(
+        absl::StrCat("transaction ", transaction_id, " is already decided"));
+  }
+  const internal::TransactionRecord& record = entry->machine.record();
+  if (record.outcome() == v1::OUTCOME_ABORTED) return Outcome(record).status();
+  if (record.state() != v1::TRANSACTION_STATE_ACTIVE) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("transaction ", transaction_id, " is no longer open for ",
+                     what, ": Commit was already called"));
+  }
+  return entry;
 }
 
 TransactionManager::Entry* TransactionManager::FindLiveLocked(

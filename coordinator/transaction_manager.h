@@ -138,6 +138,11 @@ class TransactionManager {
                       absl::Duration timeout,
                       const google::protobuf::Map<std::string, std::string>&
                           labels) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The live transaction `transaction_id` if it is ACTIVE (open for
+  // `what`); otherwise ABORTED, FAILED_PRECONDITION or NOT_FOUND.
+  absl::StatusOr<Entry*> FindActiveLocked(const std::string& transaction_id,
+                                          absl::string_view what)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Finds a live transaction by id; nullptr if not live.
   Entry* FindLiveLocked(const std::string& transaction_id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

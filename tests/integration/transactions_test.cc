@@ -140,6 +140,24 @@ class TransactionsTest : public ::testing::Test {
     return done();
   }
 
+  // Waits until a transaction with idempotency key `key` exists; its id, or
+  // "" after kWait.
+  std::string IdForKey(const std::string& key) {
+    std::string id;
+    Eventually([&] {
+      grpc::ClientContext context;
+      v1::GetRequest request;
+      request.mutable_ref()->set_idempotency_key(key);
+      v1::GetResponse response;
+      if (!cluster_.Transactions()->Get(&context, request, &response).ok()) {
+        return false;
+      }
+      id = response.transaction().transaction_id();
+      return true;
+    });
+    return id;
+  }
+
   // Waits until the live transaction `id` has a YES vote from `participant`.
   bool WaitForYes(const std::string& id, const std::string& participant) {
     return Eventually([&] {
@@ -223,18 +241,8 @@ TEST_F(TransactionsTest, SidecarKilledAfterVotingYesCommitsAfterRestart) {
   cluster_.Freeze("p1");
   absl::StatusOr<v1::Transaction> result;
   std::jthread client([&] { result = Execute(Transfer("p2", "p1", 40, "t-kill-after-yes", false)); });
-  std::string id;
-  ASSERT_TRUE(Eventually([&] {
-    grpc::ClientContext context;
-    v1::GetRequest request;
-    request.mutable_ref()->set_idempotency_key("t-kill-after-yes");
-    v1::GetResponse response;
-    if (!cluster_.Transactions()->Get(&context, request, &response).ok()) {
-      return false;
-    }
-    id = response.transaction().transaction_id();
-    return true;
-  }));
+  const std::string id = IdForKey("t-kill-after-yes");
+  ASSERT_FALSE(id.empty());
   ASSERT_TRUE(WaitForYes(id, "p2"));
   cluster_.Kill("p2");
   cluster_.Thaw("p1");
@@ -257,18 +265,8 @@ TEST_F(TransactionsTest, CoordinatorKilledAfterTheDecisionFinishesTheCommit) {
   cluster_.Freeze("p1");
   absl::StatusOr<v1::Transaction> result;
   std::jthread client([&] { result = Execute(Transfer("p2", "p1", 25, "t-coord", false)); });
-  std::string id;
-  ASSERT_TRUE(Eventually([&] {
-    grpc::ClientContext context;
-    v1::GetRequest request;
-    request.mutable_ref()->set_idempotency_key("t-coord");
-    v1::GetResponse response;
-    if (!cluster_.Transactions()->Get(&context, request, &response).ok()) {
-      return false;
-    }
-    id = response.transaction().transaction_id();
-    return true;
-  }));
+  const std::string id = IdForKey("t-coord");
+  ASSERT_FALSE(id.empty());
   ASSERT_TRUE(WaitForYes(id, "p2"));
   cluster_.Freeze("p2");
   cluster_.Thaw("p1");
@@ -294,18 +292,8 @@ TEST_F(TransactionsTest, CoordinatorKilledBeforeTheDecisionAbortsEverywhere) {
     v1::ExecuteRequest request = Transfer("p1", "p2", 33, "t-undecided", false);
     result = Execute(request);
   });
-  std::string id;
-  ASSERT_TRUE(Eventually([&] {
-    grpc::ClientContext context;
-    v1::GetRequest request;
-    request.mutable_ref()->set_idempotency_key("t-undecided");
-    v1::GetResponse response;
-    if (!cluster_.Transactions()->Get(&context, request, &response).ok()) {
-      return false;
-    }
-    id = response.transaction().transaction_id();
-    return true;
-  }));
+  const std::string id = IdForKey("t-undecided");
+  ASSERT_FALSE(id.empty());
   ASSERT_TRUE(WaitForYes(id, "p1"));
   cluster_.Kill(LocalCluster::kCoordinator);
   client.join();
