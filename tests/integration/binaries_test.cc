@@ -57,7 +57,8 @@ TEST_P(BinariesTest, HelpListsFlagsAndExitsZero) {
 INSTANTIATE_TEST_SUITE_P(All, BinariesTest,
                          ::testing::Values("twopc-coordinator",
                                            "twopc-participant", "twopcctl",
-                                           "twopc-bench"));
+                                           "twopc-bench",
+                                           "twopc-example-ledger"));
 
 grpc::health::v1::HealthCheckResponse::ServingStatus CheckHealth(
     const std::string& address) {

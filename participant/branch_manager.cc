@@ -1,0 +1,703 @@
+#include "participant/branch_manager.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/grpc_status.h"
+#include "common/status_macros.h"
+
+namespace twopc::participant {
+namespace {
+
+constexpr size_t kMaxTransactionIdBytes = 256;
+
+void RunAll(std::vector<std::function<void()>>& actions) {
+  for (auto& action : actions) action();
+  actions.clear();
+}
+
+absl::Time DeadlineOf(const v1::PrepareBranch& prepare) {
+  if (!prepare.has_deadline()) return absl::InfiniteFuture();
+  return absl::FromUnixSeconds(prepare.deadline().seconds()) +
+         absl::Nanoseconds(prepare.deadline().nanos());
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<BranchManager>> BranchManager::Create(
+    BranchManagerOptions options, BranchStore* store, Resource* resource,
+    Clock* clock) {
+  ASSIGN_OR_RETURN(RecoveredState recovered, store->Recover());
+  std::unique_ptr<BranchManager> manager(
+      new BranchManager(std::move(options), store, resource, clock));
+  // Outcomes recorded but not yet delivered to the resource.
+  std::vector<std::pair<std::string, BranchRecord>> to_apply;
+  {
+    absl::MutexLock lock(&manager->mu_);
+    manager->highest_epoch_ = recovered.highest_epoch;
+    const absl::Time now = clock->Now();
+    for (auto& [txid, record] : recovered.records) {
+      Entry& entry = manager->entries_[txid];
+      entry.voted_yes = record.voted_yes();
+      entry.reason = record.reason();
+      if (record.deadline_micros() != 0) {
+        entry.deadline = absl::FromUnixMicros(record.deadline_micros());
+      }
+      switch (record.state()) {
+        case BranchRecord::PREPARED:
+          entry.state = State::kPrepared;
+          entry.next_query_at = now;  // found at start-up: ask at once
+          resource->Restore(txid, record);
+          entry.record = std::move(record);
+          manager->prepared_.insert(txid);
+          break;
+        case BranchRecord::COMMITTED:
+        case BranchRecord::ABORTED: {
+          const bool commit = record.state() == BranchRecord::COMMITTED;
+          if (record.applied()) {
+            entry.state = commit ? State::kCommitted : State::kAborted;
+            entry.forget_at =
+                record.forget_at_micros() != 0
+                    ? absl::FromUnixMicros(record.forget_at_micros())
+                    : now + manager->options_.finished_retention_without_deadline;
+            manager->forget_queue_.emplace(entry.forget_at, txid);
+          } else {
+            entry.state = commit ? State::kCommitting : State::kAborting;
+            to_apply.emplace_back(txid, std::move(record));
+          }
+          break;
+        }
+        default:
+          return absl::DataLossError(
+              absl::StrCat("branch record of ", txid, " has unknown state ",
+                           static_cast<int>(record.state())));
+      }
+    }
+  }
+  BranchManager* raw = manager.get();
+  for (auto& [txid, record] : to_apply) {
+    const bool commit = record.state() == BranchRecord::COMMITTED;
+    raw->OnOutcomeSynced(txid, std::move(record), commit, /*apply=*/true,
+                         absl::OkStatus());
+  }
+  return manager;
+}
+
+BranchManager::BranchManager(BranchManagerOptions options, BranchStore* store,
+                             Resource* resource, Clock* clock)
+    : options_(std::move(options)),
+      store_(store),
+      resource_(resource),
+      clock_(clock),
+      resource_kind_(resource->kind()) {}
+
+absl::Status BranchManager::ObserveEpoch(uint64_t epoch) {
+  Actions actions;
+  absl::Status status;
+  {
+    absl::MutexLock lock(&mu_);
+    status = CheckEpochLocked(epoch, &actions);
+  }
+  RunAll(actions);
+  return status;
+}
+
+absl::Status BranchManager::CheckEpochLocked(uint64_t epoch, Actions* actions) {
+  if (epoch < highest_epoch_) {
+    v1::ErrorInfo info;
+    info.set_reason("STALE_EPOCH");
+    info.set_certainty(v1::ErrorInfo::CERTAINTY_DEFINITE);
+    info.set_participant_id(options_.participant_id);
+    (*info.mutable_metadata())["epoch"] = absl::StrCat(epoch);
+    (*info.mutable_metadata())["highest_epoch"] = absl::StrCat(highest_epoch_);
+    return WithErrorInfo(
+        absl::FailedPreconditionError(absl::StrCat(
+            "coordinator epoch ", epoch, " is older than epoch ",
+            highest_epoch_,
+            " already seen by participant ", options_.participant_id,
+            ": this coordinator has been replaced; request ignored")),
+        std::move(info));
+  }
+  if (epoch > highest_epoch_) {
+    highest_epoch_ = epoch;
+    actions->push_back([this, epoch] {
+      StoreBatch batch;
+      batch.highest_epoch = epoch;
+      store_->Write(std::move(batch), [this](const absl::Status& status) {
+        if (!status.ok()) Fail("", status);
+      });
+    });
+  }
+  return absl::OkStatus();
+}
+
+void BranchManager::Handle(uint64_t epoch, const v1::BranchRequest& request,
+                           Reply reply) {
+  Actions actions;
+  {
+    absl::MutexLock lock(&mu_);
+    ++in_flight_;
+    const std::string& txid = request.transaction_id();
+    Waiter waiter{Kind::kPrepare, request.request_id(), txid, std::move(reply)};
+    absl::Status status = failure_;
+    if (status.ok()) status = CheckEpochLocked(epoch, &actions);
+    if (status.ok() &&
+        (txid.empty() || txid.size() > kMaxTransactionIdBytes)) {
+      status = absl::InvalidArgumentError(
+          absl::StrCat("transaction_id must be 1..", kMaxTransactionIdBytes,
+                       " bytes, got ", txid.size()));
+    }
+    if (status.ok() && request.op_case() == v1::BranchRequest::OP_NOT_SET) {
+      status = absl::InvalidArgumentError(
+          "branch request has none of prepare, commit, abort set");
+    }
+    if (!status.ok()) {
+      Respond(std::move(waiter), ErrorReply(txid, request.request_id(), status),
+              &actions);
+    } else {
+      switch (request.op_case()) {
+        case v1::BranchRequest::kPrepare:
+          waiter.kind = request.prepare().one_phase() ? Kind::kPrepareOnePhase
+                                                      : Kind::kPrepare;
+          PrepareLocked(txid, request.prepare(), std::move(waiter), &actions);
+          break;
+        case v1::BranchRequest::kCommit:
+          waiter.kind = Kind::kCommit;
+          CommitLocked(txid, std::move(waiter), &actions);
+          break;
+        default:
+          waiter.kind = Kind::kAbort;
+          AbortLocked(txid, request.abort().reason(), std::move(waiter),
+                      &actions);
+          break;
+      }
+    }
+  }
+  RunAll(actions);
+}
+
+void BranchManager::PrepareLocked(const std::string& txid,
+                                  const v1::PrepareBranch& prepare,
+                                  Waiter waiter, Actions* actions) {
+  auto it = entries_.find(txid);
+  if (it != entries_.end()) {
+    Entry& entry = it->second;
+    switch (entry.state) {
+      case State::kPreparing:
+      case State::kCommitting:
+      case State::kAborting:
+        entry.waiters.push_back(std::move(waiter));
+        return;
+      default:
+        Respond(std::move(waiter), Answer(txid, entry, waiter.kind), actions);
+        return;
+    }
+  }
+  Entry& entry = entries_[txid];
+  entry.state = State::kPreparing;
+  entry.one_phase = prepare.one_phase();
+  entry.waiters.push_back(std::move(waiter));
+  const absl::Time deadline = DeadlineOf(prepare);
+  entry.deadline = deadline;
+  if (deadline <= clock_->Now()) {
+    PrepareResult no;
+    no.vote = v1::VOTE_NO;
+    no.reason = "the transaction's deadline passed before the prepare arrived";
+    actions->push_back([this, txid, no = std::move(no)]() mutable {
+      OnPrepared(txid, std::move(no));
+    });
+    return;
+  }
+  actions->push_back([this, txid, branch = prepare.branch(), deadline] {
+    resource_->Prepare(txid, branch, deadline, [this, txid](PrepareResult r) {
+      OnPrepared(txid, std::move(r));
+    });
+  });
+}
+
+void BranchManager::OnPrepared(const std::string& txid, PrepareResult result) {
+  Actions actions;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = entries_.find(txid);
+    if (it == entries_.end() || it->second.state != State::kPreparing) return;
+    Entry& entry = it->second;
+    switch (result.vote) {
+      case v1::VOTE_READ_ONLY:
+        // Nothing to commit and nothing reserved: finished, not recorded.
+        entry.state = State::kReadOnly;
+        MarkFinishedLocked(txid, entry);
+        AnswerWaitersLocked(txid, entry, &actions);
+        break;
+      case v1::VOTE_YES:
+        entry.voted_yes = true;
+        entry.record = std::move(result.prepared);
+        entry.record.set_state(BranchRecord::PREPARED);
+        entry.record.set_voted_yes(true);
+        entry.record.set_prepared_at_micros(absl::ToUnixMicros(clock_->Now()));
+        if (entry.deadline != absl::InfiniteFuture()) {
+          entry.record.set_deadline_micros(absl::ToUnixMicros(entry.deadline));
+        }
+        if (entry.one_phase) {
+          DecideLocked(txid, entry, /*commit=*/true, &actions);
+        } else {
+          StoreBatch batch;
+          batch.records.emplace_back(txid, entry.record);
+          actions.push_back([this, txid, batch = std::move(batch)]() mutable {
+            store_->Write(std::move(batch), [this, txid](const absl::Status& s) {
+              OnPreparedRecordSynced(txid, s);
+            });
+          });
+        }
+        break;
+      default: {
+        // NO (or a resource answering nonsense): record it, then answer.
+        entry.state = State::kAborting;
+        entry.reason = result.vote == v1::VOTE_NO
+                           ? result.reason
+                           : absl::StrCat("resource gave no valid vote (",
+                                          static_cast<int>(result.vote), ")");
+        BranchRecord record;
+        record.set_state(BranchRecord::ABORTED);
+        record.set_applied(true);
+        record.set_reason(entry.reason);
+        record.set_forget_at_micros(absl::ToUnixMicros(ForgetAt(entry.deadline)));
+        StoreBatch batch;
+        batch.records.emplace_back(txid, record);
+        actions.push_back([this, txid, record, batch = std::move(batch)]() mutable {
+          store_->Write(std::move(batch),
+                        [this, txid, record](const absl::Status& s) {
+                          OnOutcomeSynced(txid, record, /*commit=*/false,
+                                          /*apply=*/false, s);
+                        });
+        });
+        break;
+      }
+    }
+  }
+  RunAll(actions);
+}
+
+void BranchManager::OnPreparedRecordSynced(const std::string& txid,
+                                           const absl::Status& status) {
+  if (!status.ok()) {
+    Fail(txid, status);
+    return;
+  }
+  Actions actions;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = entries_.find(txid);
+    if (it == entries_.end()) return;
+    Entry& entry = it->second;
+    entry.state = State::kPrepared;
+    entry.next_query_at = clock_->Now() + options_.in_doubt_after;
+    prepared_.insert(txid);
+    AnswerWaitersLocked(txid, entry, &actions);
+    if (entry.abort_requested) {
+      DecideLocked(txid, entry, /*commit=*/false, &actions);
+    }
+  }
+  RunAll(actions);
+}
+
+void BranchManager::CommitLocked(const std::string& txid, Waiter waiter,
+                                 Actions* actions) {
+  auto it = entries_.find(txid);
+  if (it == entries_.end()) {
+    // Unknown: see the header. Acknowledged without effect or record.
+    v1::BranchReply reply;
+    reply.set_ack(v1::BranchReply::ACK_COMMITTED);
+    Respond(std::move(waiter), std::move(reply), actions);
+    return;
+  }
+  Entry& entry = it->second;
+  switch (entry.state) {
+    case State::kPreparing:
+      Respond(std::move(waiter),
+              ErrorReply(txid, waiter.request_id,
+                         absl::FailedPreconditionError(
+                             "commit before the branch voted YES; ignored")),
+              actions);
+      return;
+    case State::kPrepared:
+      entry.waiters.push_back(std::move(waiter));
+      DecideLocked(txid, entry, /*commit=*/true, actions);
+      return;
+    case State::kCommitting:
+    case State::kAborting:
+      entry.waiters.push_back(std::move(waiter));
+      return;
+    default:
+      Respond(std::move(waiter), Answer(txid, entry, Kind::kCommit), actions);
+      return;
+  }
+}
+
+void BranchManager::AbortLocked(const std::string& txid,
+                                const std::string& reason, Waiter waiter,
+                                Actions* actions) {
+  auto it = entries_.find(txid);
+  if (it == entries_.end()) {
+    // Unknown: remember the abort durably, so a late prepare votes NO.
+    Entry& entry = entries_[txid];
+    entry.state = State::kAborting;
+    entry.reason = reason.empty() ? "aborted by the coordinator" : reason;
+    entry.waiters.push_back(std::move(waiter));
+    const bool apply = resource_->applies_unknown_aborts();
+    BranchRecord record;
+    record.set_state(BranchRecord::ABORTED);
+    record.set_applied(!apply);
+    record.set_reason(entry.reason);
+    record.set_forget_at_micros(
+        absl::ToUnixMicros(ForgetAt(absl::InfiniteFuture())));
+    StoreBatch batch;
+    batch.records.emplace_back(txid, record);
+    actions->push_back(
+        [this, txid, record, apply, batch = std::move(batch)]() mutable {
+          store_->Write(std::move(batch),
+                        [this, txid, record, apply](const absl::Status& s) {
+                          OnOutcomeSynced(txid, record, /*commit=*/false, apply,
+                                          s);
+                        });
+        });
+    return;
+  }
+  Entry& entry = it->second;
+  switch (entry.state) {
+    case State::kPreparing:
+      entry.abort_requested = true;
+      if (entry.reason.empty()) entry.reason = reason;
+      entry.waiters.push_back(std::move(waiter));
+      return;
+    case State::kPrepared:
+      entry.reason = reason.empty() ? "aborted by the coordinator" : reason;
+      entry.waiters.push_back(std::move(waiter));
+      DecideLocked(txid, entry, /*commit=*/false, actions);
+      return;
+    case State::kCommitting:
+    case State::kAborting:
+      entry.waiters.push_back(std::move(waiter));
+      return;
+    default:
+      Respond(std::move(waiter), Answer(txid, entry, Kind::kAbort), actions);
+      return;
+  }
+}
+
+void BranchManager::DecideLocked(const std::string& txid, Entry& entry,
+                                 bool commit, Actions* actions) {
+  prepared_.erase(txid);
+  entry.state = commit ? State::kCommitting : State::kAborting;
+  if (!commit && entry.reason.empty()) {
+    entry.reason = "aborted by the coordinator";
+  }
+  BranchRecord record = entry.record;
+  record.set_state(commit ? BranchRecord::COMMITTED : BranchRecord::ABORTED);
+  record.set_applied(resource_->applies_in_batch());
+  record.set_voted_yes(true);
+  if (!commit) record.set_reason(entry.reason);
+  record.set_forget_at_micros(absl::ToUnixMicros(ForgetAt(entry.deadline)));
+  StoreBatch batch;
+  if (commit) resource_->AddCommitEffects(entry.record, &batch);
+  // The outcome record need not keep the writes once they are applied.
+  if (record.applied()) record.clear_kv_writes();
+  batch.records.emplace_back(txid, record);
+  // Keep the locked keys for ApplyOutcome (they are in `record`).
+  actions->push_back([this, txid, record, commit,
+                      batch = std::move(batch)]() mutable {
+    store_->Write(std::move(batch),
+                  [this, txid, record, commit](const absl::Status& s) {
+                    OnOutcomeSynced(txid, record, commit, /*apply=*/true, s);
+                  });
+  });
+}
+
+void BranchManager::OnOutcomeSynced(const std::string& txid,
+                                    BranchRecord record, bool commit,
+                                    bool apply, const absl::Status& status) {
+  if (!status.ok()) {
+    Fail(txid, status);
+    return;
+  }
+  if (!apply) {
+    OnApplied(txid, std::move(record), commit);
+    return;
+  }
+  BranchRecord copy = record;
+  resource_->ApplyOutcome(
+      txid, copy, commit,
+      [this, txid, record = std::move(record), commit]() mutable {
+        OnApplied(txid, std::move(record), commit);
+      });
+}
+
+void BranchManager::OnApplied(const std::string& txid, BranchRecord record,
+                              bool commit) {
+  if (!record.applied()) {
+    // Note that it reached the resource. Need not wait for the sync: if
+    // lost, the outcome is delivered again after a restart (idempotent).
+    record.set_applied(true);
+    record.clear_kv_writes();
+    record.clear_locked_keys();
+    StoreBatch batch;
+    batch.records.emplace_back(txid, std::move(record));
+    store_->Write(std::move(batch), [this, txid](const absl::Status& s) {
+      if (!s.ok()) Fail("", s);
+    });
+  }
+  Actions actions;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = entries_.find(txid);
+    if (it == entries_.end()) return;
+    Entry& entry = it->second;
+    entry.state = commit ? State::kCommitted : State::kAborted;
+    entry.record.Clear();
+    MarkFinishedLocked(txid, entry);
+    AnswerWaitersLocked(txid, entry, &actions);
+  }
+  RunAll(actions);
+}
+
+void BranchManager::Fail(const std::string& txid, const absl::Status& status) {
+  Actions actions;
+  {
+    absl::MutexLock lock(&mu_);
+    if (failure_.ok()) {
+      failure_ = absl::Status(
+          status.code(),
+          absl::StrCat("participant ", options_.participant_id,
+                       " cannot write its branch store and must be "
+                       "restarted: ",
+                       status.message()));
+    }
+    auto it = entries_.find(txid);
+    if (it != entries_.end()) {
+      for (Waiter& waiter : it->second.waiters) {
+        const uint64_t id = waiter.request_id;
+        Respond(std::move(waiter), ErrorReply(txid, id, failure_), &actions);
+      }
+      it->second.waiters.clear();
+    }
+  }
+  RunAll(actions);
+}
+
+void BranchManager::AnswerWaitersLocked(const std::string& txid, Entry& entry,
+                                        Actions* actions) {
+  std::vector<Waiter> keep;
+  for (Waiter& waiter : entry.waiters) {
+    const bool answerable =
+        entry.state != State::kPrepared || waiter.kind == Kind::kPrepare ||
+        waiter.kind == Kind::kPrepareOnePhase;
+    if (!answerable) {
+      keep.push_back(std::move(waiter));
+      continue;
+    }
+    const Kind kind = waiter.kind;
+    Respond(std::move(waiter), Answer(txid, entry, kind), actions);
+  }
+  entry.waiters = std::move(keep);
+}
+
+v1::BranchReply BranchManager::Answer(const std::string& /*txid*/,
+                                      const Entry& entry, Kind kind) const {
+  v1::BranchReply reply;
+  const bool prepare = kind == Kind::kPrepare;
+  const bool one_phase = kind == Kind::kPrepareOnePhase;
+  switch (entry.state) {
+    case State::kPrepared:
+      reply.set_vote(v1::VOTE_YES);
+      break;
+    case State::kCommitted:
+      if (prepare) {
+        reply.set_vote(v1::VOTE_YES);
+      } else {
+        reply.set_ack(v1::BranchReply::ACK_COMMITTED);
+      }
+      break;
+    case State::kReadOnly:
+      if (prepare) {
+        reply.set_vote(v1::VOTE_READ_ONLY);
+      } else if (kind == Kind::kAbort) {
+        reply.set_ack(v1::BranchReply::ACK_ABORTED);
+      } else {
+        reply.set_ack(v1::BranchReply::ACK_COMMITTED);
+      }
+      break;
+    case State::kAborted:
+      if (prepare || one_phase) {
+        reply.set_vote(v1::VOTE_NO);
+        reply.set_reason(entry.voted_yes
+                             ? absl::StrCat("branch already aborted: ",
+                                            entry.reason)
+                             : entry.reason);
+      } else {
+        reply.set_ack(v1::BranchReply::ACK_ABORTED);
+      }
+      break;
+    default:
+      // Not reached: transitional states are answered later.
+      reply.set_ack(v1::BranchReply::ACK_UNSPECIFIED);
+      break;
+  }
+  return reply;
+}
+
+v1::BranchReply BranchManager::ErrorReply(const std::string& txid,
+                                          uint64_t request_id,
+                                          const absl::Status& status) const {
+  v1::BranchReply reply;
+  reply.set_request_id(request_id);
+  reply.set_transaction_id(txid);
+  v1::RpcStatus* error = reply.mutable_error();
+  error->set_code(static_cast<int>(status.code()));
+  error->set_message(std::string(status.message()));
+  std::optional<v1::ErrorInfo> info = GetErrorInfo(status);
+  if (!info.has_value()) {
+    info.emplace();
+    info->set_certainty(IsAmbiguous(status.code())
+                            ? v1::ErrorInfo::CERTAINTY_AMBIGUOUS
+                            : v1::ErrorInfo::CERTAINTY_DEFINITE);
+    info->set_participant_id(options_.participant_id);
+  }
+  info->set_transaction_id(txid);
+  error->add_details()->PackFrom(*info);
+  return reply;
+}
+
+void BranchManager::Respond(Waiter waiter, v1::BranchReply reply,
+                            Actions* actions) {
+  --in_flight_;
+  reply.set_request_id(waiter.request_id);
+  reply.set_transaction_id(std::move(waiter.transaction_id));
+  actions->push_back([reply = std::move(reply),
+                      fn = std::move(waiter.reply)]() mutable {
+    fn(std::move(reply));
+  });
+}
+
+std::vector<std::string> BranchManager::DueForOutcomeQuery(size_t max) {
+  absl::MutexLock lock(&mu_);
+  std::vector<std::string> due;
+  const absl::Time now = clock_->Now();
+  for (const std::string& txid : prepared_) {
+    if (due.size() >= max) break;
+    Entry& entry = entries_[txid];
+    if (entry.next_query_at > now) continue;
+    due.push_back(txid);
+    entry.next_query_at = now + BackoffFor(entry.query_attempts);
+    ++entry.query_attempts;
+  }
+  return due;
+}
+
+absl::Duration BranchManager::BackoffFor(int attempts) const {
+  absl::Duration backoff = options_.query_backoff_initial;
+  for (int i = 0; i < attempts && backoff < options_.query_backoff_max; ++i) {
+    backoff *= 2;
+  }
+  return std::min(backoff, options_.query_backoff_max);
+}
+
+void BranchManager::ApplyOutcome(const std::string& transaction_id,
+                                 v1::Outcome outcome) {
+  if (outcome != v1::OUTCOME_COMMITTED && outcome != v1::OUTCOME_ABORTED) {
+    return;
+  }
+  Actions actions;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = entries_.find(transaction_id);
+    if (it == entries_.end() || it->second.state != State::kPrepared) return;
+    if (outcome == v1::OUTCOME_ABORTED) {
+      it->second.reason = "aborted by the coordinator (outcome query)";
+    }
+    DecideLocked(transaction_id, it->second,
+                 outcome == v1::OUTCOME_COMMITTED, &actions);
+  }
+  RunAll(actions);
+}
+
+absl::Time BranchManager::ForgetAt(absl::Time deadline) const {
+  const absl::Time now = clock_->Now();
+  if (deadline == absl::InfiniteFuture()) {
+    return now + options_.finished_retention_without_deadline;
+  }
+  return std::max(now, deadline) + options_.finished_retention;
+}
+
+void BranchManager::MarkFinishedLocked(const std::string& txid, Entry& entry) {
+  entry.forget_at = ForgetAt(entry.deadline);
+  forget_queue_.emplace(entry.forget_at, txid);
+}
+
+size_t BranchManager::ForgetFinished() {
+  StoreBatch batch;
+  {
+    absl::MutexLock lock(&mu_);
+    const absl::Time now = clock_->Now();
+    while (!forget_queue_.empty() && forget_queue_.top().first <= now) {
+      const std::string txid = forget_queue_.top().second;
+      forget_queue_.pop();
+      auto it = entries_.find(txid);
+      if (it == entries_.end() || it->second.forget_at > now) continue;
+      const State state = it->second.state;
+      if (state != State::kCommitted && state != State::kAborted &&
+          state != State::kReadOnly) {
+        continue;
+      }
+      entries_.erase(it);
+      batch.forget.push_back(txid);
+    }
+  }
+  const size_t forgotten = batch.forget.size();
+  if (forgotten > 0) {
+    store_->Write(std::move(batch), [this](const absl::Status& status) {
+      if (!status.ok()) Fail("", status);
+    });
+  }
+  return forgotten;
+}
+
+uint64_t BranchManager::highest_epoch() const {
+  absl::MutexLock lock(&mu_);
+  return highest_epoch_;
+}
+
+size_t BranchManager::prepared_branches() const {
+  absl::MutexLock lock(&mu_);
+  return prepared_.size();
+}
+
+size_t BranchManager::in_flight_requests() const {
+  absl::MutexLock lock(&mu_);
+  return in_flight_;
+}
+
+std::string BranchManager::StateOf(const std::string& transaction_id) const {
+  absl::MutexLock lock(&mu_);
+  auto it = entries_.find(transaction_id);
+  if (it == entries_.end()) return "UNKNOWN";
+  switch (it->second.state) {
+    case State::kPreparing:
+      return "PREPARING";
+    case State::kPrepared:
+      return "PREPARED";
+    case State::kCommitting:
+      return "COMMITTING";
+    case State::kAborting:
+      return "ABORTING";
+    case State::kCommitted:
+      return "COMMITTED";
+    case State::kAborted:
+      return "ABORTED";
+    case State::kReadOnly:
+      return "READ_ONLY";
+  }
+  return "UNKNOWN";
+}
+
+}  // namespace twopc::participant

@@ -1,0 +1,259 @@
+// BranchManager: the sidecar's branch lifecycle and barrier. It owns no
+// threads, sockets or timers: requests come in (Handle), outcomes of
+// in-doubt queries come in (ApplyOutcome), and answers go out through the
+// caller's Reply callbacks once the BranchStore reports the record synced.
+// Time is read from the injected Clock only.
+//
+// Lifecycle of a branch (per transaction id):
+//
+//   (unknown) --prepare--> PREPARING --YES, PREPARED record synced--> PREPARED
+//       |                     |  \--NO, ABORTED record synced--------> ABORTED
+//       |                     \--READ_ONLY (nothing recorded)---------> READ_ONLY
+//       |                                                 commit / abort
+//       |                       PREPARED --record synced, resource applied-->
+//       |                                 COMMITTED / ABORTED
+//       \--abort--> ABORTED record synced --> ABORTED (a late prepare votes NO)
+//
+// Barrier rules (answers, "same answer again" for duplicates):
+//   * prepare:  PREPARED/COMMITTED -> VOTE_YES (one-phase: ACK_COMMITTED);
+//               ABORTED -> VOTE_NO with the reason; READ_ONLY -> VOTE_READ_ONLY
+//               (one-phase: ACK_COMMITTED). While PREPARING, duplicates wait
+//               for the first one's answer. A passed deadline votes NO.
+//   * commit:   COMMITTED or READ_ONLY -> ACK_COMMITTED; ABORTED -> ACK_ABORTED
+//               (the remembered outcome); PREPARING (not voted yet) ->
+//               error FAILED_PRECONDITION, no effect.
+//               UNKNOWN branch -> ACK_COMMITTED without effect and without a
+//               record: the coordinator only commits branches that voted YES
+//               and a YES is durable here, so an unknown branch can only be
+//               one already committed and forgotten (or one that never
+//               existed, for which acknowledging is harmless).
+//   * abort:    ABORTED or READ_ONLY -> ACK_ABORTED; COMMITTED -> ACK_COMMITTED
+//               (it cannot be undone; the coordinator sees the truth);
+//               PREPARING -> remembered, answered once the prepare finishes
+//               and the abort is recorded; UNKNOWN -> an ABORTED record is
+//               synced first (so a late prepare votes NO), then ACK_ABORTED.
+//   * every reply to commit/abort is sent only after the outcome is synced
+//     and applied to the resource (for a callback application: acknowledged
+//     by it).
+//
+// Epoch fencing: a request whose coordinator epoch is below the highest seen
+// gets error FAILED_PRECONDITION with ErrorInfo reason STALE_EPOCH and has no
+// effect. A higher epoch becomes the highest at once (in memory) and is
+// written to the store in the background, so it survives a restart once any
+// batch submitted after it is synced.
+//
+// In-doubt branches: a branch PREPARED for `in_doubt_after` (and every
+// PREPARED branch found at start-up, at once) becomes due for an outcome
+// query; each time it is handed out by DueForOutcomeQuery its next query is
+// pushed back by a capped exponential backoff, until ApplyOutcome (or a
+// commit/abort from the coordinator) resolves it.
+//
+// Memory: a finished branch (COMMITTED, ABORTED, READ_ONLY) is remembered,
+// in memory and on disk, until ForgetFinished drops it: `finished_retention`
+// after the later of its end and its transaction's deadline (a prepare that
+// arrives after its deadline votes NO anyway, so a forgotten branch cannot
+// be prepared twice), or `finished_retention_without_deadline` after its end
+// when the prepare carried no deadline. A commit or abort of a forgotten
+// branch is then answered as for an unknown one. The coordinator should
+// therefore always send a deadline with each prepare.
+//
+// Thread-safety: all public methods may be called concurrently. Reply
+// callbacks run without any BranchManager lock held, on the calling thread
+// or on the store's/resource's callback thread; they must be quick.
+#ifndef TWOPC_PARTICIPANT_BRANCH_MANAGER_H_
+#define TWOPC_PARTICIPANT_BRANCH_MANAGER_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <queue>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/clock.h"
+#include "participant/branch_store.h"
+#include "participant/resource.h"
+#include "twopc/v1/participant.pb.h"
+
+namespace twopc::participant {
+
+struct BranchManagerOptions {
+  // Put in error details.
+  std::string participant_id;
+  // A branch PREPARED this long asks the coordinator for the outcome.
+  absl::Duration in_doubt_after = absl::Seconds(10);
+  // Backoff between outcome queries of one branch: initial, doubling, cap.
+  absl::Duration query_backoff_initial = absl::Milliseconds(500);
+  absl::Duration query_backoff_max = absl::Seconds(30);
+  // How long finished branches are remembered; see "Memory" above.
+  absl::Duration finished_retention = absl::Minutes(1);
+  absl::Duration finished_retention_without_deadline = absl::Minutes(10);
+};
+
+class BranchManager {
+ public:
+  // Receives the one answer to a request (request_id and transaction_id set).
+  using Reply = std::function<void(v1::BranchReply reply)>;
+
+  // Recovers the state in `store` (re-taking resource reservations for
+  // PREPARED branches, resuming delivery of recorded but unapplied outcomes).
+  // `store`, `resource` and `clock` are not owned and must outlive the
+  // manager. OK; errors from BranchStore::Recover.
+  static absl::StatusOr<std::unique_ptr<BranchManager>> Create(
+      BranchManagerOptions options, BranchStore* store, Resource* resource,
+      Clock* clock);
+
+  BranchManager(const BranchManager&) = delete;
+  BranchManager& operator=(const BranchManager&) = delete;
+
+  // Notes the epoch of a coordinator batch. OK (maybe a new highest);
+  // FAILED_PRECONDITION with ErrorInfo STALE_EPOCH when below the highest.
+  absl::Status ObserveEpoch(uint64_t epoch) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Handles one request of a batch of epoch `epoch`; `reply` is called
+  // exactly once (maybe inline) with the answer, per the rules above.
+  void Handle(uint64_t epoch, const v1::BranchRequest& request, Reply reply)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Transaction ids of PREPARED branches whose outcome should be asked now
+  // (at most `max`). Each returned branch's next query is pushed back.
+  std::vector<std::string> DueForOutcomeQuery(size_t max)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+  // The coordinator's answer for an in-doubt branch: COMMITTED / ABORTED
+  // drive it to that outcome (as a commit/abort request would, without a
+  // reply); PENDING does nothing (the backoff is already set). Ignored when
+  // the branch is not PREPARED.
+  void ApplyOutcome(const std::string& transaction_id, v1::Outcome outcome)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Forgets the finished branches whose retention has passed (in memory,
+  // and their records on disk, in the background). Returns how many.
+  size_t ForgetFinished() ABSL_LOCKS_EXCLUDED(mu_);
+
+  uint64_t highest_epoch() const ABSL_LOCKS_EXCLUDED(mu_);
+  // Branches currently PREPARED (voted YES, no outcome yet).
+  size_t prepared_branches() const ABSL_LOCKS_EXCLUDED(mu_);
+  // Requests received and not answered yet.
+  size_t in_flight_requests() const ABSL_LOCKS_EXCLUDED(mu_);
+  // The state name of a branch ("PREPARED", "COMMITTED", ...; "UNKNOWN").
+  std::string StateOf(const std::string& transaction_id) const
+      ABSL_LOCKS_EXCLUDED(mu_);
+  const std::string& resource_kind() const { return resource_kind_; }
+
+ private:
+  enum class Kind { kPrepare, kPrepareOnePhase, kCommit, kAbort };
+  enum class State {
+    kPreparing,
+    kPrepared,
+    kCommitting,
+    kAborting,
+    kCommitted,
+    kAborted,
+    kReadOnly
+  };
+  struct Waiter {
+    Kind kind;
+    uint64_t request_id;
+    std::string transaction_id;
+    Reply reply;
+  };
+  struct Entry {
+    State state = State::kPreparing;
+    // The transaction's deadline from the prepare; InfiniteFuture if none.
+    absl::Time deadline = absl::InfiniteFuture();
+    // Once finished: when it may be forgotten.
+    absl::Time forget_at = absl::InfiniteFuture();
+    bool one_phase = false;
+    bool abort_requested = false;
+    bool voted_yes = false;
+    std::string reason;
+    // The PREPARED record while the branch is prepared or being decided.
+    BranchRecord record;
+    std::vector<Waiter> waiters;
+    absl::Time next_query_at;
+    int query_attempts = 0;
+  };
+  // Work to do once mu_ is released.
+  using Actions = std::vector<std::function<void()>>;
+
+  BranchManager(BranchManagerOptions options, BranchStore* store,
+                Resource* resource, Clock* clock);
+
+  absl::Status CheckEpochLocked(uint64_t epoch, Actions* actions)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void PrepareLocked(const std::string& txid, const v1::PrepareBranch& prepare,
+                     Waiter waiter, Actions* actions)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void CommitLocked(const std::string& txid, Waiter waiter, Actions* actions)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void AbortLocked(const std::string& txid, const std::string& reason,
+                   Waiter waiter, Actions* actions)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Moves a PREPARED (or one-phase PREPARING) branch to its outcome.
+  void DecideLocked(const std::string& txid, Entry& entry, bool commit,
+                    Actions* actions) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  void OnPrepared(const std::string& txid, PrepareResult result)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  void OnPreparedRecordSynced(const std::string& txid,
+                              const absl::Status& status)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // The outcome record is synced: deliver it to the resource (when `apply`),
+  // then finish.
+  void OnOutcomeSynced(const std::string& txid, BranchRecord record,
+                       bool commit, bool apply, const absl::Status& status)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  void OnApplied(const std::string& txid, BranchRecord record, bool commit)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // Fails `txid`'s waiters (and, for a store error, every later request).
+  void Fail(const std::string& txid, const absl::Status& status)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Answers the waiters that `entry`'s state can answer.
+  void AnswerWaitersLocked(const std::string& txid, Entry& entry,
+                           Actions* actions) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  v1::BranchReply Answer(const std::string& txid, const Entry& entry,
+                         Kind kind) const;
+  v1::BranchReply ErrorReply(const std::string& txid, uint64_t request_id,
+                             const absl::Status& status) const;
+  void Respond(Waiter waiter, v1::BranchReply reply, Actions* actions)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Duration BackoffFor(int attempts) const;
+  // When a branch finishing now may be forgotten.
+  absl::Time ForgetAt(absl::Time deadline) const;
+  // Schedules a finished entry for ForgetFinished.
+  void MarkFinishedLocked(const std::string& txid, Entry& entry)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const BranchManagerOptions options_;
+  BranchStore* const store_;
+  Resource* const resource_;
+  Clock* const clock_;
+  const std::string resource_kind_;
+
+  mutable absl::Mutex mu_;
+  absl::flat_hash_map<std::string, Entry> entries_ ABSL_GUARDED_BY(mu_);
+  // Finished entries by forget time (earliest first).
+  std::priority_queue<std::pair<absl::Time, std::string>,
+                      std::vector<std::pair<absl::Time, std::string>>,
+                      std::greater<>>
+      forget_queue_ ABSL_GUARDED_BY(mu_);
+  // Transaction ids of entries in state kPrepared.
+  absl::flat_hash_set<std::string> prepared_ ABSL_GUARDED_BY(mu_);
+  uint64_t highest_epoch_ ABSL_GUARDED_BY(mu_) = 0;
+  size_t in_flight_ ABSL_GUARDED_BY(mu_) = 0;
+  // Set by the first failed store write; every later request gets it.
+  absl::Status failure_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace twopc::participant
+
+#endif  // TWOPC_PARTICIPANT_BRANCH_MANAGER_H_
