@@ -6,6 +6,7 @@ set -euo pipefail
 
 PACKAGES=(
   build-essential cmake make pkg-config
+  procps          # pgrep/pkill in the local-cluster test
   protobuf-compiler libprotobuf-dev
   protobuf-compiler-grpc libgrpc++-dev
   librocksdb-dev
