@@ -108,8 +108,15 @@ void ParticipantLink::WriterLoop() {
       } else {
         batch.set_coordinator_epoch(epoch_);
         batch.set_expected_participant_id(participant_id_);
+        size_t bytes = 0;
         while (!queue_.empty() && batch.requests_size() < options_.max_batch) {
           v1::BranchRequest& request = queue_.front();
+          // Stay well under the sidecar's receive limit (at least one).
+          const size_t size = request.ByteSizeLong();
+          if (batch.requests_size() > 0 && bytes + size > options_.max_batch_bytes) {
+            break;
+          }
+          bytes += size;
           in_flight_.emplace(request.request_id(), request.transaction_id());
           *batch.add_requests() = std::move(request);
           queue_.pop_front();

@@ -53,8 +53,10 @@ class ParticipantLink {
   struct Options {
     absl::Duration min_reconnect_delay = absl::Milliseconds(50);
     absl::Duration max_reconnect_delay = absl::Seconds(2);
-    // Requests per CoordinatorBatch at most.
+    // Requests per CoordinatorBatch at most, and bytes (a single larger
+    // request still goes alone); sidecars accept 8 MiB messages.
     int max_batch = 512;
+    size_t max_batch_bytes = 4 << 20;
   };
 
   // Starts connecting to `endpoint` at once.

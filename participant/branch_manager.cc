@@ -121,6 +121,9 @@ absl::Status BranchManager::CheckEpochLocked(uint64_t epoch, Actions* actions) {
   }
   if (epoch > highest_epoch_) {
     highest_epoch_ = epoch;
+    // Before anything of this epoch is answered: every later batch then
+    // persists it (see BranchStore::NoteEpoch).
+    store_->NoteEpoch(epoch);
     actions->push_back([this, epoch] {
       StoreBatch batch;
       batch.highest_epoch = epoch;
@@ -240,7 +243,10 @@ void BranchManager::OnPrepared(const std::string& txid, PrepareResult result) {
           entry.record.set_deadline_micros(absl::ToUnixMicros(entry.deadline));
         }
         if (entry.one_phase) {
-          DecideLocked(txid, entry, /*commit=*/true, &actions);
+          // An abort that arrived while preparing wins: the coordinator may
+          // have decided abort (e.g. at the deadline).
+          DecideLocked(txid, entry, /*commit=*/!entry.abort_requested,
+                       &actions);
         } else {
           StoreBatch batch;
           batch.records.emplace_back(txid, entry.record);
@@ -258,20 +264,25 @@ void BranchManager::OnPrepared(const std::string& txid, PrepareResult result) {
                            ? result.reason
                            : absl::StrCat("resource gave no valid vote (",
                                           static_cast<int>(result.vote), ")");
+        // When the resource may have staged something (its prepare's
+        // outcome is unknown), it is told to abort, retried until it
+        // acknowledges; the record says so until then.
+        const bool apply = result.may_hold_state;
         BranchRecord record;
         record.set_state(BranchRecord::ABORTED);
-        record.set_applied(true);
+        record.set_applied(!apply);
         record.set_reason(entry.reason);
         record.set_forget_at_micros(absl::ToUnixMicros(ForgetAt(entry.deadline)));
         StoreBatch batch;
         batch.records.emplace_back(txid, record);
-        actions.push_back([this, txid, record, batch = std::move(batch)]() mutable {
-          store_->Write(std::move(batch),
-                        [this, txid, record](const absl::Status& s) {
-                          OnOutcomeSynced(txid, record, /*commit=*/false,
-                                          /*apply=*/false, s);
-                        });
-        });
+        actions.push_back(
+            [this, txid, record, apply, batch = std::move(batch)]() mutable {
+              store_->Write(std::move(batch),
+                            [this, txid, record, apply](const absl::Status& s) {
+                              OnOutcomeSynced(txid, record, /*commit=*/false,
+                                              apply, s);
+                            });
+            });
         break;
       }
     }
@@ -463,9 +474,11 @@ void BranchManager::OnApplied(const std::string& txid, BranchRecord record,
 
 void BranchManager::Fail(const std::string& txid, const absl::Status& status) {
   Actions actions;
+  bool first = false;
   {
     absl::MutexLock lock(&mu_);
     if (failure_.ok()) {
+      first = true;
       failure_ = absl::Status(
           status.code(),
           absl::StrCat("participant ", options_.participant_id,
@@ -483,6 +496,9 @@ void BranchManager::Fail(const std::string& txid, const absl::Status& status) {
     }
   }
   RunAll(actions);
+  // Nothing more can be made durable: only a restart can tell what is on
+  // disk. Let the owner stop the process (it must not keep serving).
+  if (first && options_.on_fatal) options_.on_fatal(failure_.ToString());
 }
 
 void BranchManager::AnswerWaitersLocked(const std::string& txid, Entry& entry,

@@ -95,6 +95,10 @@ struct BranchManagerOptions {
   // How long finished branches are remembered; see "Memory" above.
   absl::Duration finished_retention = absl::Minutes(1);
   absl::Duration finished_retention_without_deadline = absl::Minutes(10);
+  // Called once when the branch store fails a write; the process should
+  // stop (the sidecar's default prints the error and exits 70). Unset: the
+  // manager keeps answering every request with the error.
+  std::function<void(const std::string& message)> on_fatal;
 };
 
 class BranchManager {

@@ -68,6 +68,13 @@ class BranchStore {
   // the store is then failed for good and the process should restart).
   virtual void Write(StoreBatch batch, Done done) = 0;
 
+  // Notes a new highest coordinator epoch, synchronously (call it before
+  // acting on any request of that epoch). Every batch written afterwards
+  // makes it durable too, and the stored epoch never goes backwards, so a
+  // reply sent after its batch synced is never "from the future" after a
+  // restart. Never blocks.
+  virtual void NoteEpoch(uint64_t epoch) { (void)epoch; }
+
   // Every branch record and the highest epoch, as on disk. Call at start-up,
   // before any Write.
   virtual absl::StatusOr<RecoveredState> Recover() = 0;

@@ -105,14 +105,22 @@ void CallbackResource::Prepare(const std::string& transaction_id,
         std::min(deadline, clock_->Now() + options_.prepare_timeout)));
     const grpc::Status status = stub_->Prepare(&context, request, &response);
     if (!status.ok()) {
-      done(No(absl::StrCat("application callback Prepare failed: ",
-                           status.error_message(), " (code ",
-                           static_cast<int>(status.error_code()), ")")));
+      PrepareResult no =
+          No(absl::StrCat("application callback Prepare failed: ",
+                          status.error_message(), " (code ",
+                          static_cast<int>(status.error_code()), ")"));
+      // The application may have staged the branch before the failure
+      // (e.g. its answer came too late): it must hear the abort.
+      no.may_hold_state = true;
+      done(std::move(no));
       return;
     }
     PrepareResult result;
     result.vote = response.vote();
     result.reason = response.reason();
+    result.may_hold_state = result.vote != v1::VOTE_YES &&
+                            result.vote != v1::VOTE_NO &&
+                            result.vote != v1::VOTE_READ_ONLY;
     if (result.vote == v1::VOTE_NO && result.reason.empty()) {
       result.reason = "the application voted NO";
     }

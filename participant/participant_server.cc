@@ -46,7 +46,14 @@ absl::StatusOr<std::unique_ptr<ParticipantServer>> ParticipantServer::Start(
            .query_backoff_max = opts.outcome_query_backoff_max,
            .finished_retention = opts.finished_retention,
            .finished_retention_without_deadline =
-               opts.finished_retention_without_deadline},
+               opts.finished_retention_without_deadline,
+           .on_fatal =
+               [](const std::string& message) {
+                 std::fprintf(stderr, "twopc-participant: FATAL: %s\n",
+                              message.c_str());
+                 std::fflush(stderr);
+                 std::_Exit(70);
+               }},
           s.store_.get(), resource, Clock::Real()));
   s.link_service_ = std::make_unique<LinkService>(opts.id, s.manager_.get());
   std::vector<grpc::Service*> services = {s.link_service_.get()};

@@ -26,6 +26,10 @@ struct PrepareResult {
   v1::Vote vote = v1::VOTE_NO;
   // For VOTE_NO: why, for a person.
   std::string reason;
+  // For VOTE_NO: the resource may have staged something anyway (e.g. an
+  // application's Prepare whose answer was lost), so it must be told to
+  // abort, retried until it acknowledges.
+  bool may_hold_state = false;
   // For VOTE_YES: resource state to keep in the PREPARED record (e.g. the kv
   // writes and locked keys). The resource must be able to commit from it
   // alone after a restart.

@@ -47,12 +47,7 @@ RocksDbBranchStore::~RocksDbBranchStore() {
 void RocksDbBranchStore::Write(StoreBatch batch, Done done) {
   auto ops = std::make_shared<std::vector<Op>>();
   ops->reserve(batch.records.size() + batch.forget.size() + batch.kv.size() + 1);
-  if (batch.highest_epoch.has_value()) {
-    std::string encoded;
-    storage::PutFixed64BE(&encoded, *batch.highest_epoch);
-    ops->push_back({store_->family(rocksdb::kDefaultColumnFamilyName),
-                    kEpochKey, std::move(encoded)});
-  }
+  if (batch.highest_epoch.has_value()) NoteEpoch(*batch.highest_epoch);
   for (auto& [transaction_id, record] : batch.records) {
     ops->push_back({branches_, transaction_id, record.SerializeAsString()});
   }
@@ -66,7 +61,18 @@ void RocksDbBranchStore::Write(StoreBatch batch, Done done) {
                         : std::nullopt});
   }
   writer_->Submit(
-      [ops](rocksdb::WriteBatch& wb) {
+      [this, ops](rocksdb::WriteBatch& wb) {
+        // On the writer thread, in submission order: the stored epoch only
+        // grows, and every batch carries the highest noted so far.
+        const uint64_t noted = noted_epoch_.load();
+        if (noted > written_epoch_) {
+          std::string encoded;
+          storage::PutFixed64BE(&encoded, noted);
+          wb.Put(store_->family(rocksdb::kDefaultColumnFamilyName), kEpochKey,
+                 encoded)
+              .PermitUncheckedError();
+          written_epoch_ = noted;
+        }
         for (const Op& op : *ops) {
           if (op.value.has_value()) {
             wb.Put(op.family, op.key, *op.value).PermitUncheckedError();
@@ -76,6 +82,12 @@ void RocksDbBranchStore::Write(StoreBatch batch, Done done) {
         }
       },
       std::move(done));
+}
+
+void RocksDbBranchStore::NoteEpoch(uint64_t epoch) {
+  uint64_t current = noted_epoch_.load();
+  while (epoch > current && !noted_epoch_.compare_exchange_weak(current, epoch)) {
+  }
 }
 
 absl::StatusOr<RecoveredState> RocksDbBranchStore::Recover() {
@@ -91,6 +103,8 @@ absl::StatusOr<RecoveredState> RocksDbBranchStore::Recover() {
           absl::StrCat("corrupt epoch record in ", store_->dir()));
     }
     state.highest_epoch = storage::DecodeFixed64BE(epoch);
+    written_epoch_ = state.highest_epoch;
+    NoteEpoch(state.highest_epoch);
   } else if (!s.IsNotFound()) {
     return storage::FromRocksDb(s, "reading highest epoch");
   }
@@ -124,7 +138,11 @@ absl::StatusOr<std::optional<std::string>> RocksDbBranchStore::Get(
 absl::StatusOr<std::vector<KvEntry>> RocksDbBranchStore::Scan(
     absl::string_view prefix, absl::string_view start_after, size_t limit,
     bool* more) {
+  // A page also stops at this many bytes (at least one entry), so a scan of
+  // large values cannot build a huge response.
+  constexpr size_t kMaxPageBytes = 4 << 20;
   std::vector<KvEntry> entries;
+  size_t bytes = 0;
   *more = false;
   std::unique_ptr<rocksdb::Iterator> it(
       store_->db()->NewIterator(rocksdb::ReadOptions(), kv_));
@@ -140,10 +158,13 @@ absl::StatusOr<std::vector<KvEntry>> RocksDbBranchStore::Scan(
   for (; it->Valid(); it->Next()) {
     absl::string_view key(it->key().data(), it->key().size());
     if (!absl::StartsWith(key, prefix)) break;
-    if (entries.size() == limit) {
+    if (entries.size() == limit ||
+        (!entries.empty() && bytes + key.size() + it->value().size() >
+                                 kMaxPageBytes)) {
       *more = true;
       break;
     }
+    bytes += key.size() + it->value().size();
     entries.push_back({std::string(key), it->value().ToString()});
   }
   RETURN_IF_ERROR(storage::FromRocksDb(it->status(), "scanning keys"));

@@ -11,6 +11,7 @@
 #ifndef TWOPC_PARTICIPANT_ROCKSDB_BRANCH_STORE_H_
 #define TWOPC_PARTICIPANT_ROCKSDB_BRANCH_STORE_H_
 
+#include <atomic>
 #include <memory>
 #include <string>
 
@@ -44,6 +45,8 @@ class RocksDbBranchStore : public BranchStore {
   RocksDbBranchStore(const RocksDbBranchStore&) = delete;
   RocksDbBranchStore& operator=(const RocksDbBranchStore&) = delete;
 
+  void NoteEpoch(uint64_t epoch) override;
+
  private:
   explicit RocksDbBranchStore(std::unique_ptr<storage::Store> store);
 
@@ -54,6 +57,9 @@ class RocksDbBranchStore : public BranchStore {
   // destructor drains the writer may still Write (the writer thread takes
   // those too before it stops).
   storage::GroupCommitWriter* writer_;
+  // Highest epoch noted (any thread) and highest written (writer thread).
+  std::atomic<uint64_t> noted_epoch_{0};
+  uint64_t written_epoch_ = 0;
 };
 
 }  // namespace twopc::participant

@@ -96,7 +96,9 @@ Ledger::Vote Ledger::Evaluate(const std::string& txid,
       auto it = balances_.find(account);
       after[account] = it == balances_.end() ? 0 : it->second;
     }
-    after[account] += delta;
+    if (__builtin_add_overflow(after[account], delta, &after[account])) {
+      return {false, absl::StrCat("balance of ", account, " would overflow")};
+    }
     deltas->emplace_back(account, delta);
   }
   if (deltas->empty()) return {false, "payload has no 'ACCOUNT DELTA' lines"};

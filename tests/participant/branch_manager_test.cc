@@ -39,7 +39,8 @@ class BranchManagerTest : public ::testing::Test {
          .query_backoff_initial = absl::Seconds(1),
          .query_backoff_max = absl::Seconds(4),
          .finished_retention = absl::Minutes(1),
-         .finished_retention_without_deadline = absl::Minutes(10)},
+         .finished_retention_without_deadline = absl::Minutes(10),
+         .on_fatal = nullptr},
         &store_, kv_.get(), &clock_);
     ASSERT_THAT(manager, IsOk());
     manager_ = std::move(*manager);

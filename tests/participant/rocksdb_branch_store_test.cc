@@ -74,6 +74,29 @@ TEST(RocksDbBranchStoreTest, RecordsKvAndEpochSurviveReopen) {
   EXPECT_FALSE(more);
 }
 
+TEST(RocksDbBranchStoreTest, StoredEpochNeverGoesBackwards) {
+  TempDir dir;
+  {
+    auto store = RocksDbBranchStore::Open(dir.path());
+    ASSERT_THAT(store, IsOk());
+    ASSERT_THAT((*store)->Recover(), IsOk());
+    // Epoch 7 is noted before an ordinary batch: that batch persists it.
+    (*store)->NoteEpoch(7);
+    StoreBatch unrelated;
+    unrelated.forget.push_back("nothing");
+    ASSERT_THAT(WriteAndWait(**store, std::move(unrelated)), IsOk());
+    // An older epoch written late (threads racing) does not lower it.
+    StoreBatch late;
+    late.highest_epoch = 3;
+    ASSERT_THAT(WriteAndWait(**store, std::move(late)), IsOk());
+  }
+  auto store = RocksDbBranchStore::Open(dir.path());
+  ASSERT_THAT(store, IsOk());
+  auto state = (*store)->Recover();
+  ASSERT_THAT(state, IsOk());
+  EXPECT_EQ(state->highest_epoch, 7u);
+}
+
 TEST(RocksDbBranchStoreTest, ScanPagesFromStartAfter) {
   TempDir dir;
   auto store = RocksDbBranchStore::Open(dir.path());
@@ -125,7 +148,8 @@ TEST(RocksDbBranchStoreTest, ConcurrentPreparesShareSyncsAndRecover) {
                                           .query_backoff_max = absl::Seconds(4),
                                           .finished_retention = absl::Minutes(1),
                                           .finished_retention_without_deadline =
-                                              absl::Minutes(10)},
+                                              absl::Minutes(10),
+                                          .on_fatal = nullptr},
                                          store->get(), &kv, &clock);
     ASSERT_THAT(manager, IsOk());
     std::atomic<int> yes{0};
@@ -161,7 +185,8 @@ TEST(RocksDbBranchStoreTest, ConcurrentPreparesShareSyncsAndRecover) {
                                         .query_backoff_max = absl::Seconds(4),
                                           .finished_retention = absl::Minutes(1),
                                           .finished_retention_without_deadline =
-                                              absl::Minutes(10)},
+                                              absl::Minutes(10),
+                                          .on_fatal = nullptr},
                                        store->get(), &kv, &clock);
   ASSERT_THAT(manager, IsOk());
   EXPECT_EQ((*manager)->prepared_branches(),
