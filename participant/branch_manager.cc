@@ -267,22 +267,8 @@ void BranchManager::OnPrepared(const std::string& txid, PrepareResult result) {
         // When the resource may have staged something (its prepare's
         // outcome is unknown), it is told to abort, retried until it
         // acknowledges; the record says so until then.
-        const bool apply = result.may_hold_state;
-        BranchRecord record;
-        record.set_state(BranchRecord::ABORTED);
-        record.set_applied(!apply);
-        record.set_reason(entry.reason);
-        record.set_forget_at_micros(absl::ToUnixMicros(ForgetAt(entry.deadline)));
-        StoreBatch batch;
-        batch.records.emplace_back(txid, record);
-        actions.push_back(
-            [this, txid, record, apply, batch = std::move(batch)]() mutable {
-              store_->Write(std::move(batch),
-                            [this, txid, record, apply](const absl::Status& s) {
-                              OnOutcomeSynced(txid, record, /*commit=*/false,
-                                              apply, s);
-                            });
-            });
+        RecordAbortLocked(txid, entry, entry.deadline,
+                          /*apply=*/result.may_hold_state, &actions);
         break;
       }
     }
@@ -356,23 +342,8 @@ void BranchManager::AbortLocked(const std::string& txid,
     entry.state = State::kAborting;
     entry.reason = reason.empty() ? "aborted by the coordinator" : reason;
     entry.waiters.push_back(std::move(waiter));
-    const bool apply = resource_->applies_unknown_aborts();
-    BranchRecord record;
-    record.set_state(BranchRecord::ABORTED);
-    record.set_applied(!apply);
-    record.set_reason(entry.reason);
-    record.set_forget_at_micros(
-        absl::ToUnixMicros(ForgetAt(absl::InfiniteFuture())));
-    StoreBatch batch;
-    batch.records.emplace_back(txid, record);
-    actions->push_back(
-        [this, txid, record, apply, batch = std::move(batch)]() mutable {
-          store_->Write(std::move(batch),
-                        [this, txid, record, apply](const absl::Status& s) {
-                          OnOutcomeSynced(txid, record, /*commit=*/false, apply,
-                                          s);
-                        });
-        });
+    RecordAbortLocked(txid, entry, absl::InfiniteFuture(),
+                      /*apply=*/resource_->applies_unknown_aborts(), actions);
     return;
   }
   Entry& entry = it->second;
@@ -395,6 +366,26 @@ void BranchManager::AbortLocked(const std::string& txid,
       Respond(std::move(waiter), Answer(txid, entry, Kind::kAbort), actions);
       return;
   }
+}
+
+void BranchManager::RecordAbortLocked(const std::string& txid,
+                                      const Entry& entry, absl::Time deadline,
+                                      bool apply, Actions* actions) {
+  BranchRecord record;
+  record.set_state(BranchRecord::ABORTED);
+  record.set_applied(!apply);
+  record.set_reason(entry.reason);
+  record.set_forget_at_micros(absl::ToUnixMicros(ForgetAt(deadline)));
+  StoreBatch batch;
+  batch.records.emplace_back(txid, record);
+  actions->push_back(
+      [this, txid, record, apply, batch = std::move(batch)]() mutable {
+        store_->Write(std::move(batch),
+                      [this, txid, record, apply](const absl::Status& s) {
+                        OnOutcomeSynced(txid, record, /*commit=*/false, apply,
+                                        s);
+                      });
+      });
 }
 
 void BranchManager::DecideLocked(const std::string& txid, Entry& entry,

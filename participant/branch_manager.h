@@ -201,6 +201,12 @@ class BranchManager {
   void AbortLocked(const std::string& txid, const std::string& reason,
                    Waiter waiter, Actions* actions)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Syncs an ABORTED record for `txid` (kept until ForgetAt(deadline));
+  // then, when `apply`, tells the resource to abort; then answers the
+  // entry's waiters.
+  void RecordAbortLocked(const std::string& txid, const Entry& entry,
+                         absl::Time deadline, bool apply, Actions* actions)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Moves a PREPARED (or one-phase PREPARING) branch to its outcome.
   void DecideLocked(const std::string& txid, Entry& entry, bool commit,
                     Actions* actions) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
