@@ -8,6 +8,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
@@ -202,6 +203,9 @@ grpc::Status LedgerService::Prepare(grpc::ServerContext*,
   std::printf("ledger: prepared %s: %s\n", request->transaction_id().c_str(),
               vote->yes ? "YES" : ("NO (" + vote->reason + ")").c_str());
   std::fflush(stdout);
+  if (prepare_reply_delay_ > absl::ZeroDuration()) {
+    absl::SleepFor(prepare_reply_delay_);
+  }
   return grpc::Status::OK;
 }
 

@@ -81,7 +81,11 @@ class Ledger {
 // ApplicationCallbackService over a Ledger. Prints one line per outcome.
 class LedgerService final : public v1::ApplicationCallbackService::Service {
  public:
-  explicit LedgerService(Ledger* ledger) : ledger_(ledger) {}
+  // `prepare_reply_delay` delays every Prepare answer after the work is
+  // done (a failure-injection hook for tests: the answer arrives too late).
+  explicit LedgerService(Ledger* ledger,
+                         absl::Duration prepare_reply_delay = absl::ZeroDuration())
+      : ledger_(ledger), prepare_reply_delay_(prepare_reply_delay) {}
   grpc::Status Prepare(grpc::ServerContext*, const v1::PrepareCallbackRequest*,
                        v1::PrepareCallbackResponse*) override;
   grpc::Status Commit(grpc::ServerContext*, const v1::CommitCallbackRequest*,
@@ -91,6 +95,7 @@ class LedgerService final : public v1::ApplicationCallbackService::Service {
 
  private:
   Ledger* const ledger_;
+  const absl::Duration prepare_reply_delay_;
 };
 
 }  // namespace twopc::examples

@@ -24,6 +24,10 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--journal", journal, "journal file (created when missing)")
       ->capture_default_str();
+  double prepare_reply_delay_ms = 0;
+  app.add_option("--prepare_reply_delay_ms", prepare_reply_delay_ms,
+                 "answer every Prepare this much later (failure injection "
+                 "for tests)");
   CLI11_PARSE(app, argc, argv);
 
   auto ledger = twopc::examples::Ledger::Open(journal);
@@ -32,7 +36,8 @@ int main(int argc, char** argv) {
                  ledger.status().ToString().c_str());
     return EXIT_FAILURE;
   }
-  twopc::examples::LedgerService service(ledger->get());
+  twopc::examples::LedgerService service(
+      ledger->get(), absl::Milliseconds(prepare_reply_delay_ms));
   auto server = twopc::StartGrpcServer(listen, {&service}, 4 << 20);
   if (!server.ok()) {
     std::fprintf(stderr, "twopc-example-ledger: %s\n",

@@ -4,6 +4,7 @@
 #include <signal.h>
 
 #include <string>
+#include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -33,11 +34,14 @@ v1::Branch Payload(const std::string& payload) {
 class CallbackProcessTest : public ::testing::Test {
  protected:
   // Starts the ledger on `listen`; sets address_.
-  std::unique_ptr<Subprocess> StartLedger(const std::string& listen) {
+  std::unique_ptr<Subprocess> StartLedger(
+      const std::string& listen, std::vector<std::string> extra_flags = {}) {
+    std::vector<std::string> argv = {Bin("twopc-example-ledger"),
+                                     "--listen=" + listen,
+                                     "--journal=" + dir_.Sub("ledger.journal")};
+    argv.insert(argv.end(), extra_flags.begin(), extra_flags.end());
     auto ledger = Subprocess::Start(
-        {Bin("twopc-example-ledger"), "--listen=" + listen,
-         "--journal=" + dir_.Sub("ledger.journal")},
-        dir_.Sub(absl::StrCat("ledger.", ++starts_, ".log")));
+        argv, dir_.Sub(absl::StrCat("ledger.", ++starts_, ".log")));
     EXPECT_THAT(ledger, IsOk());
     if (!ledger.ok()) return nullptr;
     auto line = (*ledger)->WaitForLine("listening on", kWait);
@@ -138,6 +142,46 @@ TEST_F(CallbackProcessTest, ForwardsToTheApplicationAndRetriesCommitUntilItIsBac
   EXPECT_TRUE(link.Finish().ok());
   sidecar->process->Signal(SIGTERM);
   EXPECT_THAT(sidecar->process->WaitForLine("stopped", kWait), IsOk());
+}
+
+// The application staged a branch but its answer came too late: the sidecar
+// votes NO and must still tell the application to abort, or the staged
+// change would block its accounts forever.
+TEST_F(CallbackProcessTest, ALatePrepareAnswerStillGetsTheApplicationAnAbort) {
+  FakeCoordinator coordinator(kEpoch);
+  ASSERT_TRUE(coordinator.ok());
+  std::unique_ptr<Subprocess> ledger =
+      StartLedger("127.0.0.1:0", {"--prepare_reply_delay_ms=1500"});
+  ASSERT_NE(ledger, nullptr);
+  auto sidecar = StartSidecar(
+      "ledger",
+      {"--callback=" + ledger_address_,
+       "--coordinator=" + coordinator.address(),
+       "--data_dir=" + dir_.Sub("sidecar")},
+      dir_.Sub("sidecar.log"));
+  ASSERT_THAT(sidecar, IsOk());
+  LinkClient link(sidecar->address, kEpoch, "ledger");
+  ASSERT_THAT(link.Open(), IsOk());
+
+  v1::BranchRequest slow = PrepareRequest(1, "slow", Payload("carol 10"));
+  const int64_t deadline_us =
+      absl::ToUnixMicros(absl::Now() + absl::Milliseconds(300));
+  slow.mutable_prepare()->mutable_deadline()->set_seconds(deadline_us /
+                                                          1'000'000);
+  slow.mutable_prepare()->mutable_deadline()->set_nanos(
+      static_cast<int32_t>(deadline_us % 1'000'000) * 1000);
+  link.Send({slow});
+  auto no = link.Await(1);
+  ASSERT_THAT(no, IsOk());
+  EXPECT_EQ(no->vote(), v1::VOTE_NO);
+  // The application heard the abort: carol is not left staged.
+  EXPECT_THAT(ledger->WaitForLine("aborted slow", kWait), IsOk())
+      << ledger->Output();
+  link.Send({PrepareRequest(2, "next", Payload("carol 5"))});
+  auto next = link.Await(2);
+  ASSERT_THAT(next, IsOk());
+  EXPECT_EQ(next->vote(), v1::VOTE_YES) << next->reason();
+  EXPECT_TRUE(link.Finish().ok());
 }
 
 }  // namespace
