@@ -13,7 +13,9 @@
 // log writes of one transaction in the order the machine asked for them.
 // Callbacks from links and the log writer take the lock themselves; nothing
 // calls out of the manager while holding it except those non-blocking
-// queues.
+// queues. Known exception, to be removed: lookups of finished transactions
+// (Get, Watch, QueryOutcomes, idempotency-key checks) read RocksDB under the
+// lock.
 //
 // Thread-safety: all public methods may be called concurrently.
 #ifndef TWOPC_COORDINATOR_TRANSACTION_MANAGER_H_
