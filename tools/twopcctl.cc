@@ -14,6 +14,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include "CLI/CLI.hpp"
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -332,6 +333,59 @@ int RunGet(const GlobalFlags& flags, const std::string& id, bool by_key) {
   PrintTransaction(flags, response.transaction());
   return response.transaction().outcome() == v1::OUTCOME_ABORTED ? kExitAborted
                                                                  : kExitOk;
+}
+
+struct ListFlags {
+  std::vector<std::string> states;
+  bool parked = false;
+  uint32_t limit = 50;
+};
+
+// Unfinished transactions, newest first (finished ones: `txn get`).
+int RunList(const GlobalFlags& flags, const ListFlags& list) {
+  v1::ListTransactionsRequest request;
+  for (const std::string& name : list.states) {
+    v1::TransactionState state;
+    if (!v1::TransactionState_Parse(
+            "TRANSACTION_STATE_" + absl::AsciiStrToUpper(name), &state)) {
+      std::fprintf(stderr,
+                   "twopcctl: unknown state '%s'; use active, preparing or "
+                   "committing\n",
+                   name.c_str());
+      return kExitUsage;
+    }
+    request.add_states(state);
+  }
+  request.set_parked_only(list.parked);
+  request.set_page_size(list.limit);
+  auto stub = v1::AdminService::NewStub(Dial(flags.coordinator));
+  grpc::ClientContext context;
+  SetDeadline(flags, &context);
+  v1::ListTransactionsResponse response;
+  grpc::Status status = stub->ListTransactions(&context, request, &response);
+  if (!status.ok()) return ReportRpcError("coordinator " + flags.coordinator, status);
+  if (flags.json()) {
+    PrintJson(response);
+    return kExitOk;
+  }
+  std::vector<std::vector<std::string>> rows = {
+      {"TRANSACTION", "STATE", "OUTCOME", "PARKED", "CREATED", "BRANCHES"}};
+  for (const v1::Transaction& t : response.transactions()) {
+    std::vector<std::string> branches;
+    for (const v1::BranchStatus& b : t.branches()) {
+      branches.push_back(absl::StrCat(b.participant_id(), ":",
+                                      Short(v1::Vote_Name(b.vote()), "VOTE_"),
+                                      b.finished() ? "/done" : ""));
+    }
+    rows.push_back({t.transaction_id(),
+                    Short(v1::TransactionState_Name(t.state()),
+                          "TRANSACTION_STATE_"),
+                    Short(v1::Outcome_Name(t.outcome()), "OUTCOME_"),
+                    t.parked() ? "yes" : "no", FormatTime(t.create_time()),
+                    absl::StrJoin(branches, " ")});
+  }
+  PrintTable(rows);
+  return kExitOk;
 }
 
 // ---------------------------------------------------------------------------
@@ -829,6 +883,18 @@ int main(int argc, char** argv) {
       ->required();
   get_cmd->add_flag("--by-key", get_by_key, "ID is an idempotency key");
   get_cmd->callback([&] { exit_code = RunGet(flags, get_id, get_by_key); });
+
+  ListFlags list;
+  CLI::App* list_cmd = txn->add_subcommand(
+      "list", "unfinished transactions, newest first");
+  list_cmd->add_option("--state", list.states,
+                       "active, preparing or committing (repeat)");
+  list_cmd->add_flag("--parked", list.parked,
+                     "only transactions whose retry budget is spent");
+  list_cmd->add_option("--limit", list.limit, "at most this many")
+      ->check(CLI::Range(1, 1000))
+      ->capture_default_str();
+  list_cmd->callback([&] { exit_code = RunList(flags, list); });
 
   CLI::App* participant =
       app.add_subcommand("participant", "registered participant sidecars");

@@ -126,6 +126,21 @@ TEST_F(TwopcctlTest, ReadmeExampleSession) {
   EXPECT_EQ(no_topic.exit_code, 3);
   EXPECT_THAT(no_topic.output, HasSubstr("topic create"));
 
+  // An open interactive transaction is listed until it finishes.
+  grpc::ClientContext begin_context;
+  v1::BeginRequest begin;
+  begin.mutable_timeout()->set_seconds(60);
+  v1::BeginResponse begun;
+  ASSERT_TRUE(cluster_.Transactions()->Begin(&begin_context, begin, &begun).ok());
+  CtlResult listed = Ctl({"txn", "list", "--state", "active"});
+  EXPECT_EQ(listed.exit_code, 0) << listed.output;
+  EXPECT_THAT(listed.output,
+              MatchesRegex("(.|\n)*" + begun.transaction_id() +
+                           " +ACTIVE +PENDING +no(.|\n)*"));
+  CtlResult parked = Ctl({"txn", "list", "--parked"});
+  EXPECT_THAT(parked.output, ::testing::Not(HasSubstr(begun.transaction_id())));
+  EXPECT_EQ(Ctl({"txn", "list", "--state", "nonsense"}).exit_code, 2);
+
   CtlResult missing = Ctl({"txn", "get", "12345-1"});
   EXPECT_EQ(missing.exit_code, 3);
   CtlResult usage = Ctl({"txn", "exec", "--op", "p1 frobnicate k"});
