@@ -89,6 +89,32 @@ int ReportRpcError(const std::string& target, const grpc::Status& status) {
   }
 }
 
+// Calls the unary RPC `method` on the server at `address` (named `target`
+// in errors) with the global deadline. Returns kExitOk, or prints one line
+// about the failure and returns its exit code.
+template <typename Stub, typename Request, typename Response>
+int Call(const GlobalFlags& flags, const std::string& target,
+         const std::string& address,
+         grpc::Status (Stub::*method)(grpc::ClientContext*, const Request&,
+                                      Response*),
+         const Request& request, Response* response) {
+  Stub stub(Dial(address));
+  grpc::ClientContext context;
+  SetDeadline(flags, &context);
+  grpc::Status status = (stub.*method)(&context, request, response);
+  return status.ok() ? kExitOk : ReportRpcError(target, status);
+}
+
+// Call on the coordinator.
+template <typename Stub, typename Request, typename Response>
+int CallCoordinator(const GlobalFlags& flags,
+                    grpc::Status (Stub::*method)(grpc::ClientContext*,
+                                                 const Request&, Response*),
+                    const Request& request, Response* response) {
+  return Call(flags, "coordinator " + flags.coordinator, flags.coordinator,
+              method, request, response);
+}
+
 void PrintJson(const google::protobuf::Message& message) {
   std::string json;
   google::protobuf::util::JsonPrintOptions options;
@@ -138,13 +164,12 @@ std::string FormatDuration(const google::protobuf::Duration& d) {
 // health
 
 int RunHealth(const GlobalFlags& flags) {
-  auto stub = grpc::health::v1::Health::NewStub(Dial(flags.coordinator));
-  grpc::ClientContext context;
-  SetDeadline(flags, &context);
   grpc::health::v1::HealthCheckResponse response;
-  grpc::Status status = stub->Check(
-      &context, grpc::health::v1::HealthCheckRequest(), &response);
-  if (!status.ok()) return ReportRpcError("coordinator " + flags.coordinator, status);
+  if (int rc = CallCoordinator(flags, &grpc::health::v1::Health::Stub::Check,
+                               grpc::health::v1::HealthCheckRequest(),
+                               &response)) {
+    return rc;
+  }
   const std::string serving =
       grpc::health::v1::HealthCheckResponse::ServingStatus_Name(
           response.status());
@@ -307,20 +332,16 @@ int RunExec(const GlobalFlags& flags, const ExecFlags& exec) {
     *request.mutable_timeout() = TimeUtil::MicrosecondsToDuration(
         static_cast<int64_t>(exec.timeout_seconds * 1e6));
   }
-  auto stub = v1::TransactionService::NewStub(Dial(flags.coordinator));
-  grpc::ClientContext context;
-  SetDeadline(flags, &context);
   v1::ExecuteResponse response;
-  grpc::Status status = stub->Execute(&context, request, &response);
-  if (!status.ok()) return ReportRpcError("coordinator " + flags.coordinator, status);
+  if (int rc = CallCoordinator(flags, &v1::TransactionService::Stub::Execute,
+                               request, &response)) {
+    return rc;
+  }
   PrintTransaction(flags, response.transaction());
   return kExitOk;
 }
 
 int RunGet(const GlobalFlags& flags, const std::string& id, bool by_key) {
-  auto stub = v1::TransactionService::NewStub(Dial(flags.coordinator));
-  grpc::ClientContext context;
-  SetDeadline(flags, &context);
   v1::GetRequest request;
   if (by_key) {
     request.mutable_ref()->set_idempotency_key(id);
@@ -328,8 +349,10 @@ int RunGet(const GlobalFlags& flags, const std::string& id, bool by_key) {
     request.mutable_ref()->set_transaction_id(id);
   }
   v1::GetResponse response;
-  grpc::Status status = stub->Get(&context, request, &response);
-  if (!status.ok()) return ReportRpcError("coordinator " + flags.coordinator, status);
+  if (int rc = CallCoordinator(flags, &v1::TransactionService::Stub::Get,
+                               request, &response)) {
+    return rc;
+  }
   PrintTransaction(flags, response.transaction());
   return response.transaction().outcome() == v1::OUTCOME_ABORTED ? kExitAborted
                                                                  : kExitOk;
@@ -358,12 +381,11 @@ int RunList(const GlobalFlags& flags, const ListFlags& list) {
   }
   request.set_parked_only(list.parked);
   request.set_page_size(list.limit);
-  auto stub = v1::AdminService::NewStub(Dial(flags.coordinator));
-  grpc::ClientContext context;
-  SetDeadline(flags, &context);
   v1::ListTransactionsResponse response;
-  grpc::Status status = stub->ListTransactions(&context, request, &response);
-  if (!status.ok()) return ReportRpcError("coordinator " + flags.coordinator, status);
+  if (int rc = CallCoordinator(flags, &v1::AdminService::Stub::ListTransactions,
+                               request, &response)) {
+    return rc;
+  }
   if (flags.json()) {
     PrintJson(response);
     return kExitOk;
@@ -392,13 +414,11 @@ int RunList(const GlobalFlags& flags, const ListFlags& list) {
 // participant list, stats
 
 int RunParticipants(const GlobalFlags& flags) {
-  auto stub = v1::AdminService::NewStub(Dial(flags.coordinator));
-  grpc::ClientContext context;
-  SetDeadline(flags, &context);
   v1::ListParticipantsResponse response;
-  grpc::Status status =
-      stub->ListParticipants(&context, v1::ListParticipantsRequest(), &response);
-  if (!status.ok()) return ReportRpcError("coordinator " + flags.coordinator, status);
+  if (int rc = CallCoordinator(flags, &v1::AdminService::Stub::ListParticipants,
+                               v1::ListParticipantsRequest(), &response)) {
+    return rc;
+  }
   if (flags.json()) {
     PrintJson(response);
     return kExitOk;
@@ -418,12 +438,11 @@ int RunParticipants(const GlobalFlags& flags) {
 }
 
 int RunStats(const GlobalFlags& flags) {
-  auto stub = v1::AdminService::NewStub(Dial(flags.coordinator));
-  grpc::ClientContext context;
-  SetDeadline(flags, &context);
   v1::Stats stats;
-  grpc::Status status = stub->GetStats(&context, v1::GetStatsRequest(), &stats);
-  if (!status.ok()) return ReportRpcError("coordinator " + flags.coordinator, status);
+  if (int rc = CallCoordinator(flags, &v1::AdminService::Stub::GetStats,
+                               v1::GetStatsRequest(), &stats)) {
+    return rc;
+  }
   if (flags.json()) {
     PrintJson(stats);
     return kExitOk;
@@ -457,14 +476,13 @@ int RunStats(const GlobalFlags& flags) {
 
 int RunKvGet(const GlobalFlags& flags, const std::string& sidecar,
              const std::string& key) {
-  auto stub = v1::KvService::NewStub(Dial(sidecar));
-  grpc::ClientContext context;
-  SetDeadline(flags, &context);
   v1::KvGetRequest request;
   request.set_key(key);
   v1::KvGetResponse response;
-  grpc::Status status = stub->Get(&context, request, &response);
-  if (!status.ok()) return ReportRpcError("sidecar " + sidecar, status);
+  if (int rc = Call(flags, "sidecar " + sidecar, sidecar,
+                    &v1::KvService::Stub::Get, request, &response)) {
+    return rc;
+  }
   if (flags.json()) {
     PrintJson(response);
   } else if (!response.found()) {
@@ -538,9 +556,6 @@ struct TopicFlags {
 };
 
 int RunTopicCreate(const GlobalFlags& flags, const TopicFlags& topic) {
-  auto stub = v1::AdminService::NewStub(Dial(flags.coordinator));
-  grpc::ClientContext context;
-  SetDeadline(flags, &context);
   v1::CreateTopicRequest request;
   request.set_name(topic.name);
   request.set_partitions(topic.partitions);
@@ -549,8 +564,10 @@ int RunTopicCreate(const GlobalFlags& flags, const TopicFlags& topic) {
           static_cast<int64_t>(topic.max_age_seconds * 1e6));
   request.mutable_retention()->set_max_bytes(topic.max_bytes);
   v1::TopicInfo info;
-  grpc::Status status = stub->CreateTopic(&context, request, &info);
-  if (!status.ok()) return ReportRpcError("coordinator " + flags.coordinator, status);
+  if (int rc = CallCoordinator(flags, &v1::AdminService::Stub::CreateTopic,
+                               request, &info)) {
+    return rc;
+  }
   if (flags.json()) {
     PrintJson(info);
   } else {
@@ -560,13 +577,11 @@ int RunTopicCreate(const GlobalFlags& flags, const TopicFlags& topic) {
 }
 
 int RunTopicList(const GlobalFlags& flags) {
-  auto stub = v1::AdminService::NewStub(Dial(flags.coordinator));
-  grpc::ClientContext context;
-  SetDeadline(flags, &context);
   v1::ListTopicsResponse response;
-  grpc::Status status =
-      stub->ListTopics(&context, v1::ListTopicsRequest(), &response);
-  if (!status.ok()) return ReportRpcError("coordinator " + flags.coordinator, status);
+  if (int rc = CallCoordinator(flags, &v1::AdminService::Stub::ListTopics,
+                               v1::ListTopicsRequest(), &response)) {
+    return rc;
+  }
   if (flags.json()) {
     PrintJson(response);
   } else {
@@ -576,14 +591,13 @@ int RunTopicList(const GlobalFlags& flags) {
 }
 
 int RunTopicDescribe(const GlobalFlags& flags, const std::string& name) {
-  auto stub = v1::AdminService::NewStub(Dial(flags.coordinator));
-  grpc::ClientContext context;
-  SetDeadline(flags, &context);
   v1::DescribeTopicRequest request;
   request.set_name(name);
   v1::TopicInfo info;
-  grpc::Status status = stub->DescribeTopic(&context, request, &info);
-  if (!status.ok()) return ReportRpcError("coordinator " + flags.coordinator, status);
+  if (int rc = CallCoordinator(flags, &v1::AdminService::Stub::DescribeTopic,
+                               request, &info)) {
+    return rc;
+  }
   if (flags.json()) {
     PrintJson(info);
     return kExitOk;
@@ -792,25 +806,26 @@ int RunConsume(const GlobalFlags& flags, const ConsumeFlags& consume) {
 }
 
 int RunGroups(const GlobalFlags& flags, const std::string& group_id) {
-  auto stub = v1::AdminService::NewStub(Dial(flags.coordinator));
-  grpc::ClientContext context;
-  SetDeadline(flags, &context);
   std::vector<v1::GroupInfo> groups;
-  grpc::Status status;
   if (group_id.empty()) {
     v1::ListGroupsResponse response;
-    status = stub->ListGroups(&context, v1::ListGroupsRequest(), &response);
+    if (int rc = CallCoordinator(flags, &v1::AdminService::Stub::ListGroups,
+                                 v1::ListGroupsRequest(), &response)) {
+      return rc;
+    }
+    if (flags.json()) PrintJson(response);
     groups.assign(response.groups().begin(), response.groups().end());
-    if (status.ok() && flags.json()) PrintJson(response);
   } else {
     v1::DescribeGroupRequest request;
     request.set_group_id(group_id);
     v1::GroupInfo info;
-    status = stub->DescribeGroup(&context, request, &info);
-    groups.push_back(info);
-    if (status.ok() && flags.json()) PrintJson(info);
+    if (int rc = CallCoordinator(flags, &v1::AdminService::Stub::DescribeGroup,
+                                 request, &info)) {
+      return rc;
+    }
+    if (flags.json()) PrintJson(info);
+    groups.push_back(std::move(info));
   }
-  if (!status.ok()) return ReportRpcError("coordinator " + flags.coordinator, status);
   if (flags.json()) return kExitOk;
   std::vector<std::vector<std::string>> rows = {
       {"GROUP", "GENERATION", "TOPIC", "PARTITION", "MEMBER", "COMMITTED",
