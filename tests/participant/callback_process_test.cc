@@ -51,6 +51,15 @@ class CallbackProcessTest : public ::testing::Test {
     return std::move(*ledger);
   }
 
+  // A sidecar in callback mode in front of the ledger started last.
+  auto StartCallbackSidecar(FakeCoordinator& coordinator) {
+    return StartSidecar("ledger",
+                        {"--callback=" + ledger_address_,
+                         "--coordinator=" + coordinator.address(),
+                         "--data_dir=" + dir_.Sub("sidecar")},
+                        dir_.Sub("sidecar.log"));
+  }
+
   TempDir dir_;
   int starts_ = 0;
   std::string ledger_address_;
@@ -61,12 +70,7 @@ TEST_F(CallbackProcessTest, ForwardsToTheApplicationAndRetriesCommitUntilItIsBac
   ASSERT_TRUE(coordinator.ok());
   std::unique_ptr<Subprocess> ledger = StartLedger("127.0.0.1:0");
   ASSERT_NE(ledger, nullptr);
-  auto sidecar = StartSidecar(
-      "ledger",
-      {"--callback=" + ledger_address_,
-       "--coordinator=" + coordinator.address(),
-       "--data_dir=" + dir_.Sub("sidecar")},
-      dir_.Sub("sidecar.log"));
+  auto sidecar = StartCallbackSidecar(coordinator);
   ASSERT_THAT(sidecar, IsOk());
   LinkClient link(sidecar->address, kEpoch, "ledger");
   auto hello = link.Open();
@@ -153,12 +157,7 @@ TEST_F(CallbackProcessTest, ALatePrepareAnswerStillGetsTheApplicationAnAbort) {
   std::unique_ptr<Subprocess> ledger =
       StartLedger("127.0.0.1:0", {"--prepare_reply_delay_ms=1500"});
   ASSERT_NE(ledger, nullptr);
-  auto sidecar = StartSidecar(
-      "ledger",
-      {"--callback=" + ledger_address_,
-       "--coordinator=" + coordinator.address(),
-       "--data_dir=" + dir_.Sub("sidecar")},
-      dir_.Sub("sidecar.log"));
+  auto sidecar = StartCallbackSidecar(coordinator);
   ASSERT_THAT(sidecar, IsOk());
   LinkClient link(sidecar->address, kEpoch, "ledger");
   ASSERT_THAT(link.Open(), IsOk());

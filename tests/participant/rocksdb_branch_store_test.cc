@@ -133,6 +133,16 @@ TEST(RocksDbBranchStoreTest, RefusesADataDirectoryOfAnotherRole) {
 
 // Concurrent prepares through the real store share syncs, and a restarted
 // manager finds them PREPARED with their locks.
+BranchManagerOptions ManagerOptions() {
+  return {.participant_id = "p1",
+          .in_doubt_after = absl::Seconds(10),
+          .query_backoff_initial = absl::Seconds(1),
+          .query_backoff_max = absl::Seconds(4),
+          .finished_retention = absl::Minutes(1),
+          .finished_retention_without_deadline = absl::Minutes(10),
+          .on_fatal = nullptr};
+}
+
 TEST(RocksDbBranchStoreTest, ConcurrentPreparesShareSyncsAndRecover) {
   TempDir dir;
   SimulatedClock clock;
@@ -142,14 +152,7 @@ TEST(RocksDbBranchStoreTest, ConcurrentPreparesShareSyncsAndRecover) {
     auto store = RocksDbBranchStore::Open(dir.path());
     ASSERT_THAT(store, IsOk());
     KvResource kv(store->get());
-    auto manager = BranchManager::Create({.participant_id = "p1",
-                                          .in_doubt_after = absl::Seconds(10),
-                                          .query_backoff_initial = absl::Seconds(1),
-                                          .query_backoff_max = absl::Seconds(4),
-                                          .finished_retention = absl::Minutes(1),
-                                          .finished_retention_without_deadline =
-                                              absl::Minutes(10),
-                                          .on_fatal = nullptr},
+    auto manager = BranchManager::Create(ManagerOptions(),
                                          store->get(), &kv, &clock);
     ASSERT_THAT(manager, IsOk());
     std::atomic<int> yes{0};
@@ -179,14 +182,7 @@ TEST(RocksDbBranchStoreTest, ConcurrentPreparesShareSyncsAndRecover) {
   auto store = RocksDbBranchStore::Open(dir.path());
   ASSERT_THAT(store, IsOk());
   KvResource kv(store->get());
-  auto manager = BranchManager::Create({.participant_id = "p1",
-                                        .in_doubt_after = absl::Seconds(10),
-                                        .query_backoff_initial = absl::Seconds(1),
-                                        .query_backoff_max = absl::Seconds(4),
-                                          .finished_retention = absl::Minutes(1),
-                                          .finished_retention_without_deadline =
-                                              absl::Minutes(10),
-                                          .on_fatal = nullptr},
+  auto manager = BranchManager::Create(ManagerOptions(),
                                        store->get(), &kv, &clock);
   ASSERT_THAT(manager, IsOk());
   EXPECT_EQ((*manager)->prepared_branches(),
