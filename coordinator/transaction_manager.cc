@@ -263,10 +263,16 @@ void TransactionManager::Execute(const v1::ExecuteRequest& request, Done done) {
     return;
   }
 
-  v1::ExecuteRequest identity = request;
-  identity.clear_wait_for_completion();
-  const uint64_t fingerprint = Fingerprint(identity);
   const std::string& key = request.idempotency_key();
+  // Only a keyed request can be retried, so only it needs a fingerprint
+  // (which copies and serialises the whole request: keep it off the
+  // keyless hot path). wait_for_completion does not change its identity.
+  uint64_t fingerprint = 0;
+  if (!key.empty()) {
+    v1::ExecuteRequest identity = request;
+    identity.clear_wait_for_completion();
+    fingerprint = Fingerprint(identity);
+  }
 
   // A finished transaction with this key lives only in the log.
   absl::optional<internal::TransactionRecord> logged;
@@ -352,8 +358,8 @@ absl::StatusOr<v1::BeginResponse> TransactionManager::Begin(
   ASSIGN_OR_RETURN(
       absl::Duration timeout,
       ValidateTimeout(request.timeout(), request.has_timeout(), limits));
-  const uint64_t fingerprint = Fingerprint(request);
   const std::string& key = request.idempotency_key();
+  const uint64_t fingerprint = key.empty() ? 0 : Fingerprint(request);
 
   auto response_for = [](const internal::TransactionRecord& record) {
     v1::BeginResponse response;
