@@ -9,17 +9,6 @@
 #include "absl/strings/str_cat.h"
 
 namespace twopc::participant {
-namespace {
-
-PrepareResult No(std::string reason) {
-  PrepareResult result;
-  result.vote = v1::VOTE_NO;
-  result.reason = std::move(reason);
-  return result;
-}
-
-}  // namespace
-
 CallbackResource::CallbackResource(CallbackResourceOptions options,
                                    Clock* clock)
     : options_(std::move(options)),
@@ -76,14 +65,14 @@ void CallbackResource::Prepare(const std::string& transaction_id,
                                const v1::Branch& branch, absl::Time deadline,
                                PrepareDone done) {
   if (branch.work_case() != v1::Branch::kPayload) {
-    done(No(branch.work_case() == v1::Branch::kKv
+    done(PrepareResult::No(branch.work_case() == v1::Branch::kKv
                 ? "this participant forwards to an application callback; the "
                   "branch carries kv operations instead of a payload"
                 : "branch has no work: set a payload"));
     return;
   }
   if (branch.payload().size() > options_.max_payload_bytes) {
-    done(No(absl::StrCat("payload is ", branch.payload().size(),
+    done(PrepareResult::No(absl::StrCat("payload is ", branch.payload().size(),
                          " bytes; the limit is ", options_.max_payload_bytes)));
     return;
   }
@@ -106,7 +95,7 @@ void CallbackResource::Prepare(const std::string& transaction_id,
     const grpc::Status status = stub_->Prepare(&context, request, &response);
     if (!status.ok()) {
       PrepareResult no =
-          No(absl::StrCat("application callback Prepare failed: ",
+          PrepareResult::No(absl::StrCat("application callback Prepare failed: ",
                           status.error_message(), " (code ",
                           static_cast<int>(status.error_code()), ")"));
       // The application may have staged the branch before the failure

@@ -49,13 +49,6 @@ std::optional<int64_t> ParseInt(absl::string_view text) {
   return value;
 }
 
-PrepareResult No(std::string reason) {
-  PrepareResult result;
-  result.vote = v1::VOTE_NO;
-  result.reason = std::move(reason);
-  return result;
-}
-
 }  // namespace
 
 std::string KvResource::CheckLimits(const v1::KvBranch& branch) const {
@@ -114,7 +107,7 @@ void KvResource::Prepare(const std::string& transaction_id,
                          const v1::Branch& branch, absl::Time /*deadline*/,
                          PrepareDone done) {
   if (branch.work_case() != v1::Branch::kKv) {
-    done(No(branch.work_case() == v1::Branch::kPayload
+    done(PrepareResult::No(branch.work_case() == v1::Branch::kPayload
                 ? "this participant runs the key-value resource; the branch "
                   "carries a callback payload instead of kv operations"
                 : "branch has no work: set kv operations"));
@@ -122,7 +115,7 @@ void KvResource::Prepare(const std::string& transaction_id,
   }
   const v1::KvBranch& kv = branch.kv();
   if (std::string reason = CheckLimits(kv); !reason.empty()) {
-    done(No(std::move(reason)));
+    done(PrepareResult::No(std::move(reason)));
     return;
   }
   // Distinct keys, in first-use order.
@@ -151,7 +144,7 @@ void KvResource::Prepare(const std::string& transaction_id,
     }
   }
   if (!conflict.empty()) {
-    done(No(std::move(conflict)));
+    done(PrepareResult::No(std::move(conflict)));
     return;
   }
   // The keys are ours: their committed values cannot change until we unlock.
@@ -167,7 +160,7 @@ PrepareResult KvResource::Evaluate(const v1::KvBranch& branch,
   for (const std::string& key : keys) {
     absl::StatusOr<std::optional<std::string>> value = store_->Get(key);
     if (!value.ok()) {
-      return No(absl::StrCat("cannot read ", Show(key), ": ",
+      return PrepareResult::No(absl::StrCat("cannot read ", Show(key), ": ",
                              value.status().message()));
     }
     state[key] = std::move(*value);
@@ -192,7 +185,7 @@ PrepareResult KvResource::Evaluate(const v1::KvBranch& branch,
         if (current.has_value()) {
           std::optional<int64_t> parsed = ParseInt(*current);
           if (!parsed.has_value()) {
-            return No(absl::StrCat("operation ", i, ": ", Show(key),
+            return PrepareResult::No(absl::StrCat("operation ", i, ": ", Show(key),
                                    " does not hold a decimal integer, cannot "
                                    "add to it"));
           }
@@ -200,17 +193,17 @@ PrepareResult KvResource::Evaluate(const v1::KvBranch& branch,
         }
         int64_t sum = 0;
         if (__builtin_add_overflow(base, add.delta(), &sum)) {
-          return No(absl::StrCat("operation ", i, ": adding ", add.delta(),
+          return PrepareResult::No(absl::StrCat("operation ", i, ": adding ", add.delta(),
                                  " to ", Show(key), " (", base,
                                  ") overflows int64"));
         }
         if (add.has_min() && sum < add.min()) {
-          return No(absl::StrCat("operation ", i, ": adding ", add.delta(),
+          return PrepareResult::No(absl::StrCat("operation ", i, ": adding ", add.delta(),
                                  " to ", Show(key), " (", base, ") gives ", sum,
                                  ", below the minimum ", add.min()));
         }
         if (add.has_max() && sum > add.max()) {
-          return No(absl::StrCat("operation ", i, ": adding ", add.delta(),
+          return PrepareResult::No(absl::StrCat("operation ", i, ": adding ", add.delta(),
                                  " to ", Show(key), " (", base, ") gives ", sum,
                                  ", above the maximum ", add.max()));
         }
@@ -222,20 +215,20 @@ PrepareResult KvResource::Evaluate(const v1::KvBranch& branch,
         const auto& expect = op.expect();
         if (expect.has_absent()) {
           if (current.has_value()) {
-            return No(absl::StrCat("operation ", i, ": expected ", Show(key),
+            return PrepareResult::No(absl::StrCat("operation ", i, ": expected ", Show(key),
                                    " to be absent, but it is set"));
           }
         } else if (!current.has_value()) {
-          return No(absl::StrCat("operation ", i, ": expected ", Show(key),
+          return PrepareResult::No(absl::StrCat("operation ", i, ": expected ", Show(key),
                                  " to hold a value, but the key is absent"));
         } else if (*current != expect.value()) {
-          return No(absl::StrCat("operation ", i, ": ", Show(key),
+          return PrepareResult::No(absl::StrCat("operation ", i, ": ", Show(key),
                                  " does not hold the expected value"));
         }
         break;
       }
       default:
-        return No(absl::StrCat("operation ", i, " is malformed"));
+        return PrepareResult::No(absl::StrCat("operation ", i, " is malformed"));
     }
   }
   PrepareResult result;

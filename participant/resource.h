@@ -34,6 +34,14 @@ struct PrepareResult {
   // writes and locked keys). The resource must be able to commit from it
   // alone after a restart.
   BranchRecord prepared;
+
+  // A NO vote with `reason`.
+  static PrepareResult No(std::string reason) {
+    PrepareResult result;
+    result.vote = v1::VOTE_NO;
+    result.reason = std::move(reason);
+    return result;
+  }
 };
 
 class Resource {
