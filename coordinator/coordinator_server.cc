@@ -22,7 +22,8 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
                                TopicRegistry::kFamily,
                                storage::PartitionLogs::kFamily,
                                storage::PartitionLogs::kMetaFamily,
-                               ConsumerGroups::kFamily}}));
+                               ConsumerGroups::kFamily,
+                               AuditLog::kFamily}}));
   ASSIGN_OR_RETURN(s->epoch_, s->store_->IncrementCounter("epoch"));
   s->queues_ = std::make_unique<storage::PartitionLogs>(s->store_.get());
   s->topics_ = std::make_unique<TopicRegistry>(
@@ -57,9 +58,10 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   s->registry_ = std::make_unique<ParticipantRegistry>(
       s->store_.get(), Clock::Real(), s->epoch_, std::move(callbacks),
       options.heartbeat_interval);
+  ASSIGN_OR_RETURN(s->audit_, AuditLog::Open(s->store_.get()));
   s->manager_ = std::make_unique<TransactionManager>(
       s->epoch_, Clock::Real(), s->store_.get(), s->log_.get(),
-      s->registry_.get(), s->topics_.get(), options.manager);
+      s->audit_.get(), s->registry_.get(), s->topics_.get(), options.manager);
   RETURN_IF_ERROR(s->registry_->Load());
   RETURN_IF_ERROR(s->manager_->Start());
 
@@ -69,7 +71,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
       s->manager_.get(), s->registry_.get());
   storage::GroupCommitWriter* writer = s->writer_.get();
   s->admin_service_ = std::make_unique<AdminServiceImpl>(
-      s->manager_.get(), s->registry_.get(), s->topics_.get(),
+      s->manager_.get(), s->audit_.get(), s->registry_.get(), s->topics_.get(),
       s->groups_.get(), [writer] { return writer->stats(); });
   s->queue_service_ = std::make_unique<QueueServiceImpl>(
       s->topics_.get(), s->queues_.get(), s->groups_.get());
@@ -100,6 +102,7 @@ void CoordinatorServer::Shutdown(absl::Duration grace) {
   writer_.reset();
   log_.reset();
   manager_.reset();
+  audit_.reset();
   registry_.reset();
   groups_.reset();
   topics_.reset();

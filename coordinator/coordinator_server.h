@@ -77,6 +77,7 @@ class CoordinatorServer {
   std::unique_ptr<storage::PartitionLogs> queues_;
   std::unique_ptr<storage::GroupCommitWriter> writer_;
   std::unique_ptr<storage::DecisionLog> log_;
+  std::unique_ptr<AuditLog> audit_;
   std::unique_ptr<TopicRegistry> topics_;
   std::unique_ptr<ConsumerGroups> groups_;
   std::unique_ptr<ParticipantRegistry> registry_;

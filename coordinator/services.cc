@@ -1,5 +1,6 @@
 #include "coordinator/services.h"
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -170,40 +171,101 @@ grpc::Status CoordinatorServiceImpl::QueryOutcomes(
   return grpc::Status::OK;
 }
 
+namespace {
+
+// Copies a StatusOr into a response.
+template <typename T>
+grpc::Status Reply(absl::StatusOr<T> result, T* response) {
+  if (!result.ok()) return ToGrpcStatus(result.status());
+  *response = std::move(*result);
+  return grpc::Status::OK;
+}
+
+}  // namespace
+
 grpc::Status AdminServiceImpl::DescribeTransaction(
     grpc::ServerContext*, const v1::DescribeTransactionRequest* request,
     v1::TransactionDetail* response) {
-  absl::StatusOr<v1::Transaction> result = manager_->Get(request->ref());
-  if (!result.ok()) return ToGrpcStatus(result.status());
-  *response->mutable_transaction() = std::move(*result);
-  return grpc::Status::OK;
+  return Reply(manager_->Describe(request->ref()), response);
 }
 
 grpc::Status AdminServiceImpl::ListTransactions(
     grpc::ServerContext*, const v1::ListTransactionsRequest* request,
     v1::ListTransactionsResponse* response) {
-  if (!request->page_token().empty()) {
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                        "paging is not supported yet");
+  return Reply(manager_->List(*request), response);
+}
+
+grpc::Status AdminServiceImpl::ListStuckTransactions(
+    grpc::ServerContext*, const v1::ListStuckTransactionsRequest* request,
+    v1::ListStuckTransactionsResponse* response) {
+  absl::Duration older_than = absl::Seconds(30);
+  if (request->has_older_than()) {
+    older_than = absl::Microseconds(
+        google::protobuf::util::TimeUtil::DurationToMicroseconds(request->older_than()));
   }
-  const uint32_t limit = request->page_size() == 0 ? 50 : request->page_size();
-  for (v1::Transaction& t : manager_->ListLive()) {
-    if (response->transactions_size() >= static_cast<int>(limit)) break;
-    if (request->parked_only() && !t.parked()) continue;
-    if (!request->states().empty() &&
-        std::find(request->states().begin(), request->states().end(),
-                  t.state()) == request->states().end()) {
-      continue;
-    }
-    *response->add_transactions() = std::move(t);
+  if (older_than < absl::ZeroDuration()) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        "older_than must not be negative");
+  }
+  for (v1::StuckTransaction& stuck : manager_->ListStuck(older_than)) {
+    *response->add_transactions() = std::move(stuck);
   }
   return grpc::Status::OK;
+}
+
+grpc::Status AdminServiceImpl::RetryTransaction(
+    grpc::ServerContext*, const v1::RetryTransactionRequest* request,
+    v1::TransactionDetail* response) {
+  return Reply(manager_->Retry({.transaction_id = request->transaction_id(),
+                                .reason = "",
+                                .operator_name = ""}),
+               response);
+}
+
+grpc::Status AdminServiceImpl::ParkTransaction(
+    grpc::ServerContext*, const v1::ParkTransactionRequest* request,
+    v1::TransactionDetail* response) {
+  return Reply(manager_->Park({.transaction_id = request->transaction_id(),
+                               .reason = request->reason(),
+                               .operator_name = request->operator_()},
+                              /*parked=*/true),
+               response);
+}
+
+grpc::Status AdminServiceImpl::UnparkTransaction(
+    grpc::ServerContext*, const v1::UnparkTransactionRequest* request,
+    v1::TransactionDetail* response) {
+  return Reply(manager_->Park({.transaction_id = request->transaction_id(),
+                               .reason = request->reason(),
+                               .operator_name = request->operator_()},
+                              /*parked=*/false),
+               response);
+}
+
+grpc::Status AdminServiceImpl::ForceTransaction(
+    grpc::ServerContext*, const v1::ForceTransactionRequest* request,
+    v1::TransactionDetail* response) {
+  return Reply(manager_->Force({.transaction_id = request->transaction_id(),
+                                .reason = request->reason(),
+                                .operator_name = request->operator_()},
+                               request->outcome()),
+               response);
+}
+
+grpc::Status AdminServiceImpl::ListAuditRecords(
+    grpc::ServerContext*, const v1::ListAuditRecordsRequest* request,
+    v1::ListAuditRecordsResponse* response) {
+  return Reply(audit_->List(*request), response);
 }
 
 grpc::Status AdminServiceImpl::ListParticipants(
     grpc::ServerContext*, const v1::ListParticipantsRequest*,
     v1::ListParticipantsResponse* response) {
+  const std::map<std::string, uint32_t> unfinished =
+      manager_->UnfinishedByParticipant();
   for (v1::ParticipantInfo& info : registry_->List()) {
+    auto it = unfinished.find(info.participant_id());
+    info.set_unfinished_transactions(it == unfinished.end() ? 0 : it->second);
     *response->add_participants() = std::move(info);
   }
   return grpc::Status::OK;
@@ -222,18 +284,6 @@ grpc::Status AdminServiceImpl::GetStats(grpc::ServerContext*,
           : static_cast<double>(writer.awaited_records) / writer.awaited_syncs);
   return grpc::Status::OK;
 }
-
-namespace {
-
-// Copies a StatusOr<TopicInfo> into a response.
-grpc::Status Reply(absl::StatusOr<v1::TopicInfo> result,
-                   v1::TopicInfo* response) {
-  if (!result.ok()) return ToGrpcStatus(result.status());
-  *response = std::move(*result);
-  return grpc::Status::OK;
-}
-
-}  // namespace
 
 grpc::Status AdminServiceImpl::CreateTopic(grpc::ServerContext*,
                                            const v1::CreateTopicRequest* request,

@@ -6,6 +6,7 @@
 
 #include <functional>
 
+#include "coordinator/audit_log.h"
 #include "coordinator/consumer_groups.h"
 #include "coordinator/participant_registry.h"
 #include "coordinator/topic_registry.h"
@@ -77,11 +78,13 @@ class CoordinatorServiceImpl final : public v1::CoordinatorService::Service {
 // UNIMPLEMENTED until the operator-CLI work lands. Thread-safe.
 class AdminServiceImpl final : public v1::AdminService::Service {
  public:
-  AdminServiceImpl(TransactionManager* manager, ParticipantRegistry* registry,
-                   TopicRegistry* topics, ConsumerGroups* groups,
+  AdminServiceImpl(TransactionManager* manager, AuditLog* audit,
+                   ParticipantRegistry* registry, TopicRegistry* topics,
+                   ConsumerGroups* groups,
                    std::function<storage::GroupCommitWriter::Stats()>
                        writer_stats)
       : manager_(manager),
+        audit_(audit),
         registry_(registry),
         topics_(topics),
         groups_(groups),
@@ -93,6 +96,25 @@ class AdminServiceImpl final : public v1::AdminService::Service {
   grpc::Status ListTransactions(grpc::ServerContext* context,
                                 const v1::ListTransactionsRequest* request,
                                 v1::ListTransactionsResponse* response) override;
+  grpc::Status ListStuckTransactions(
+      grpc::ServerContext* context,
+      const v1::ListStuckTransactionsRequest* request,
+      v1::ListStuckTransactionsResponse* response) override;
+  grpc::Status RetryTransaction(grpc::ServerContext* context,
+                                const v1::RetryTransactionRequest* request,
+                                v1::TransactionDetail* response) override;
+  grpc::Status ParkTransaction(grpc::ServerContext* context,
+                               const v1::ParkTransactionRequest* request,
+                               v1::TransactionDetail* response) override;
+  grpc::Status UnparkTransaction(grpc::ServerContext* context,
+                                 const v1::UnparkTransactionRequest* request,
+                                 v1::TransactionDetail* response) override;
+  grpc::Status ForceTransaction(grpc::ServerContext* context,
+                                const v1::ForceTransactionRequest* request,
+                                v1::TransactionDetail* response) override;
+  grpc::Status ListAuditRecords(grpc::ServerContext* context,
+                                const v1::ListAuditRecordsRequest* request,
+                                v1::ListAuditRecordsResponse* response) override;
   grpc::Status ListParticipants(grpc::ServerContext* context,
                                 const v1::ListParticipantsRequest* request,
                                 v1::ListParticipantsResponse* response) override;
@@ -120,6 +142,7 @@ class AdminServiceImpl final : public v1::AdminService::Service {
 
  private:
   TransactionManager* const manager_;
+  AuditLog* const audit_;
   ParticipantRegistry* const registry_;
   TopicRegistry* const topics_;
   ConsumerGroups* const groups_;

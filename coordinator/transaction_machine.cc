@@ -299,6 +299,97 @@ Actions TransactionMachine::OnTimer(absl::Time now) {
   }
 }
 
+absl::Status TransactionMachine::CheckForce(v1::Outcome outcome) const {
+  const std::string& id = record_.transaction_id();
+  if (outcome != v1::OUTCOME_COMMITTED && outcome != v1::OUTCOME_ABORTED) {
+    return absl::InvalidArgumentError(
+        "the forced outcome must be COMMITTED or ABORTED");
+  }
+  if (commit_logging_) {
+    return absl::UnavailableError(absl::StrCat(
+        "transaction ", id,
+        " is being decided COMMITTED right now; look again in a moment"));
+  }
+  if (record_.outcome() != v1::OUTCOME_PENDING) {
+    if (record_.outcome() == outcome) return absl::OkStatus();
+    return absl::FailedPreconditionError(absl::StrCat(
+        "transaction ", id, " is decided ",
+        record_.outcome() == v1::OUTCOME_COMMITTED ? "COMMITTED" : "ABORTED",
+        " in the decision log; a decided transaction can never be forced the "
+        "other way",
+        record_.outcome() == v1::OUTCOME_COMMITTED
+            ? " (finish it with force-commit or retry)"
+            : ""));
+  }
+  if (outcome == v1::OUTCOME_ABORTED) return absl::OkStatus();
+  std::vector<std::string> unprepared;
+  for (const BranchRecord& branch : record_.branches()) {
+    if (branch.vote() != v1::VOTE_YES && branch.vote() != v1::VOTE_READ_ONLY) {
+      unprepared.push_back(absl::StrCat(
+          branch.participant_id(), " (",
+          branch.vote() == v1::VOTE_UNSPECIFIED
+              ? std::string("no vote yet")
+              : v1::Vote_Name(branch.vote()),
+          ")"));
+    }
+  }
+  return absl::FailedPreconditionError(absl::StrCat(
+      "transaction ", id,
+      " cannot be forced to commit: not every branch is prepared: ",
+      absl::StrJoin(unprepared, ", "), "; force-abort it instead"));
+}
+
+Actions TransactionMachine::Force(v1::Outcome outcome,
+                                  const std::string& reason, absl::Time now) {
+  if (outcome == v1::OUTCOME_COMMITTED) {
+    return record_.state() == v1::TRANSACTION_STATE_COMMITTING ? RetryNow(now)
+                                                               : Actions{};
+  }
+  if (record_.outcome() == v1::OUTCOME_ABORTED) return {};
+  record_.set_forced(true);
+  return DecideAbort("FORCED_ABORT", "",
+                     absl::StrCat("forced to abort by an operator: ", reason),
+                     now);
+}
+
+absl::Status TransactionMachine::CheckPhase2Pending() const {
+  if (record_.state() == v1::TRANSACTION_STATE_COMMITTING && !commit_logging_) {
+    return absl::OkStatus();
+  }
+  if (finished()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "transaction ", record_.transaction_id(), " is already ",
+        record_.state() == v1::TRANSACTION_STATE_COMMITTED ? "COMMITTED"
+                                                           : "ABORTED",
+        ": nothing left to deliver"));
+  }
+  return absl::FailedPreconditionError(absl::StrCat(
+      "transaction ", record_.transaction_id(),
+      " is not decided yet, so phase 2 has not started; decide it with "
+      "force-abort (or wait for its votes)"));
+}
+
+Actions TransactionMachine::RetryNow(absl::Time now) {
+  Actions actions;
+  SendPhase2(now, &actions);
+  return actions;
+}
+
+Actions TransactionMachine::SetParked(bool parked, absl::Time now) {
+  if (record_.parked() == parked) return {};
+  record_.set_parked(parked);
+  Actions actions = {action::Persist{.sync = false}};
+  if (parked) {
+    actions.push_back(action::WakeAt{now + policy_.parked_interval});
+    return actions;
+  }
+  for (BranchRecord& branch : *record_.mutable_branches()) {
+    if (!branch.finished()) branch.set_attempts(0);
+  }
+  SendPhase2(now, &actions);
+  return actions;
+}
+
 Actions TransactionMachine::DecideAbort(const std::string& code,
                                         const std::string& participant,
                                         const std::string& reason,

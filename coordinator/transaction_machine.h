@@ -163,6 +163,31 @@ class TransactionMachine {
   // A requested wake-up time has come: deadline or retry.
   Actions OnTimer(absl::Time now);
 
+  // --- Operator actions. Each Check* says, without changing anything,
+  // whether the action is allowed now; the action itself REQUIRES that its
+  // check passed (the caller audits between the two). ---
+
+  // Forcing abort is allowed until commit is decided (an aborted
+  // transaction accepts it as a no-op). Forcing commit is allowed once
+  // commit is decided (it re-delivers phase 2 now); an undecided
+  // transaction always has a branch that has not voted YES, so it can never
+  // be forced to commit. FAILED_PRECONDITION: decided the other way, or
+  // commit with a branch not prepared; UNAVAILABLE: the COMMIT record is
+  // being written right now; INVALID_ARGUMENT: not COMMITTED or ABORTED.
+  absl::Status CheckForce(v1::Outcome outcome) const;
+  Actions Force(v1::Outcome outcome, const std::string& reason,
+                absl::Time now);
+
+  // Retry, park and unpark act on phase 2: commit decided (and durable),
+  // some branch not acknowledged yet. FAILED_PRECONDITION otherwise.
+  absl::Status CheckPhase2Pending() const;
+  // Delivers phase 2 now to every unacknowledged branch; the retry schedule
+  // continues from there.
+  Actions RetryNow(absl::Time now);
+  // Parked: retried every `parked_interval` only. Unparked: the attempt
+  // budget starts again and delivery happens now. Idempotent.
+  Actions SetParked(bool parked, absl::Time now);
+
   const internal::TransactionRecord& record() const { return record_; }
   v1::TransactionState state() const { return record_.state(); }
   v1::Outcome outcome() const { return record_.outcome(); }

@@ -1,9 +1,11 @@
 #include "coordinator/transaction_manager.h"
 
 #include <algorithm>
+#include <cstring>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/grpc_status.h"
 #include "common/transaction_id.h"
 #include "common/status_macros.h"
@@ -116,6 +118,7 @@ bool IdLessOrEqual(const std::string& a, const std::string& b) {
 TransactionManager::TransactionManager(uint64_t epoch, Clock* clock,
                                        storage::Store* store,
                                        storage::DecisionLog* log,
+                                       AuditLog* audit,
                                        ParticipantRegistry* registry,
                                        TopicRegistry* topics,
                                        ManagerOptions options)
@@ -123,6 +126,7 @@ TransactionManager::TransactionManager(uint64_t epoch, Clock* clock,
       clock_(clock),
       store_(store),
       log_(log),
+      audit_(audit),
       registry_(registry),
       topics_(topics),
       options_(options),
@@ -1021,15 +1025,6 @@ void TransactionManager::Compact() {
       .IgnoreError();
 }
 
-std::vector<v1::Transaction> TransactionManager::ListLive() const {
-  std::vector<v1::Transaction> result;
-  absl::MutexLock lock(&mu_);
-  for (auto it = live_.rbegin(); it != live_.rend(); ++it) {
-    result.push_back(ToTransaction(it->second->machine.record()));
-  }
-  return result;
-}
-
 v1::Stats TransactionManager::GetStats() const {
   v1::Stats stats;
   const absl::Time now = clock_->Now();
@@ -1082,6 +1077,400 @@ v1::Stats TransactionManager::GetStats() const {
     *summary->mutable_max() = at(1.0);
   }
   return stats;
+}
+
+
+// ---------------------------------------------------------------------------
+// Operators
+
+namespace {
+
+constexpr uint32_t kDefaultPageSize = 50;
+constexpr uint32_t kMaxPageSize = 1000;
+// Log records examined per List call before it returns a short page.
+constexpr int kMaxScannedPerList = 100'000;
+constexpr size_t kMaxReasonBytes = 1024;
+
+// Creation order of a transaction id (unparseable ids sort first).
+std::pair<uint64_t, uint64_t> CreationOrder(const std::string& id) {
+  absl::optional<TransactionId> parsed = TransactionId::Parse(id);
+  if (!parsed) return {0, 0};
+  return {parsed->epoch, parsed->sequence};
+}
+
+bool Matches(const v1::ListTransactionsRequest& request,
+             const internal::TransactionRecord& record, absl::Time now) {
+  if (request.parked_only() && !record.parked()) return false;
+  if (!request.states().empty() &&
+      std::find(request.states().begin(), request.states().end(),
+                record.state()) == request.states().end()) {
+    return false;
+  }
+  if (request.has_older_than() &&
+      absl::FromUnixMicros(record.create_time_us()) >
+          now - absl::Microseconds(
+                    TimeUtil::DurationToMicroseconds(request.older_than()))) {
+    return false;
+  }
+  if (!request.participant_id().empty() &&
+      std::none_of(record.branches().begin(), record.branches().end(),
+                   [&](const internal::BranchRecord& b) {
+                     return b.participant_id() == request.participant_id();
+                   })) {
+    return false;
+  }
+  for (const auto& [key, value] : request.labels()) {
+    auto it = record.labels().find(key);
+    if (it == record.labels().end() || it->second != value) return false;
+  }
+  return true;
+}
+
+std::string VoteText(const internal::BranchRecord& branch) {
+  std::string text = absl::StrCat(
+      "voted ", v1::Vote_Name(branch.vote()).substr(strlen("VOTE_")));
+  if (!branch.vote_reason().empty()) {
+    absl::StrAppend(&text, ": ", branch.vote_reason());
+  }
+  return text;
+}
+
+void AddEvent(int64_t micros, const std::string& kind,
+              const std::string& participant, const std::string& detail,
+              v1::TransactionDetail* detail_out) {
+  if (micros == 0) return;
+  v1::TimelineEvent* event = detail_out->add_timeline();
+  *event->mutable_time() = Timestamp(micros);
+  event->set_kind(kind);
+  event->set_participant_id(participant);
+  event->set_detail(detail);
+}
+
+// Branches, timeline and messages of `record`; `next_attempt` is when phase
+// 2 is delivered again (InfiniteFuture when not scheduled).
+v1::TransactionDetail BuildDetail(const internal::TransactionRecord& record,
+                                  absl::Time next_attempt,
+                                  const std::vector<v1::AuditRecord>& audit) {
+  v1::TransactionDetail detail;
+  *detail.mutable_transaction() = ToTransaction(record);
+  AddEvent(record.create_time_us(), "created", "",
+           absl::StrCat(record.branches_size(), " branches, ",
+                        record.messages_size() +
+                            record.message_positions_size(),
+                        " messages"),
+           &detail);
+  for (const internal::BranchRecord& b : record.branches()) {
+    v1::BranchDetail* branch = detail.add_branches();
+    branch->set_participant_id(b.participant_id());
+    branch->set_vote(b.vote());
+    branch->set_vote_reason(b.vote_reason());
+    branch->set_attempts(b.attempts());
+    branch->set_last_error(b.last_error());
+    if (b.vote_time_us() != 0) {
+      *branch->mutable_vote_time() = Timestamp(b.vote_time_us());
+    }
+    if (b.last_attempt_time_us() != 0) {
+      *branch->mutable_last_attempt_time() =
+          Timestamp(b.last_attempt_time_us());
+    }
+    if (b.ack_time_us() != 0) {
+      *branch->mutable_ack_time() = Timestamp(b.ack_time_us());
+    }
+    const bool awaiting_phase2 =
+        record.state() == v1::TRANSACTION_STATE_COMMITTING && !b.finished();
+    if (awaiting_phase2 && next_attempt != absl::InfiniteFuture()) {
+      *branch->mutable_next_attempt_time() =
+          Timestamp(absl::ToUnixMicros(next_attempt));
+    }
+    AddEvent(b.vote_time_us(), "vote", b.participant_id(), VoteText(b),
+             &detail);
+    std::string attempt = absl::StrCat("commit delivery attempt ", b.attempts());
+    if (!b.last_error().empty()) {
+      absl::StrAppend(&attempt, "; last error: ", b.last_error());
+    }
+    AddEvent(b.last_attempt_time_us(), "commit_sent", b.participant_id(),
+             attempt, &detail);
+    AddEvent(b.ack_time_us(), "ack", b.participant_id(), "commit acknowledged",
+             &detail);
+  }
+  std::string decision =
+      record.outcome() == v1::OUTCOME_COMMITTED ? "COMMITTED" : "ABORTED";
+  if (!record.abort_reason().empty()) {
+    absl::StrAppend(&decision, " (", record.abort_code(), "): ",
+                    record.abort_reason());
+  }
+  AddEvent(record.decide_time_us(), "decided", "", decision, &detail);
+  if (record.state() == v1::TRANSACTION_STATE_COMMITTED ||
+      record.state() == v1::TRANSACTION_STATE_ABORTED) {
+    AddEvent(record.finish_time_us(), "finished", "", "every branch is done",
+             &detail);
+  }
+  for (const v1::AuditRecord& a : audit) {
+    AddEvent(TimeUtil::TimestampToMicroseconds(a.time()), a.action(), "",
+             absl::StrCat("by ", a.operator_(), ": ", a.reason(), " (",
+                          a.result(), ")"),
+             &detail);
+  }
+  std::stable_sort(detail.mutable_timeline()->begin(),
+                   detail.mutable_timeline()->end(),
+                   [](const v1::TimelineEvent& x, const v1::TimelineEvent& y) {
+                     return TimeUtil::TimestampToMicroseconds(x.time()) <
+                            TimeUtil::TimestampToMicroseconds(y.time());
+                   });
+  *detail.mutable_messages() = record.messages();
+  *detail.mutable_message_positions() = record.message_positions();
+  return detail;
+}
+
+// Why a live transaction is not finished, or "" when it is not stuck (not
+// prepared yet, or its commit record is being written).
+std::string StuckReason(const internal::TransactionRecord& record,
+                        absl::Duration stuck_for) {
+  const std::string age = absl::FormatDuration(absl::Trunc(stuck_for, absl::Seconds(1)));
+  std::vector<std::string> waiting;
+  if (record.state() == v1::TRANSACTION_STATE_PREPARING) {
+    for (const internal::BranchRecord& b : record.branches()) {
+      if (b.vote() != v1::VOTE_UNSPECIFIED) continue;
+      waiting.push_back(b.last_error().empty()
+                            ? b.participant_id()
+                            : absl::StrCat(b.participant_id(), " (",
+                                           b.last_error(), ")"));
+    }
+    if (waiting.empty()) return "";
+    return absl::StrCat("in doubt for ", age, ": waiting for votes from ",
+                        absl::StrJoin(waiting, ", "));
+  }
+  if (record.state() != v1::TRANSACTION_STATE_COMMITTING) return "";
+  for (const internal::BranchRecord& b : record.branches()) {
+    if (b.finished()) continue;
+    waiting.push_back(absl::StrCat(
+        b.participant_id(), " after ", b.attempts(), " attempts",
+        b.last_error().empty() ? "" : absl::StrCat(": ", b.last_error())));
+  }
+  return absl::StrCat(record.parked() ? "parked; " : "",
+                      "commit not acknowledged for ", age, " by ",
+                      absl::StrJoin(waiting, "; "));
+}
+
+absl::Status ValidateOperatorRequest(
+    const TransactionManager::OperatorRequest& request, bool reason_required) {
+  if (request.transaction_id.empty()) {
+    return absl::InvalidArgumentError("name the transaction (transaction_id)");
+  }
+  if (reason_required && request.reason.empty()) {
+    return absl::InvalidArgumentError(
+        "a reason is required; it is written to the audit log");
+  }
+  if (request.reason.size() > kMaxReasonBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the reason is longer than ", kMaxReasonBytes, " bytes"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<v1::ListTransactionsResponse> TransactionManager::List(
+    const v1::ListTransactionsRequest& request) const {
+  if (request.page_size() > kMaxPageSize) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("page_size is at most ", kMaxPageSize));
+  }
+  if (!request.page_token().empty() &&
+      !TransactionId::Parse(request.page_token())) {
+    return absl::InvalidArgumentError(
+        "page_token must come from a previous ListTransactions response");
+  }
+  const int limit = static_cast<int>(
+      request.page_size() == 0 ? kDefaultPageSize : request.page_size());
+  const auto before = request.page_token().empty()
+                          ? std::make_pair(~uint64_t{0}, ~uint64_t{0})
+                          : CreationOrder(request.page_token());
+  // Live transactions are newer than their log records (and ACTIVE ones
+  // have none): snapshot them, then merge them into the log scan.
+  std::map<std::pair<uint64_t, uint64_t>, internal::TransactionRecord,
+           std::greater<>>
+      live;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [id, entry] : live_) {
+      if (CreationOrder(id) < before) {
+        live.emplace(CreationOrder(id), VisibleRecord(entry->machine));
+      }
+    }
+  }
+  const absl::Time now = clock_->Now();
+  v1::ListTransactionsResponse response;
+  std::string last_id;
+  auto emit = [&](const internal::TransactionRecord& record) {
+    last_id = record.transaction_id();
+    if (Matches(request, record, now)) {
+      *response.add_transactions() = ToTransaction(record);
+    }
+    return response.transactions_size() < limit;
+  };
+  auto live_it = live.begin();
+  int scanned = 0;
+  bool more = false;
+  absl::Status status = log_->ForEachNewestFirst(
+      request.page_token(), [&](internal::TransactionRecord record) {
+        const auto order = CreationOrder(record.transaction_id());
+        while (live_it != live.end() && live_it->first >= order) {
+          const bool same = live_it->first == order;
+          const internal::TransactionRecord& newer = (live_it++)->second;
+          if (!emit(newer)) {
+            more = true;
+            return false;
+          }
+          if (same) return true;  // the live copy replaces the logged one
+        }
+        if (++scanned > kMaxScannedPerList || !emit(record)) {
+          more = true;
+          return false;
+        }
+        return true;
+      });
+  RETURN_IF_ERROR(status);
+  for (; !more && live_it != live.end(); ++live_it) {
+    if (!emit(live_it->second)) more = true;
+  }
+  if (more) response.set_next_page_token(last_id);
+  return response;
+}
+
+absl::StatusOr<v1::TransactionDetail> TransactionManager::Describe(
+    const v1::TransactionRef& ref) {
+  internal::TransactionRecord record;
+  absl::Time next_attempt = absl::InfiniteFuture();
+  {
+    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(record, LookupLocked(ref));
+    if (Entry* entry = FindLiveLocked(record.transaction_id())) {
+      next_attempt = entry->wake_at;
+    }
+  }
+  ASSIGN_OR_RETURN(std::vector<v1::AuditRecord> audit,
+                   audit_->ForTarget(record.transaction_id()));
+  return BuildDetail(record, next_attempt, audit);
+}
+
+std::vector<v1::StuckTransaction> TransactionManager::ListStuck(
+    absl::Duration older_than) const {
+  const absl::Time now = clock_->Now();
+  std::vector<v1::StuckTransaction> result;
+  absl::MutexLock lock(&mu_);
+  for (const auto& [id, entry] : live_) {
+    const internal::TransactionRecord record = VisibleRecord(entry->machine);
+    const int64_t since_us =
+        record.state() == v1::TRANSACTION_STATE_COMMITTING
+            ? record.decide_time_us()
+            : record.create_time_us();
+    const absl::Duration stuck_for = now - absl::FromUnixMicros(since_us);
+    if (stuck_for < older_than) continue;
+    std::string reason = StuckReason(record, stuck_for);
+    if (reason.empty()) continue;
+    v1::StuckTransaction stuck;
+    *stuck.mutable_transaction() = ToTransaction(record);
+    stuck.set_reason(std::move(reason));
+    *stuck.mutable_stuck_for() = TimeUtil::MicrosecondsToDuration(
+        absl::ToInt64Microseconds(stuck_for));
+    result.push_back(std::move(stuck));
+  }
+  std::sort(result.begin(), result.end(),
+            [](const v1::StuckTransaction& x, const v1::StuckTransaction& y) {
+              return TimeUtil::DurationToMicroseconds(x.stuck_for()) >
+                     TimeUtil::DurationToMicroseconds(y.stuck_for());
+            });
+  return result;
+}
+
+std::map<std::string, uint32_t> TransactionManager::UnfinishedByParticipant()
+    const {
+  std::map<std::string, uint32_t> result;
+  absl::MutexLock lock(&mu_);
+  for (const auto& [id, entry] : live_) {
+    for (const internal::BranchRecord& b : entry->machine.record().branches()) {
+      ++result[b.participant_id()];
+    }
+  }
+  return result;
+}
+
+absl::StatusOr<v1::TransactionDetail> TransactionManager::RunOperatorAction(
+    const OperatorRequest& request, const std::string& action,
+    const std::function<absl::Status(const TransactionMachine&)>& check,
+    const std::function<Actions(TransactionMachine&)>& act) {
+  v1::TransactionRef ref = RefById(request.transaction_id);
+  {
+    absl::MutexLock lock(&mu_);
+    RETURN_IF_ERROR(CheckRunningLocked());
+    Entry* entry = FindLiveLocked(request.transaction_id);
+    absl::Status allowed;
+    if (entry != nullptr) {
+      allowed = check(entry->machine);
+    } else {
+      ASSIGN_OR_RETURN(internal::TransactionRecord record, LookupLocked(ref));
+      allowed = check(TransactionMachine::FromLog(std::move(record),
+                                                  options_.retry, 0));
+    }
+    // Written under the lock, so the state checked is the state acted on.
+    v1::AuditRecord audit;
+    *audit.mutable_time() = Timestamp(absl::ToUnixMicros(clock_->Now()));
+    audit.set_operator_(request.operator_name.empty() ? "unknown"
+                                                      : request.operator_name);
+    audit.set_action(action);
+    audit.set_target(request.transaction_id);
+    audit.set_reason(request.reason);
+    audit.set_result(allowed.ok() ? "applied"
+                                  : std::string(allowed.message()));
+    if (absl::Status written = audit_->Append(audit); !written.ok()) {
+      return absl::UnavailableError(absl::StrCat(
+          "nothing was done: the audit log could not be written: ",
+          written.message()));
+    }
+    RETURN_IF_ERROR(allowed);
+    if (entry != nullptr) {
+      ApplyLocked(request.transaction_id, act(entry->machine));
+    }
+  }
+  return Describe(ref);
+}
+
+absl::StatusOr<v1::TransactionDetail> TransactionManager::Retry(
+    const OperatorRequest& request) {
+  RETURN_IF_ERROR(ValidateOperatorRequest(request, /*reason_required=*/false));
+  const absl::Time now = clock_->Now();
+  return RunOperatorAction(
+      request, "retry",
+      [](const TransactionMachine& m) { return m.CheckPhase2Pending(); },
+      [now](TransactionMachine& m) { return m.RetryNow(now); });
+}
+
+absl::StatusOr<v1::TransactionDetail> TransactionManager::Park(
+    const OperatorRequest& request, bool parked) {
+  RETURN_IF_ERROR(ValidateOperatorRequest(request, /*reason_required=*/true));
+  const absl::Time now = clock_->Now();
+  return RunOperatorAction(
+      request, parked ? "park" : "unpark",
+      [](const TransactionMachine& m) { return m.CheckPhase2Pending(); },
+      [parked, now](TransactionMachine& m) { return m.SetParked(parked, now); });
+}
+
+absl::StatusOr<v1::TransactionDetail> TransactionManager::Force(
+    const OperatorRequest& request, v1::Outcome outcome) {
+  RETURN_IF_ERROR(ValidateOperatorRequest(request, /*reason_required=*/true));
+  if (outcome != v1::OUTCOME_COMMITTED && outcome != v1::OUTCOME_ABORTED) {
+    return absl::InvalidArgumentError(
+        "outcome must be OUTCOME_COMMITTED or OUTCOME_ABORTED");
+  }
+  const absl::Time now = clock_->Now();
+  return RunOperatorAction(
+      request,
+      outcome == v1::OUTCOME_COMMITTED ? "force-commit" : "force-abort",
+      [outcome](const TransactionMachine& m) { return m.CheckForce(outcome); },
+      [outcome, &request, now](TransactionMachine& m) {
+        return m.Force(outcome, request.reason, now);
+      });
 }
 
 }  // namespace twopc::coordinator

@@ -37,6 +37,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
+#include "coordinator/audit_log.h"
 #include "coordinator/limits.h"
 #include "coordinator/participant_registry.h"
 #include "coordinator/topic_registry.h"
@@ -74,8 +75,9 @@ class TransactionManager {
   // All pointers must outlive the manager. `registry` must deliver link
   // callbacks to OnReply / OnDeliveryFailure.
   TransactionManager(uint64_t epoch, Clock* clock, storage::Store* store,
-                     storage::DecisionLog* log, ParticipantRegistry* registry,
-                     TopicRegistry* topics, ManagerOptions options);
+                     storage::DecisionLog* log, AuditLog* audit,
+                     ParticipantRegistry* registry, TopicRegistry* topics,
+                     ManagerOptions options);
   // Stops the timer thread. Waiters still pending get UNAVAILABLE.
   ~TransactionManager();
 
@@ -116,10 +118,41 @@ class TransactionManager {
                          const std::string& transaction_id,
                          const std::string& error) ABSL_LOCKS_EXCLUDED(mu_);
 
-  // --- Operators ---
+  // --- Operators (AdminService; codes as documented in admin.proto) ---
   v1::Stats GetStats() const ABSL_LOCKS_EXCLUDED(mu_);
-  // Unfinished transactions (newest first), for listings.
-  std::vector<v1::Transaction> ListLive() const ABSL_LOCKS_EXCLUDED(mu_);
+  // Live and logged transactions, newest first, filtered and paged. A page
+  // may come back short (with a token) when many records did not match.
+  absl::StatusOr<v1::ListTransactionsResponse> List(
+      const v1::ListTransactionsRequest& request) const
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // A transaction's branches, timeline (including audited operator actions)
+  // and messages.
+  absl::StatusOr<v1::TransactionDetail> Describe(const v1::TransactionRef& ref)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // In doubt, being retried or parked for at least `older_than`, longest
+  // stuck first, each with the reason.
+  std::vector<v1::StuckTransaction> ListStuck(absl::Duration older_than) const
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // Unfinished transactions with a branch on each participant.
+  std::map<std::string, uint32_t> UnfinishedByParticipant() const
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Who asks for an operator action, and why (written to the audit log).
+  struct OperatorRequest {
+    std::string transaction_id;
+    std::string reason;
+    std::string operator_name;
+  };
+  // Each checks the action against the transaction's state, writes the audit
+  // record (also for a refusal) and only then acts.
+  absl::StatusOr<v1::TransactionDetail> Retry(const OperatorRequest& request)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  absl::StatusOr<v1::TransactionDetail> Park(const OperatorRequest& request,
+                                             bool parked)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  absl::StatusOr<v1::TransactionDetail> Force(const OperatorRequest& request,
+                                              v1::Outcome outcome)
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   uint64_t epoch() const { return epoch_; }
 
@@ -183,6 +216,15 @@ class TransactionManager {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // UNAVAILABLE once Stop() was called.
   absl::Status CheckRunningLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Runs an audited operator action: `check` says whether it is allowed
+  // (given the live machine, or one rebuilt from the log for a finished
+  // transaction), the audit record is written, and `act` runs on the live
+  // machine when allowed.
+  absl::StatusOr<v1::TransactionDetail> RunOperatorAction(
+      const OperatorRequest& request, const std::string& action,
+      const std::function<absl::Status(const TransactionMachine&)>& check,
+      const std::function<Actions(TransactionMachine&)>& act)
+      ABSL_LOCKS_EXCLUDED(mu_);
   void TimerLoop() ABSL_LOCKS_EXCLUDED(mu_);
   void CompactionLoop() ABSL_LOCKS_EXCLUDED(mu_);
   void Compact() ABSL_LOCKS_EXCLUDED(mu_);
@@ -191,6 +233,7 @@ class TransactionManager {
   Clock* const clock_;
   storage::Store* const store_;
   storage::DecisionLog* const log_;
+  AuditLog* const audit_;
   ParticipantRegistry* const registry_;
   TopicRegistry* const topics_;
   const ManagerOptions options_;

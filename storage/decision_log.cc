@@ -139,6 +139,35 @@ absl::Status DecisionLog::ForEach(
   return FromRocksDb(it->status(), "scanning the decision log");
 }
 
+absl::Status DecisionLog::ForEachNewestFirst(
+    const std::string& before_id,
+    const std::function<bool(internal::TransactionRecord)>& visit) const {
+  std::unique_ptr<rocksdb::Iterator> it(
+      store_->db()->NewIterator(rocksdb::ReadOptions(), records_));
+  if (before_id.empty()) {
+    it->SeekToLast();
+  } else {
+    absl::optional<std::string> key = RecordKey(before_id);
+    if (!key) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("'", before_id, "' is not a transaction id"));
+    }
+    it->SeekForPrev(*key);
+    if (it->Valid() && it->key() == *key) it->Prev();
+  }
+  for (; it->Valid(); it->Prev()) {
+    internal::TransactionRecord record;
+    if (!record.ParseFromArray(it->value().data(),
+                               static_cast<int>(it->value().size()))) {
+      return absl::DataLossError(absl::StrCat(
+          "decision log in ", store_->dir(), " holds a corrupt record at ",
+          it->key().ToString(true)));
+    }
+    if (!visit(std::move(record))) break;
+  }
+  return FromRocksDb(it->status(), "scanning the decision log");
+}
+
 absl::StatusOr<int> DecisionLog::Compact(
     absl::Time cutoff,
     const std::function<absl::Status(const std::string& newest_id)>&

@@ -68,6 +68,14 @@ class DecisionLog {
   absl::Status ForEach(
       const std::function<void(internal::TransactionRecord)>& visit) const;
 
+  // Calls `visit` for records newest first, starting just before
+  // `before_id` (all records when empty), until `visit` returns false.
+  // INVALID_ARGUMENT for a `before_id` that is not a transaction id;
+  // DATA_LOSS for an unreadable record.
+  absl::Status ForEachNewestFirst(
+      const std::string& before_id,
+      const std::function<bool(internal::TransactionRecord)>& visit) const;
+
   // Deletes final (COMMITTED/ABORTED) records that finished before `cutoff`,
   // with their idempotency keys. Unfinished records are never deleted.
   // `before_delete` is called with the id of the newest record to be

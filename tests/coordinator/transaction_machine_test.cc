@@ -405,5 +405,92 @@ TEST(TransactionMachineCrashTest, FinishedTransactionsNeedNothingAfterRecovery) 
   EXPECT_EQ(h.machine().state(), v1::TRANSACTION_STATE_COMMITTED);
 }
 
+// --- Operator actions ---
+
+TEST(TransactionMachineTest, ForceAbortDecidesAnUndecidedTransaction) {
+  Harness h({"a", "b"});
+  h.Apply(h.machine().Commit(h.clock().Now()));
+  h.TakeSent();
+  h.Apply(h.machine().OnVote("a", v1::VOTE_YES, "", h.clock().Now()));
+  // b never answers: commit cannot be forced, abort can.
+  EXPECT_THAT(h.machine().CheckForce(v1::OUTCOME_COMMITTED),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("b (no vote yet)")));
+  ASSERT_THAT(h.machine().CheckForce(v1::OUTCOME_ABORTED), IsOk());
+  h.Apply(h.machine().Force(v1::OUTCOME_ABORTED, "b is frozen",
+                            h.clock().Now()));
+  EXPECT_THAT(h.replies(), ElementsAre(v1::OUTCOME_ABORTED));
+  EXPECT_TRUE(h.machine().record().forced());
+  EXPECT_EQ(h.machine().record().abort_code(), "FORCED_ABORT");
+  EXPECT_THAT(h.machine().record().abort_reason(), HasSubstr("b is frozen"));
+  EXPECT_THAT(h.TakeSent(), UnorderedElementsAre("abort:a", "abort:b"));
+  EXPECT_TRUE(h.done());
+  // Forcing the direction it already has is accepted and does nothing.
+  EXPECT_THAT(h.machine().CheckForce(v1::OUTCOME_ABORTED), IsOk());
+  EXPECT_THAT(h.machine().Force(v1::OUTCOME_ABORTED, "again", h.clock().Now()),
+              IsEmpty());
+  EXPECT_THAT(h.machine().CheckForce(v1::OUTCOME_COMMITTED),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("never be forced the other way")));
+}
+
+TEST(TransactionMachineTest, ADecidedCommitCanNeverBeForcedToAbort) {
+  Harness h({"a", "b"});
+  h.Apply(h.machine().Commit(h.clock().Now()));
+  h.Apply(h.machine().OnVote("a", v1::VOTE_YES, "", h.clock().Now()));
+  h.Apply(h.machine().OnVote("b", v1::VOTE_YES, "", h.clock().Now()));
+  // While the COMMIT record is being written the outcome is not known yet.
+  EXPECT_THAT(h.machine().CheckForce(v1::OUTCOME_ABORTED),
+              StatusIs(absl::StatusCode::kUnavailable));
+  h.Sync();
+  h.TakeSent();
+  EXPECT_THAT(h.machine().CheckForce(v1::OUTCOME_ABORTED),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("decided COMMITTED")));
+  // Forcing commit finishes the decided direction: phase 2 goes out now.
+  ASSERT_THAT(h.machine().CheckForce(v1::OUTCOME_COMMITTED), IsOk());
+  h.Apply(h.machine().Force(v1::OUTCOME_COMMITTED, "push", h.clock().Now()));
+  EXPECT_THAT(h.TakeSent(), ElementsAre("commit:a", "commit:b"));
+  EXPECT_FALSE(h.machine().record().forced());
+}
+
+TEST(TransactionMachineTest, RetryParkAndUnparkActOnPhaseTwoOnly) {
+  Harness h({"a", "b"});
+  h.Apply(h.machine().Commit(h.clock().Now()));
+  EXPECT_THAT(h.machine().CheckPhase2Pending(),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("not decided yet")));
+  h.Apply(h.machine().OnVote("a", v1::VOTE_YES, "", h.clock().Now()));
+  h.Apply(h.machine().OnVote("b", v1::VOTE_YES, "", h.clock().Now()));
+  h.Sync();
+  h.Apply(h.machine().OnAck("a", true, h.clock().Now()));
+  h.TakeSent();
+  ASSERT_THAT(h.machine().CheckPhase2Pending(), IsOk());
+
+  // Retry delivers to the unacknowledged branch only, at once.
+  h.Apply(h.machine().RetryNow(h.clock().Now()));
+  EXPECT_THAT(h.TakeSent(), ElementsAre("commit:b"));
+  EXPECT_EQ(h.machine().record().branches(1).attempts(), 2u);
+
+  // Parked: the next delivery waits for the parked interval.
+  h.Apply(h.machine().SetParked(true, h.clock().Now()));
+  EXPECT_TRUE(h.machine().record().parked());
+  EXPECT_EQ(*h.wake_at(), h.clock().Now() + RetryPolicy().parked_interval);
+  EXPECT_THAT(h.TakeSent(), IsEmpty());
+  EXPECT_THAT(h.machine().SetParked(true, h.clock().Now()), IsEmpty());
+
+  // Unparked: the budget starts again and delivery happens now.
+  h.Apply(h.machine().SetParked(false, h.clock().Now()));
+  EXPECT_FALSE(h.machine().record().parked());
+  EXPECT_THAT(h.TakeSent(), ElementsAre("commit:b"));
+  EXPECT_EQ(h.machine().record().branches(1).attempts(), 1u);
+
+  h.Apply(h.machine().OnAck("b", true, h.clock().Now()));
+  EXPECT_TRUE(h.done());
+  EXPECT_THAT(h.machine().CheckPhase2Pending(),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("already COMMITTED")));
+}
+
 }  // namespace
 }  // namespace twopc::coordinator

@@ -1,0 +1,273 @@
+// AdminService operator actions against a real CoordinatorServer and
+// scripted participants: listing with filters and pages, timelines, stuck
+// transactions, retry, park, forced decisions and their audit log.
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/coordinator/coordinator_fixture.h"
+#include "tests/testing/status_matchers.h"
+
+namespace twopc::coordinator {
+namespace {
+
+using ::testing::Contains;
+using ::testing::HasSubstr;
+using ::testing::SizeIs;
+using ::twopc::testing::StatusIs;
+
+class AdminOperationsTest : public CoordinatorServerTest {
+ protected:
+  // Calls an AdminService method with a deadline.
+  template <typename Request, typename Response>
+  absl::StatusOr<Response> Admin(
+      grpc::Status (v1::AdminService::Stub::*method)(grpc::ClientContext*,
+                                                     const Request&,
+                                                     Response*),
+      const Request& request) {
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + kWait));
+    Response response;
+    grpc::Status status = ((*admin_).*method)(&context, request, &response);
+    if (!status.ok()) return FromGrpcStatus(status);
+    return response;
+  }
+
+  absl::StatusOr<v1::ListTransactionsResponse> List(
+      v1::ListTransactionsRequest request) {
+    return Admin(&v1::AdminService::Stub::ListTransactions, request);
+  }
+
+  std::vector<v1::StuckTransaction> Stuck() {
+    v1::ListStuckTransactionsRequest request;
+    request.mutable_older_than();  // zero: everything stuck right now
+    auto response =
+        Admin(&v1::AdminService::Stub::ListStuckTransactions, request);
+    EXPECT_THAT(response, IsOk());
+    if (!response.ok()) return {};
+    return {response->transactions().begin(), response->transactions().end()};
+  }
+
+  // Waits until exactly one transaction is stuck with a reason containing
+  // `reason`, and returns it.
+  absl::StatusOr<v1::StuckTransaction> WaitForStuck(const std::string& reason) {
+    const absl::Time deadline = absl::Now() + kWait;
+    while (absl::Now() < deadline) {
+      std::vector<v1::StuckTransaction> stuck = Stuck();
+      if (stuck.size() == 1 &&
+          stuck[0].reason().find(reason) != std::string::npos) {
+        return stuck[0];
+      }
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+    return absl::DeadlineExceededError("nothing got stuck with " + reason);
+  }
+
+  absl::StatusOr<v1::TransactionDetail> Force(const std::string& id,
+                                              v1::Outcome outcome,
+                                              const std::string& reason) {
+    v1::ForceTransactionRequest request;
+    request.set_transaction_id(id);
+    request.set_outcome(outcome);
+    request.set_reason(reason);
+    request.set_operator_("alice");
+    return Admin(&v1::AdminService::Stub::ForceTransaction, request);
+  }
+
+  absl::StatusOr<v1::TransactionDetail> Describe(const std::string& id) {
+    v1::DescribeTransactionRequest request;
+    request.mutable_ref()->set_transaction_id(id);
+    return Admin(&v1::AdminService::Stub::DescribeTransaction, request);
+  }
+
+  std::vector<v1::AuditRecord> Audit() {
+    auto response = Admin(&v1::AdminService::Stub::ListAuditRecords,
+                          v1::ListAuditRecordsRequest());
+    EXPECT_THAT(response, IsOk());
+    if (!response.ok()) return {};
+    return {response->records().begin(), response->records().end()};
+  }
+};
+
+std::vector<std::string> Kinds(const v1::TransactionDetail& detail) {
+  std::vector<std::string> kinds;
+  for (const v1::TimelineEvent& event : detail.timeline()) {
+    kinds.push_back(event.kind());
+  }
+  return kinds;
+}
+
+TEST_F(AdminOperationsTest, ListFiltersAndPagesNewestFirstAcrossRestarts) {
+  std::vector<std::string> ids;
+  for (int i = 0; i < 5; ++i) {
+    v1::ExecuteRequest request = TwoBranches();
+    if (i % 2 == 0) (*request.mutable_labels())["team"] = "payments";
+    if (i == 4) b_->set_on_prepare(FakeParticipant::OnPrepare::kNo);
+    absl::StatusOr<v1::Transaction> t = Execute(request);
+    ids.push_back(i == 4 ? "" : t->transaction_id());
+  }
+  b_->set_on_prepare(FakeParticipant::OnPrepare::kYes);
+  RestartCoordinator();  // the list now comes from the decision log
+  ASSERT_TRUE(Execute(TwoBranches()).ok());
+
+  // Pages of two, newest first, no duplicates, six in all.
+  std::vector<std::string> seen;
+  v1::ListTransactionsRequest request;
+  request.set_page_size(2);
+  for (int page = 0; page < 10; ++page) {
+    absl::StatusOr<v1::ListTransactionsResponse> response = List(request);
+    ASSERT_THAT(response, IsOk());
+    for (const v1::Transaction& t : response->transactions()) {
+      seen.push_back(t.transaction_id());
+    }
+    if (response->next_page_token().empty()) break;
+    request.set_page_token(response->next_page_token());
+  }
+  ASSERT_THAT(seen, SizeIs(6));
+  EXPECT_EQ(seen[5], ids[0]);
+  EXPECT_EQ(seen[4], ids[1]);
+
+  v1::ListTransactionsRequest aborted;
+  aborted.add_states(v1::TRANSACTION_STATE_ABORTED);
+  EXPECT_THAT(List(aborted)->transactions(), SizeIs(1));
+
+  v1::ListTransactionsRequest labelled;
+  (*labelled.mutable_labels())["team"] = "payments";
+  EXPECT_THAT(List(labelled)->transactions(), SizeIs(3));
+
+  v1::ListTransactionsRequest on_a;
+  on_a.set_participant_id("a");
+  EXPECT_THAT(List(on_a)->transactions(), SizeIs(6));
+  on_a.set_participant_id("nobody");
+  EXPECT_THAT(List(on_a)->transactions(), SizeIs(0));
+
+  v1::ListTransactionsRequest old;
+  old.mutable_older_than()->set_seconds(3600);
+  EXPECT_THAT(List(old)->transactions(), SizeIs(0));
+
+  v1::ListTransactionsRequest bad;
+  bad.set_page_token("not-a-token");
+  EXPECT_THAT(List(bad), StatusIs(absl::StatusCode::kInvalidArgument,
+                                  HasSubstr("page_token")));
+  bad.clear_page_token();
+  bad.set_page_size(1001);
+  EXPECT_THAT(List(bad), StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+TEST_F(AdminOperationsTest, AnInDoubtTransactionIsReportedAndForcedToAbort) {
+  b_->set_on_prepare(FakeParticipant::OnPrepare::kSilent);
+  v1::ExecuteRequest request = TwoBranches();
+  request.mutable_timeout()->set_seconds(300);
+  absl::StatusOr<v1::Transaction> client_result;
+  std::thread client([&] { client_result = Execute(request); });
+
+  absl::StatusOr<v1::StuckTransaction> stuck =
+      WaitForStuck("waiting for votes from b");
+  ASSERT_THAT(stuck, IsOk());
+  const std::string id = stuck->transaction().transaction_id();
+  EXPECT_EQ(stuck->transaction().state(), v1::TRANSACTION_STATE_PREPARING);
+  EXPECT_THAT(stuck->reason(), HasSubstr("in doubt for"));
+
+  EXPECT_THAT(Force(id, v1::OUTCOME_COMMITTED, "try"),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("b (no vote yet)")));
+  EXPECT_THAT(Force(id, v1::OUTCOME_ABORTED, ""),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("reason is required")));
+  absl::StatusOr<v1::TransactionDetail> forced =
+      Force(id, v1::OUTCOME_ABORTED, "b is frozen, ticket 42");
+  ASSERT_THAT(forced, IsOk());
+  EXPECT_EQ(forced->transaction().state(), v1::TRANSACTION_STATE_ABORTED);
+  EXPECT_TRUE(forced->transaction().forced());
+
+  client.join();
+  EXPECT_THAT(client_result, StatusIs(absl::StatusCode::kAborted,
+                                      HasSubstr("b is frozen, ticket 42")));
+  EXPECT_TRUE(a_->WaitFor("abort:" + id));
+  EXPECT_THAT(Stuck(), SizeIs(0));
+
+  // Both attempts are audited, newest first; the refusal says why.
+  std::vector<v1::AuditRecord> audit = Audit();
+  ASSERT_THAT(audit, SizeIs(2));
+  EXPECT_EQ(audit[0].action(), "force-abort");
+  EXPECT_EQ(audit[0].result(), "applied");
+  EXPECT_EQ(audit[0].operator_(), "alice");
+  EXPECT_EQ(audit[1].action(), "force-commit");
+  EXPECT_THAT(audit[1].result(), HasSubstr("not every branch is prepared"));
+
+  absl::StatusOr<v1::TransactionDetail> detail = Describe(id);
+  ASSERT_THAT(detail, IsOk());
+  EXPECT_THAT(Kinds(*detail), Contains("force-abort"));
+  EXPECT_THAT(Kinds(*detail), Contains("vote"));  // a's YES
+  EXPECT_THAT(Kinds(*detail), Contains("decided"));
+
+  // The audit log is durable.
+  RestartCoordinator();
+  EXPECT_THAT(Audit(), SizeIs(2));
+}
+
+TEST_F(AdminOperationsTest, PhaseTwoIsRetriedParkedAndNeverForcedToAbort) {
+  b_->set_ack_commits(false);
+  absl::StatusOr<v1::Transaction> t = Execute(TwoBranches());
+  ASSERT_THAT(t, IsOk());
+  const std::string id = t->transaction_id();
+
+  absl::StatusOr<v1::StuckTransaction> stuck =
+      WaitForStuck("commit not acknowledged");
+  ASSERT_THAT(stuck, IsOk());
+  EXPECT_THAT(stuck->reason(), HasSubstr("by b after"));
+
+  EXPECT_THAT(Force(id, v1::OUTCOME_ABORTED, "undo it"),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("decided COMMITTED")));
+  EXPECT_EQ(Get(id)->state(), v1::TRANSACTION_STATE_COMMITTING);
+
+  v1::ParkTransactionRequest park;
+  park.set_transaction_id(id);
+  park.set_reason("b is being rebuilt");
+  ASSERT_THAT(Admin(&v1::AdminService::Stub::ParkTransaction, park), IsOk());
+  v1::ListTransactionsRequest parked;
+  parked.set_parked_only(true);
+  ASSERT_THAT(List(parked)->transactions(), SizeIs(1));
+  EXPECT_THAT(Stuck()[0].reason(), HasSubstr("parked"));
+
+  v1::UnparkTransactionRequest unpark;
+  unpark.set_transaction_id(id);
+  unpark.set_reason("b is back");
+  ASSERT_THAT(Admin(&v1::AdminService::Stub::UnparkTransaction, unpark),
+              IsOk());
+  b_->set_ack_commits(true);
+  v1::RetryTransactionRequest retry;
+  retry.set_transaction_id(id);
+  ASSERT_THAT(Admin(&v1::AdminService::Stub::RetryTransaction, retry), IsOk());
+  ASSERT_TRUE(WaitForState(id, v1::TRANSACTION_STATE_COMMITTED));
+  EXPECT_THAT(Admin(&v1::AdminService::Stub::RetryTransaction, retry),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("already COMMITTED")));
+
+  absl::StatusOr<v1::TransactionDetail> detail = Describe(id);
+  ASSERT_THAT(detail, IsOk());
+  ASSERT_THAT(detail->branches(), SizeIs(2));
+  EXPECT_GE(detail->branches(1).attempts(), 2u);
+  EXPECT_TRUE(detail->branches(1).has_ack_time());
+  for (const char* kind : {"created", "vote", "decided", "commit_sent", "ack",
+                           "park", "unpark", "retry", "finished"}) {
+    EXPECT_THAT(Kinds(*detail), Contains(kind));
+  }
+  // Forcing the decided direction of a finished transaction is a no-op.
+  EXPECT_THAT(Force(id, v1::OUTCOME_COMMITTED, "make sure"), IsOk());
+}
+
+TEST_F(AdminOperationsTest, UnknownTransactionsAreNotFound) {
+  EXPECT_THAT(Describe("99-1"), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(Force("99-1", v1::OUTCOME_ABORTED, "why"),
+              StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(Audit(), SizeIs(0));
+}
+
+}  // namespace
+}  // namespace twopc::coordinator
