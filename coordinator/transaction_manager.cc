@@ -1226,7 +1226,9 @@ v1::TransactionDetail BuildDetail(const internal::TransactionRecord& record,
 // prepared yet, or its commit record is being written).
 std::string StuckReason(const internal::TransactionRecord& record,
                         absl::Duration stuck_for) {
-  const std::string age = absl::FormatDuration(absl::Trunc(stuck_for, absl::Seconds(1)));
+  const std::string age = absl::FormatDuration(absl::Trunc(
+      stuck_for,
+      stuck_for < absl::Seconds(1) ? absl::Milliseconds(1) : absl::Seconds(1)));
   std::vector<std::string> waiting;
   if (record.state() == v1::TRANSACTION_STATE_PREPARING) {
     for (const internal::BranchRecord& b : record.branches()) {

@@ -1,13 +1,17 @@
 // The README's example session, run for real: twopcctl against a coordinator
 // and two kv sidecars. Asserts on the table and JSON output and exit codes.
+#include <signal.h>
 #include <sys/wait.h>
 
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "common/grpc_status.h"
+#include "tests/participant/process_harness.h"
 #include "tests/testing/cluster.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/subprocess.h"
@@ -18,7 +22,9 @@ namespace {
 
 using ::testing::HasSubstr;
 using ::testing::MatchesRegex;
+using ::testing::Not;
 using ::twopc::testing::IsOk;
+using ::twopc::testing::StatusIs;
 using ::twopc::testing::LocalCluster;
 using ::twopc::testing::Subprocess;
 using ::twopc::testing::TempDir;
@@ -51,6 +57,18 @@ class TwopcctlTest : public ::testing::Test {
     EXPECT_THAT(status, IsOk());
     if (status.ok() && WIFEXITED(*status)) result.exit_code = WEXITSTATUS(*status);
     result.output = (*process)->Output();
+    return result;
+  }
+
+  // Runs twopcctl until its output contains `needle` (bounded); returns
+  // the last result.
+  CtlResult CtlUntil(const std::string& needle, std::vector<std::string> args) {
+    CtlResult result;
+    const absl::Time deadline = absl::Now() + absl::Seconds(30);
+    do {
+      result = Ctl(args);
+    } while (result.output.find(needle) == std::string::npos &&
+             absl::Now() < deadline);
     return result;
   }
 
@@ -146,6 +164,169 @@ TEST_F(TwopcctlTest, ReadmeExampleSession) {
   CtlResult usage = Ctl({"txn", "exec", "--op", "p1 frobnicate k"});
   EXPECT_EQ(usage.exit_code, 2);
   EXPECT_THAT(usage.output, HasSubstr("unknown operation"));
+}
+
+// The operator's 3 a.m. session: a participant application frozen with
+// SIGSTOP leaves a transaction in doubt; `txn stuck` finds it, a forced
+// commit is refused, a forced abort resolves it and both are audited.
+TEST_F(TwopcctlTest, OperatorFindsAndForceAbortsAStuckTransaction) {
+  auto ledger = Subprocess::Start(
+      {std::string(TWOPC_BIN_DIR) + "/twopc-example-ledger",
+       "--listen=127.0.0.1:0", "--journal=" + dir_.Sub("ledger.journal")},
+      dir_.Sub("ledger.log"));
+  ASSERT_THAT(ledger, IsOk());
+  auto line = (*ledger)->WaitForLine("listening on", absl::Seconds(30));
+  ASSERT_THAT(line, IsOk());
+  ASSERT_THAT(cluster_.StartParticipant(
+                  "ledger", {"--callback=" +
+                             participant::testing::ListeningAddress(*line)}),
+              IsOk());
+  ASSERT_THAT(cluster_.WaitForParticipants({"ledger"}, absl::Seconds(30)),
+              IsOk());
+  (*ledger)->Signal(SIGSTOP);
+
+  v1::ExecuteRequest request;
+  request.mutable_timeout()->set_seconds(120);
+  (*request.mutable_labels())["team"] = "payments";
+  v1::Branch* kv = request.add_branches();
+  kv->set_participant_id("p1");
+  auto* put = kv->mutable_kv()->add_operations()->mutable_put();
+  put->set_key("order/7");
+  put->set_value("paid");
+  v1::Branch* app = request.add_branches();
+  app->set_participant_id("ledger");
+  app->set_payload("alice 10");
+  grpc::Status client_status;
+  std::thread client([&] {
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
+    v1::ExecuteResponse response;
+    client_status =
+        cluster_.Transactions()->Execute(&context, request, &response);
+  });
+
+  CtlResult stuck = CtlUntil("ledger", {"txn", "stuck", "--older-than", "0s"});
+  EXPECT_EQ(stuck.exit_code, 0);
+  EXPECT_THAT(stuck.output, HasSubstr("STUCK FOR"));
+  EXPECT_THAT(stuck.output,
+              MatchesRegex("(.|\n)*[0-9]+-[0-9]+ +PREPARING +[0-9.]+m?s +in "
+                           "doubt for [0-9]+m?s: waiting for votes from "
+                           "ledger\n"));
+  const std::string id = stuck.output.substr(
+      stuck.output.find('\n') + 1,
+      stuck.output.find(' ', stuck.output.find('\n')) -
+          stuck.output.find('\n') - 1);
+  CtlResult stuck_json = Ctl({"-o", "json", "txn", "stuck", "--older-than", "0s"});
+  EXPECT_THAT(stuck_json.output, HasSubstr("\"reason\": \"in doubt for"));
+  EXPECT_THAT(Ctl({"txn", "list", "--label", "team=payments"}).output,
+              MatchesRegex("(.|\n)*" + id + " +PREPARING +PENDING(.|\n)*"));
+  EXPECT_THAT(Ctl({"participant", "list"}).output,
+              MatchesRegex("(.|\n)*ledger +127.0.0.1:[0-9]+ +callback +HEALTHY "
+                           "+up +[-0-9: .]+ +[0-9]+ +[0-9]+ +1\n(.|\n)*"));
+
+  CtlResult commit = Ctl({"txn", "force-commit", id, "--reason", "push it"});
+  EXPECT_EQ(commit.exit_code, 5) << commit.output;
+  EXPECT_THAT(commit.output, HasSubstr("refused: transaction " + id +
+                                       " cannot be forced to commit"));
+  EXPECT_THAT(commit.output, HasSubstr("ledger (no vote yet)"));
+  EXPECT_EQ(Ctl({"txn", "force-abort", id}).exit_code, 2);  // no --reason
+
+  CtlResult abort = Ctl({"txn", "force-abort", id, "--reason",
+                         "ledger app frozen, INC-7", "--operator", "oncall"});
+  EXPECT_EQ(abort.exit_code, 0) << abort.output;
+  EXPECT_THAT(abort.output,
+              MatchesRegex("(.|\n)*" + id + " +ABORTED +ABORTED +no +yes(.|\n)*"));
+  client.join();
+  EXPECT_EQ(client_status.error_code(), grpc::StatusCode::ABORTED);
+  EXPECT_THAT(client_status.error_message(), HasSubstr("INC-7"));
+  EXPECT_THAT(Ctl({"txn", "stuck", "--older-than", "0s"}).output,
+              Not(HasSubstr(id)));
+
+  CtlResult described = Ctl({"txn", "describe", id});
+  EXPECT_EQ(described.exit_code, 0);
+  EXPECT_THAT(described.output,
+              MatchesRegex("(.|\n)*vote +p1 +voted YES\n(.|\n)*"));
+  EXPECT_THAT(described.output,
+              MatchesRegex("(.|\n)*force-abort +- +by oncall: ledger app frozen, "
+                           "INC-7 \\(applied\\)(.|\n)*"));
+  EXPECT_THAT(described.output, HasSubstr("decided"));
+
+  CtlResult audit = Ctl({"audit", "list"});
+  EXPECT_EQ(audit.exit_code, 0);
+  EXPECT_THAT(audit.output,
+              MatchesRegex("TIME +OPERATOR +ACTION +TARGET +REASON +RESULT\n"
+                           "[-0-9: .]+ +oncall +force-abort +" + id +
+                           " +ledger app frozen, INC-7 +applied\n"
+                           "[-0-9: .]+ +[a-z]+ +force-commit +" + id +
+                           " +push it +transaction " + id +
+                           " cannot be forced to commit(.|\n)*"));
+  CtlResult audit_json = Ctl({"-o", "json", "audit", "list"});
+  EXPECT_THAT(audit_json.output, HasSubstr("\"action\": \"force-abort\""));
+  (*ledger)->Signal(SIGCONT);
+}
+
+// Decided transactions are never forced the other way, and phase-2 actions
+// need a transaction in phase 2.
+TEST_F(TwopcctlTest, OperatorActionsOnADecidedTransactionAreRefused) {
+  CtlResult committed = Ctl({"-o", "json", "txn", "exec", "--op",
+                             "p1 put a 1", "--op", "p2 put b 2"});
+  ASSERT_EQ(committed.exit_code, 0) << committed.output;
+  const size_t at = committed.output.find("\"transaction_id\": \"") + 19;
+  const std::string id =
+      committed.output.substr(at, committed.output.find('"', at) - at);
+
+  CtlResult refused = Ctl({"txn", "force-abort", id, "--reason", "oops"});
+  EXPECT_EQ(refused.exit_code, 5);
+  EXPECT_THAT(refused.output,
+              HasSubstr("is decided COMMITTED in the decision log; a decided "
+                        "transaction can never be forced the other way"));
+  EXPECT_EQ(Ctl({"txn", "retry", id}).exit_code, 5);
+  EXPECT_EQ(Ctl({"txn", "park", id, "--reason", "x"}).exit_code, 5);
+  EXPECT_EQ(Ctl({"txn", "park", id}).exit_code, 2);
+  EXPECT_EQ(Ctl({"txn", "force-abort", "77-1", "--reason", "x"}).exit_code, 3);
+  EXPECT_EQ(Ctl({"txn", "force-commit", id, "--reason", "finish"}).exit_code, 0);
+  EXPECT_THAT(Ctl({"txn", "get", id}).output, HasSubstr("COMMITTED"));
+  EXPECT_THAT(Ctl({"txn", "describe", id}).output,
+              MatchesRegex("(.|\n)*ack +p2 +commit acknowledged(.|\n)*"));
+
+  // Listing: filters and pages.
+  ASSERT_EQ(Ctl({"txn", "exec", "--op", "p1 put c 3", "--label", "k=v"})
+                .exit_code,
+            0);
+  CtlResult first = Ctl({"txn", "list", "--limit", "1"});
+  EXPECT_THAT(first.output, HasSubstr("more: add --page-token"));
+  const std::string token =
+      first.output.substr(first.output.find("--page-token ") + 13);
+  CtlResult second = Ctl({"txn", "list", "--limit", "1", "--page-token",
+                          token.substr(0, token.size() - 1)});
+  EXPECT_THAT(second.output, HasSubstr(id));
+  EXPECT_THAT(Ctl({"txn", "list", "--label", "k=v"}).output,
+              Not(HasSubstr(id)));
+  EXPECT_THAT(Ctl({"txn", "list", "--participant", "p2"}).output,
+              HasSubstr(id));
+  EXPECT_THAT(Ctl({"txn", "list", "--older-than", "1h"}).output,
+              Not(HasSubstr(id)));
+  EXPECT_THAT(Ctl({"txn", "list", "--state", "committed"}).output,
+              HasSubstr(id));
+  EXPECT_EQ(Ctl({"txn", "list", "--older-than", "soon"}).exit_code, 2);
+  EXPECT_EQ(Ctl({"-o", "json", "txn", "describe", id}).exit_code, 0);
+}
+
+// The coordinator address comes from TWOPC_COORDINATOR too; an unreachable
+// one is one clear line and exit code 1.
+TEST_F(TwopcctlTest, UnreachableCoordinatorIsOneClearLine) {
+  auto process = Subprocess::Start(
+      {std::string(TWOPC_BIN_DIR) + "/twopcctl", "--timeout=2",
+       "--coordinator=127.0.0.1:1", "txn", "stuck"},
+      dir_.Sub("unreachable.out"));
+  ASSERT_THAT(process, IsOk());
+  auto status = (*process)->Wait(absl::Seconds(30));
+  ASSERT_THAT(status, IsOk());
+  EXPECT_EQ(WEXITSTATUS(*status), 1);
+  EXPECT_THAT((*process)->Output(),
+              MatchesRegex("twopcctl: coordinator 127.0.0.1:1 unreachable "
+                           "\\(.*\\); is it running\\? set --coordinator or "
+                           "TWOPC_COORDINATOR\n"));
 }
 
 // The benchmark tool works end to end (figures are not asserted: see the

@@ -1,9 +1,10 @@
-// twopcctl: the operator CLI over AdminService, TransactionService and a
-// sidecar's KvService.
+// twopcctl: the operator CLI over AdminService, TransactionService,
+// QueueService and a sidecar's KvService. The transaction commands are in
+// txn_commands.cc, the shared plumbing in cli.h.
 //
-// Exit codes (documented in README.md):
-//   0 success, 1 server error or unreachable, 2 usage error, 3 not found,
-//   4 the transaction aborted (txn exec / txn get of an aborted one).
+// Exit codes (documented in README.md): 0 success, 1 server error or
+// unreachable, 2 usage error, 3 not found, 4 the transaction aborted,
+// 5 refused in the transaction's current state.
 #include <cstdio>
 #include <cstdlib>
 #include <map>
@@ -14,151 +15,23 @@
 #include <grpcpp/grpcpp.h>
 
 #include "CLI/CLI.hpp"
-#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "google/protobuf/util/json_util.h"
 #include "google/protobuf/util/time_util.h"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "tools/twopcctl/cli.h"
+#include "tools/twopcctl/txn_commands.h"
 #include "twopc/v1/admin.grpc.pb.h"
 #include "twopc/v1/kv.grpc.pb.h"
 #include "twopc/v1/queue.grpc.pb.h"
-#include "twopc/v1/transaction.grpc.pb.h"
 
+namespace twopc::ctl {
 namespace {
 
-namespace v1 = ::twopc::v1;
 using google::protobuf::util::TimeUtil;
-
-constexpr int kExitOk = 0;
-constexpr int kExitServerError = 1;
-constexpr int kExitUsage = 2;
-constexpr int kExitNotFound = 3;
-constexpr int kExitAborted = 4;
-
-struct GlobalFlags {
-  std::string coordinator = "127.0.0.1:7400";
-  std::string output = "table";
-  double timeout_seconds = 5;
-  bool json() const { return output == "json"; }
-};
-
-std::shared_ptr<grpc::Channel> Dial(const std::string& address) {
-  return grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
-}
-
-void SetDeadline(const GlobalFlags& flags, grpc::ClientContext* context) {
-  context->set_deadline(absl::ToChronoTime(
-      absl::Now() + absl::Seconds(flags.timeout_seconds)));
-}
-
-// Prints one line saying what went wrong and what to do; returns the exit
-// code for `status`. `target` names the server that was called.
-int ReportRpcError(const std::string& target, const grpc::Status& status) {
-  switch (status.error_code()) {
-    case grpc::StatusCode::UNAVAILABLE:
-      std::fprintf(stderr,
-                   "twopcctl: %s unreachable (%s); is it running? set "
-                   "--coordinator or TWOPC_COORDINATOR\n",
-                   target.c_str(), status.error_message().c_str());
-      return kExitServerError;
-    case grpc::StatusCode::DEADLINE_EXCEEDED:
-      std::fprintf(stderr,
-                   "twopcctl: %s did not answer in time; the outcome of the "
-                   "request is unknown: check with `twopcctl txn get`\n",
-                   target.c_str());
-      return kExitServerError;
-    case grpc::StatusCode::NOT_FOUND:
-      std::fprintf(stderr, "twopcctl: %s\n", status.error_message().c_str());
-      return kExitNotFound;
-    case grpc::StatusCode::ABORTED:
-      std::fprintf(stderr, "twopcctl: %s\n", status.error_message().c_str());
-      return kExitAborted;
-    case grpc::StatusCode::UNIMPLEMENTED:
-      std::fprintf(stderr,
-                   "twopcctl: %s does not support this command yet\n",
-                   target.c_str());
-      return kExitServerError;
-    default:
-      std::fprintf(stderr, "twopcctl: %s\n", status.error_message().c_str());
-      return kExitServerError;
-  }
-}
-
-// Calls the unary RPC `method` on the server at `address` (named `target`
-// in errors) with the global deadline. Returns kExitOk, or prints one line
-// about the failure and returns its exit code.
-template <typename Stub, typename Request, typename Response>
-int Call(const GlobalFlags& flags, const std::string& target,
-         const std::string& address,
-         grpc::Status (Stub::*method)(grpc::ClientContext*, const Request&,
-                                      Response*),
-         const Request& request, Response* response) {
-  Stub stub(Dial(address));
-  grpc::ClientContext context;
-  SetDeadline(flags, &context);
-  grpc::Status status = (stub.*method)(&context, request, response);
-  return status.ok() ? kExitOk : ReportRpcError(target, status);
-}
-
-// Call on the coordinator.
-template <typename Stub, typename Request, typename Response>
-int CallCoordinator(const GlobalFlags& flags,
-                    grpc::Status (Stub::*method)(grpc::ClientContext*,
-                                                 const Request&, Response*),
-                    const Request& request, Response* response) {
-  return Call(flags, "coordinator " + flags.coordinator, flags.coordinator,
-              method, request, response);
-}
-
-void PrintJson(const google::protobuf::Message& message) {
-  std::string json;
-  google::protobuf::util::JsonPrintOptions options;
-  options.add_whitespace = true;
-  options.preserve_proto_field_names = true;
-  (void)google::protobuf::util::MessageToJsonString(message, &json, options);
-  std::printf("%s", json.c_str());
-}
-
-// Prints rows as aligned columns; the first row is the header.
-void PrintTable(const std::vector<std::vector<std::string>>& rows) {
-  std::vector<size_t> widths;
-  for (const auto& row : rows) {
-    widths.resize(std::max(widths.size(), row.size()));
-    for (size_t i = 0; i < row.size(); ++i) {
-      widths[i] = std::max(widths[i], row[i].size());
-    }
-  }
-  for (const auto& row : rows) {
-    std::string line;
-    for (size_t i = 0; i < row.size(); ++i) {
-      line += row[i];
-      if (i + 1 < row.size()) line += std::string(widths[i] - row[i].size() + 2, ' ');
-    }
-    std::printf("%s\n", line.c_str());
-  }
-}
-
-std::string Short(const std::string& enum_name, const std::string& prefix) {
-  return enum_name.rfind(prefix, 0) == 0 ? enum_name.substr(prefix.size())
-                                         : enum_name;
-}
-
-std::string FormatTime(const google::protobuf::Timestamp& t) {
-  if (t.seconds() == 0 && t.nanos() == 0) return "-";
-  return absl::FormatTime("%Y-%m-%d %H:%M:%E3S",
-                          absl::FromUnixMicros(TimeUtil::TimestampToMicroseconds(t)),
-                          absl::UTCTimeZone());
-}
-
-std::string FormatDuration(const google::protobuf::Duration& d) {
-  return absl::FormatDuration(
-      absl::Microseconds(TimeUtil::DurationToMicroseconds(d)));
-}
 
 // ---------------------------------------------------------------------------
 // health
@@ -185,232 +58,6 @@ int RunHealth(const GlobalFlags& flags) {
 }
 
 // ---------------------------------------------------------------------------
-// txn exec / txn get
-
-// Parses "PARTICIPANT OP ARGS..." (see the --op help) into `branches`.
-bool ParseOp(const std::string& spec, std::vector<v1::Branch>* branches,
-             std::string* error) {
-  std::vector<std::string> words =
-      absl::StrSplit(spec, ' ', absl::SkipWhitespace());
-  if (words.size() < 3) {
-    *error = "expected 'PARTICIPANT OP KEY [ARGS]'";
-    return false;
-  }
-  v1::Branch* branch = nullptr;
-  for (v1::Branch& b : *branches) {
-    if (b.participant_id() == words[0]) branch = &b;
-  }
-  if (branch == nullptr) {
-    branches->emplace_back();
-    branch = &branches->back();
-    branch->set_participant_id(words[0]);
-  }
-  v1::KvOperation* op = branch->mutable_kv()->add_operations();
-  const std::string& verb = words[1];
-  const std::string& key = words[2];
-  if (verb == "put" && words.size() == 4) {
-    op->mutable_put()->set_key(key);
-    op->mutable_put()->set_value(words[3]);
-  } else if (verb == "delete" && words.size() == 3) {
-    op->mutable_delete_()->set_key(key);
-  } else if (verb == "add" && words.size() >= 4) {
-    v1::KvOperation::Add* add = op->mutable_add();
-    add->set_key(key);
-    int64_t value = 0;
-    if (!absl::SimpleAtoi(words[3], &value)) {
-      *error = "add needs an integer delta";
-      return false;
-    }
-    add->set_delta(value);
-    for (size_t i = 4; i < words.size(); ++i) {
-      std::pair<std::string, std::string> kv = absl::StrSplit(words[i], '=');
-      if (!absl::SimpleAtoi(kv.second, &value) ||
-          (kv.first != "min" && kv.first != "max")) {
-        *error = "add bounds are min=N and max=N";
-        return false;
-      }
-      kv.first == "min" ? add->set_min(value) : add->set_max(value);
-    }
-  } else if (verb == "expect" && words.size() == 4) {
-    op->mutable_expect()->set_key(key);
-    if (words[3] == "absent") {
-      op->mutable_expect()->set_absent(true);
-    } else {
-      op->mutable_expect()->set_value(words[3]);
-    }
-  } else {
-    *error = "unknown operation; use put KEY VALUE | delete KEY | add KEY "
-             "DELTA [min=N] [max=N] | expect KEY VALUE|absent";
-    return false;
-  }
-  return true;
-}
-
-void PrintTransaction(const GlobalFlags& flags, const v1::Transaction& t) {
-  if (flags.json()) {
-    PrintJson(t);
-    return;
-  }
-  std::vector<std::vector<std::string>> rows = {
-      {"TRANSACTION", "STATE", "OUTCOME", "PARKED", "CREATED", "DECIDED"},
-      {t.transaction_id(), Short(v1::TransactionState_Name(t.state()), "TRANSACTION_STATE_"),
-       Short(v1::Outcome_Name(t.outcome()), "OUTCOME_"), t.parked() ? "yes" : "no",
-       FormatTime(t.create_time()), FormatTime(t.decide_time())}};
-  PrintTable(rows);
-  if (!t.abort_reason().empty()) std::printf("reason: %s\n", t.abort_reason().c_str());
-  std::vector<std::vector<std::string>> branches = {
-      {"PARTICIPANT", "VOTE", "FINISHED", "VOTE REASON"}};
-  for (const v1::BranchStatus& b : t.branches()) {
-    branches.push_back({b.participant_id(), Short(v1::Vote_Name(b.vote()), "VOTE_"),
-                        b.finished() ? "yes" : "no", b.vote_reason()});
-  }
-  std::printf("\n");
-  PrintTable(branches);
-  if (!t.message_positions().empty()) {
-    std::vector<std::vector<std::string>> messages = {
-        {"TOPIC", "PARTITION", "OFFSET"}};
-    for (const v1::MessagePosition& p : t.message_positions()) {
-      messages.push_back({p.topic(), absl::StrCat(p.partition()),
-                          absl::StrCat(p.offset())});
-    }
-    std::printf("\n");
-    PrintTable(messages);
-  }
-}
-
-// Parses "TOPIC[:PARTITION] KEY VALUE" into a message.
-bool ParseMessage(const std::string& spec, v1::Message* message,
-                  std::string* error) {
-  std::vector<std::string> words = absl::StrSplit(spec, absl::MaxSplits(' ', 2));
-  if (words.size() != 3) {
-    *error = "expected 'TOPIC[:PARTITION] KEY VALUE'";
-    return false;
-  }
-  std::pair<std::string, std::string> topic = absl::StrSplit(words[0], ':');
-  message->set_topic(topic.first);
-  if (!topic.second.empty()) {
-    int32_t partition = 0;
-    if (!absl::SimpleAtoi(topic.second, &partition)) {
-      *error = "the partition after ':' must be a number";
-      return false;
-    }
-    message->set_partition(partition);
-  }
-  message->set_key(words[1]);
-  message->set_value(words[2]);
-  return true;
-}
-
-struct ExecFlags {
-  std::vector<std::string> messages;
-  std::vector<std::string> ops;
-  std::string idempotency_key;
-  double timeout_seconds = 0;
-};
-
-int RunExec(const GlobalFlags& flags, const ExecFlags& exec) {
-  v1::ExecuteRequest request;
-  std::vector<v1::Branch> branches;
-  for (const std::string& spec : exec.ops) {
-    std::string error;
-    if (!ParseOp(spec, &branches, &error)) {
-      std::fprintf(stderr, "twopcctl: --op '%s': %s\n", spec.c_str(), error.c_str());
-      return kExitUsage;
-    }
-  }
-  for (v1::Branch& branch : branches) *request.add_branches() = std::move(branch);
-  for (const std::string& spec : exec.messages) {
-    std::string error;
-    if (!ParseMessage(spec, request.add_messages(), &error)) {
-      std::fprintf(stderr, "twopcctl: --msg '%s': %s\n", spec.c_str(),
-                   error.c_str());
-      return kExitUsage;
-    }
-  }
-  request.set_idempotency_key(exec.idempotency_key);
-  if (exec.timeout_seconds > 0) {
-    *request.mutable_timeout() = TimeUtil::MicrosecondsToDuration(
-        static_cast<int64_t>(exec.timeout_seconds * 1e6));
-  }
-  v1::ExecuteResponse response;
-  if (int rc = CallCoordinator(flags, &v1::TransactionService::Stub::Execute,
-                               request, &response)) {
-    return rc;
-  }
-  PrintTransaction(flags, response.transaction());
-  return kExitOk;
-}
-
-int RunGet(const GlobalFlags& flags, const std::string& id, bool by_key) {
-  v1::GetRequest request;
-  if (by_key) {
-    request.mutable_ref()->set_idempotency_key(id);
-  } else {
-    request.mutable_ref()->set_transaction_id(id);
-  }
-  v1::GetResponse response;
-  if (int rc = CallCoordinator(flags, &v1::TransactionService::Stub::Get,
-                               request, &response)) {
-    return rc;
-  }
-  PrintTransaction(flags, response.transaction());
-  return response.transaction().outcome() == v1::OUTCOME_ABORTED ? kExitAborted
-                                                                 : kExitOk;
-}
-
-struct ListFlags {
-  std::vector<std::string> states;
-  bool parked = false;
-  uint32_t limit = 50;
-};
-
-// Unfinished transactions, newest first (finished ones: `txn get`).
-int RunList(const GlobalFlags& flags, const ListFlags& list) {
-  v1::ListTransactionsRequest request;
-  for (const std::string& name : list.states) {
-    v1::TransactionState state;
-    if (!v1::TransactionState_Parse(
-            "TRANSACTION_STATE_" + absl::AsciiStrToUpper(name), &state)) {
-      std::fprintf(stderr,
-                   "twopcctl: unknown state '%s'; use active, preparing or "
-                   "committing\n",
-                   name.c_str());
-      return kExitUsage;
-    }
-    request.add_states(state);
-  }
-  request.set_parked_only(list.parked);
-  request.set_page_size(list.limit);
-  v1::ListTransactionsResponse response;
-  if (int rc = CallCoordinator(flags, &v1::AdminService::Stub::ListTransactions,
-                               request, &response)) {
-    return rc;
-  }
-  if (flags.json()) {
-    PrintJson(response);
-    return kExitOk;
-  }
-  std::vector<std::vector<std::string>> rows = {
-      {"TRANSACTION", "STATE", "OUTCOME", "PARKED", "CREATED", "BRANCHES"}};
-  for (const v1::Transaction& t : response.transactions()) {
-    std::vector<std::string> branches;
-    for (const v1::BranchStatus& b : t.branches()) {
-      branches.push_back(absl::StrCat(b.participant_id(), ":",
-                                      Short(v1::Vote_Name(b.vote()), "VOTE_"),
-                                      b.finished() ? "/done" : ""));
-    }
-    rows.push_back({t.transaction_id(),
-                    Short(v1::TransactionState_Name(t.state()),
-                          "TRANSACTION_STATE_"),
-                    Short(v1::Outcome_Name(t.outcome()), "OUTCOME_"),
-                    t.parked() ? "yes" : "no", FormatTime(t.create_time()),
-                    absl::StrJoin(branches, " ")});
-  }
-  PrintTable(rows);
-  return kExitOk;
-}
-
-// ---------------------------------------------------------------------------
 // participant list, stats
 
 int RunParticipants(const GlobalFlags& flags) {
@@ -425,13 +72,14 @@ int RunParticipants(const GlobalFlags& flags) {
   }
   std::vector<std::vector<std::string>> rows = {
       {"PARTICIPANT", "ENDPOINT", "RESOURCE", "HEALTH", "LINK", "LAST HEARTBEAT",
-       "IN FLIGHT", "PREPARED"}};
+       "IN FLIGHT", "PREPARED", "UNFINISHED"}};
   for (const v1::ParticipantInfo& p : response.participants()) {
     rows.push_back({p.participant_id(), p.endpoint(), p.resource(),
                     Short(v1::ParticipantHealth_Name(p.health()), "PARTICIPANT_HEALTH_"),
                     p.link_connected() ? "up" : "down", FormatTime(p.last_heartbeat()),
                     absl::StrCat(p.in_flight_requests()),
-                    absl::StrCat(p.prepared_branches())});
+                    absl::StrCat(p.prepared_branches()),
+                    absl::StrCat(p.unfinished_transactions())});
   }
   PrintTable(rows);
   return kExitOk;
@@ -846,13 +494,16 @@ int RunGroups(const GlobalFlags& flags, const std::string& group_id) {
 }
 
 }  // namespace
+}  // namespace twopc::ctl
 
 int main(int argc, char** argv) {
+  using namespace twopc::ctl;  // NOLINT: the commands of this binary
   GlobalFlags flags;
   CLI::App app{
       "twopcctl: run, inspect and repair twopc transactions, participants "
       "and queues.\nExit codes: 0 ok, 1 server error or unreachable, 2 usage "
-      "error, 3 not found, 4 transaction aborted."};
+      "error, 3 not found, 4 transaction aborted, 5 refused (not allowed in "
+      "the transaction's state)."};
   app.require_subcommand(1);
   app.add_option("--coordinator", flags.coordinator, "coordinator host:port")
       ->envname("TWOPC_COORDINATOR")
@@ -868,48 +519,7 @@ int main(int argc, char** argv) {
   app.add_subcommand("health", "check that the coordinator is serving")
       ->callback([&] { exit_code = RunHealth(flags); });
 
-  CLI::App* txn = app.add_subcommand("txn", "run and inspect transactions");
-  txn->require_subcommand(1);
-  ExecFlags exec;
-  CLI::App* exec_cmd = txn->add_subcommand(
-      "exec",
-      "run one transaction on kv sidecars, e.g.\n"
-      "  txn exec --op 'p1 add balance/alice -10 min=0' "
-      "--op 'p2 add balance/bob 10'");
-  exec_cmd
-      ->add_option("--op", exec.ops,
-                   "'PARTICIPANT put KEY VALUE | delete KEY | add KEY DELTA "
-                   "[min=N] [max=N] | expect KEY VALUE|absent' (repeat; ops "
-                   "of one participant form its branch)")
-      ->required();
-  exec_cmd->add_option("--msg", exec.messages,
-                       "'TOPIC[:PARTITION] KEY VALUE': a message published "
-                       "iff the transaction commits (repeat)");
-  exec_cmd->add_option("--key", exec.idempotency_key,
-                       "idempotency key (makes a retry safe)");
-  exec_cmd->add_option("--txn_timeout", exec.timeout_seconds,
-                       "seconds allowed for every branch to vote");
-  exec_cmd->callback([&] { exit_code = RunExec(flags, exec); });
-
-  std::string get_id;
-  bool get_by_key = false;
-  CLI::App* get_cmd = txn->add_subcommand("get", "show one transaction");
-  get_cmd->add_option("ID", get_id, "transaction id (or key with --by-key)")
-      ->required();
-  get_cmd->add_flag("--by-key", get_by_key, "ID is an idempotency key");
-  get_cmd->callback([&] { exit_code = RunGet(flags, get_id, get_by_key); });
-
-  ListFlags list;
-  CLI::App* list_cmd = txn->add_subcommand(
-      "list", "unfinished transactions, newest first");
-  list_cmd->add_option("--state", list.states,
-                       "active, preparing or committing (repeat)");
-  list_cmd->add_flag("--parked", list.parked,
-                     "only transactions whose retry budget is spent");
-  list_cmd->add_option("--limit", list.limit, "at most this many")
-      ->check(CLI::Range(1, 1000))
-      ->capture_default_str();
-  list_cmd->callback([&] { exit_code = RunList(flags, list); });
+  TxnCommands txn_commands(&app, &flags, &exit_code);
 
   CLI::App* participant =
       app.add_subcommand("participant", "registered participant sidecars");
