@@ -1,41 +1,72 @@
 #include "coordinator/services.h"
 
 #include <map>
+#include <memory>
+#include <utility>
 #include <string>
 #include <vector>
 
-#include "absl/synchronization/notification.h"
+#include "absl/synchronization/mutex.h"
 #include "common/grpc_status.h"
 #include "google/protobuf/util/time_util.h"
 
 namespace twopc::coordinator {
 namespace {
 
-// Runs an asynchronous manager call and waits for its single result, or
-// until the client cancels or its deadline passes (then CANCELLED: the
-// outcome is unknown to this call, ask with Get).
-absl::StatusOr<v1::Transaction> Await(
-    grpc::ServerContext* context,
-    const std::function<void(TransactionManager::Done)>& call) {
-  struct Shared {
-    absl::Notification done;
-    absl::StatusOr<v1::Transaction> result;
-  };
-  // Shared with the callback, which may run after this call gave up.
-  auto shared = std::make_shared<Shared>();
-  call([shared](absl::StatusOr<v1::Transaction> r) {
-    shared->result = std::move(r);
-    shared->done.Notify();
-  });
-  while (!shared->done.WaitForNotificationWithTimeout(absl::Milliseconds(200))) {
-    if (context->IsCancelled()) {
-      return absl::CancelledError(
-          "the call was cancelled before the outcome was known; ask with "
-          "Get by transaction id or idempotency key");
-    }
+// Answers one Execute or Commit call without holding a thread: with the
+// manager's result when it arrives, or CANCELLED when the client goes away
+// first (its outcome is then unknown to this call: ask with Get).
+// Deletes itself when gRPC is done with the call; the manager's callback may
+// outlive it and then does nothing.
+template <typename Response>
+class OutcomeReactor final : public grpc::ServerUnaryReactor {
+ public:
+  explicit OutcomeReactor(Response* response)
+      : state_(std::make_shared<State>(this, response)) {}
+
+  // The callback to hand to the manager.
+  TransactionManager::Done Callback() {
+    return [state = state_](absl::StatusOr<v1::Transaction> result) {
+      absl::MutexLock lock(&state->mu);
+      if (state->reactor == nullptr) return;
+      grpc::Status status = grpc::Status::OK;
+      if (result.ok()) {
+        *state->response->mutable_transaction() = std::move(*result);
+      } else {
+        status = ToGrpcStatus(result.status());
+      }
+      std::exchange(state->reactor, nullptr)->Finish(status);
+    };
   }
-  return shared->result;
-}
+
+  void OnCancel() override {
+    absl::MutexLock lock(&state_->mu);
+    if (state_->reactor == nullptr) return;
+    std::exchange(state_->reactor, nullptr)
+        ->Finish(grpc::Status(grpc::StatusCode::CANCELLED,
+                              "the call was cancelled before the outcome was "
+                              "known; ask with Get by transaction id or "
+                              "idempotency key"));
+  }
+
+  void OnDone() override {
+    {
+      absl::MutexLock lock(&state_->mu);
+      state_->reactor = nullptr;
+    }
+    delete this;
+  }
+
+ private:
+  struct State {
+    State(OutcomeReactor* r, Response* out) : reactor(r), response(out) {}
+    absl::Mutex mu;
+    // Null once Finish was called (or the call is over).
+    OutcomeReactor* reactor ABSL_GUARDED_BY(mu);
+    Response* const response;
+  };
+  std::shared_ptr<State> state_;
+};
 
 bool IsFinal(const v1::Transaction& t) {
   return t.state() == v1::TRANSACTION_STATE_COMMITTED ||
@@ -44,16 +75,12 @@ bool IsFinal(const v1::Transaction& t) {
 
 }  // namespace
 
-grpc::Status TransactionServiceImpl::Execute(grpc::ServerContext* context,
-                                             const v1::ExecuteRequest* request,
-                                             v1::ExecuteResponse* response) {
-  absl::StatusOr<v1::Transaction> result =
-      Await(context, [&](TransactionManager::Done done) {
-        manager_->Execute(*request, std::move(done));
-      });
-  if (!result.ok()) return ToGrpcStatus(result.status());
-  *response->mutable_transaction() = std::move(*result);
-  return grpc::Status::OK;
+grpc::ServerUnaryReactor* TransactionServiceImpl::Execute(
+    grpc::CallbackServerContext*, const v1::ExecuteRequest* request,
+    v1::ExecuteResponse* response) {
+  auto* reactor = new OutcomeReactor<v1::ExecuteResponse>(response);
+  manager_->Execute(*request, reactor->Callback());
+  return reactor;
 }
 
 grpc::Status TransactionServiceImpl::Begin(grpc::ServerContext*,
@@ -80,16 +107,12 @@ grpc::Status TransactionServiceImpl::AddMessages(
   return grpc::Status::OK;
 }
 
-grpc::Status TransactionServiceImpl::Commit(grpc::ServerContext* context,
-                                            const v1::CommitRequest* request,
-                                            v1::CommitResponse* response) {
-  absl::StatusOr<v1::Transaction> result =
-      Await(context, [&](TransactionManager::Done done) {
-        manager_->Commit(*request, std::move(done));
-      });
-  if (!result.ok()) return ToGrpcStatus(result.status());
-  *response->mutable_transaction() = std::move(*result);
-  return grpc::Status::OK;
+grpc::ServerUnaryReactor* TransactionServiceImpl::Commit(
+    grpc::CallbackServerContext*, const v1::CommitRequest* request,
+    v1::CommitResponse* response) {
+  auto* reactor = new OutcomeReactor<v1::CommitResponse>(response);
+  manager_->Commit(*request, reactor->Callback());
+  return reactor;
 }
 
 grpc::Status TransactionServiceImpl::Abort(grpc::ServerContext*,

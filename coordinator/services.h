@@ -18,15 +18,19 @@
 
 namespace twopc::coordinator {
 
-// TransactionService (clients). Thread-safe.
-class TransactionServiceImpl final : public v1::TransactionService::Service {
+// TransactionService (clients). Execute and Commit use the callback API, so
+// a client waiting for a decision holds no server thread. Thread-safe.
+class TransactionServiceImpl final
+    : public v1::TransactionService::WithCallbackMethod_Execute<
+          v1::TransactionService::WithCallbackMethod_Commit<
+              v1::TransactionService::Service>> {
  public:
   explicit TransactionServiceImpl(TransactionManager* manager)
       : manager_(manager) {}
 
-  grpc::Status Execute(grpc::ServerContext* context,
-                       const v1::ExecuteRequest* request,
-                       v1::ExecuteResponse* response) override;
+  grpc::ServerUnaryReactor* Execute(grpc::CallbackServerContext* context,
+                                    const v1::ExecuteRequest* request,
+                                    v1::ExecuteResponse* response) override;
   grpc::Status Begin(grpc::ServerContext* context,
                      const v1::BeginRequest* request,
                      v1::BeginResponse* response) override;
@@ -36,9 +40,9 @@ class TransactionServiceImpl final : public v1::TransactionService::Service {
   grpc::Status AddMessages(grpc::ServerContext* context,
                            const v1::AddMessagesRequest* request,
                            v1::AddMessagesResponse* response) override;
-  grpc::Status Commit(grpc::ServerContext* context,
-                      const v1::CommitRequest* request,
-                      v1::CommitResponse* response) override;
+  grpc::ServerUnaryReactor* Commit(grpc::CallbackServerContext* context,
+                                   const v1::CommitRequest* request,
+                                   v1::CommitResponse* response) override;
   grpc::Status Abort(grpc::ServerContext* context,
                      const v1::AbortRequest* request,
                      v1::AbortResponse* response) override;
