@@ -7,6 +7,7 @@ set -euo pipefail
 PACKAGES=(
   build-essential cmake make pkg-config
   procps          # pgrep/pkill in the local-cluster test
+  iptables        # network cuts in the fault campaign (used as root)
   protobuf-compiler libprotobuf-dev
   protobuf-compiler-grpc libgrpc++-dev
   librocksdb-dev
