@@ -14,6 +14,7 @@ PACKAGES=(
   libabsl-dev
   libgtest-dev libgmock-dev
   libcli11-dev
+  libgoogle-perftools-dev  # tcmalloc for the binaries
 )
 
 missing=()
