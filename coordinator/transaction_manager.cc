@@ -714,7 +714,12 @@ void TransactionManager::ApplyLocked(const std::string& transaction_id,
     if (auto* prepare = std::get_if<action::SendPrepare>(&a)) {
       v1::BranchRequest request;
       v1::PrepareBranch* p = request.mutable_prepare();
-      *p->mutable_branch() = entry->work[prepare->participant_id];
+      // Prepare is sent once per branch: hand the work over, do not copy.
+      auto work = entry->work.find(prepare->participant_id);
+      if (work != entry->work.end()) {
+        p->mutable_branch()->Swap(&work->second);
+        entry->work.erase(work);
+      }
       *p->mutable_deadline() =
           Timestamp(entry->machine.record().deadline_us());
       send(prepare->participant_id, std::move(request));

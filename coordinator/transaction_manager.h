@@ -160,7 +160,7 @@ class TransactionManager {
   struct Entry {
     explicit Entry(TransactionMachine m) : machine(std::move(m)) {}
     TransactionMachine machine;
-    // The work to send with each prepare, by participant.
+    // The work to send with each prepare, by participant, until it is sent.
     std::map<std::string, v1::Branch> work;
     // Clients waiting for the decision, and for completion.
     std::vector<Done> on_decided;
