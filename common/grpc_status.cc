@@ -47,9 +47,14 @@ std::optional<v1::ErrorInfo> GetErrorInfo(const absl::Status& status) {
 grpc::Status ToGrpcStatus(const absl::Status& status) {
   if (status.ok()) return grpc::Status::OK;
   const auto code = static_cast<grpc::StatusCode>(status.code());
-  const std::string message(status.message());
+  // Messages quote request fields; bounded, they always fit in the trailers
+  // (gRPC cannot deliver a status whose trailers pass its 8 KiB limit).
+  std::string message(status.message().substr(0, kMaxStatusMessageBytes));
+  if (message.size() < status.message().size()) message += "...";
   std::optional<v1::ErrorInfo> info = GetErrorInfo(status);
-  if (!info.has_value()) return grpc::Status(code, message);
+  if (!info.has_value() || info->ByteSizeLong() > kMaxStatusMessageBytes) {
+    return grpc::Status(code, message);
+  }
   v1::RpcStatus details;
   details.set_code(static_cast<int>(code));
   details.set_message(message);

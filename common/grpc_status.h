@@ -3,6 +3,7 @@
 #ifndef TWOPC_COMMON_GRPC_STATUS_H_
 #define TWOPC_COMMON_GRPC_STATUS_H_
 
+#include <cstddef>
 #include <optional>
 
 #include <grpcpp/support/status.h>
@@ -23,8 +24,12 @@ absl::Status WithErrorInfo(absl::Status status, v1::ErrorInfo info);
 // The ErrorInfo attached to `status`, if any.
 std::optional<v1::ErrorInfo> GetErrorInfo(const absl::Status& status);
 
-// absl -> gRPC: same code and message; an attached ErrorInfo travels in the
-// error details as a twopc.v1.RpcStatus.
+// Status messages sent to clients are cut to this many bytes (plus "...").
+inline constexpr size_t kMaxStatusMessageBytes = 1024;
+
+// absl -> gRPC: same code and message (cut to kMaxStatusMessageBytes); an
+// attached ErrorInfo travels in the error details as a twopc.v1.RpcStatus
+// unless it is larger than that (then it is dropped).
 grpc::Status ToGrpcStatus(const absl::Status& status);
 
 // gRPC -> absl: the inverse of ToGrpcStatus (ErrorInfo restored when present).

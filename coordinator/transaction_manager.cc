@@ -242,7 +242,6 @@ void TransactionManager::Execute(const v1::ExecuteRequest& request, Done done) {
   absl::StatusOr<absl::Duration> timeout =
       ValidateTimeout(request.timeout(), request.has_timeout(), limits);
   if (valid.ok()) valid = timeout.status();
-  if (valid.ok()) valid = ValidateMessages(request.messages(), 0);
   if (valid.ok() && request.ByteSizeLong() > limits.max_transaction_bytes) {
     valid = absl::InvalidArgumentError(absl::StrCat(
         "the transaction is ", request.ByteSizeLong(),
@@ -262,6 +261,9 @@ void TransactionManager::Execute(const v1::ExecuteRequest& request, Done done) {
           info);
     }
   }
+  // Last: with auto-creation on, routing a message creates its topic, so
+  // nothing that can refuse the request may come after it.
+  if (valid.ok()) valid = ValidateMessages(request.messages(), 0);
   if (!valid.ok()) {
     done(valid);
     return;
@@ -1293,8 +1295,9 @@ absl::StatusOr<v1::ListTransactionsResponse> TransactionManager::List(
   const auto before = request.page_token().empty()
                           ? std::make_pair(~uint64_t{0}, ~uint64_t{0})
                           : CreationOrder(request.page_token());
-  // Live transactions are newer than their log records (and ACTIVE ones
-  // have none): snapshot them, then merge them into the log scan.
+  // Live and recently finished transactions are newer than their log
+  // records (and ACTIVE ones have none): snapshot them, then merge them
+  // into the log scan.
   std::map<std::pair<uint64_t, uint64_t>, internal::TransactionRecord,
            std::greater<>>
       live;
@@ -1304,6 +1307,10 @@ absl::StatusOr<v1::ListTransactionsResponse> TransactionManager::List(
       if (CreationOrder(id) < before) {
         live.emplace(CreationOrder(id), VisibleRecord(entry->machine));
       }
+    }
+    // Recently finished: their final record may not be in the log yet.
+    for (const auto& [id, record] : recent_) {
+      if (CreationOrder(id) < before) live.emplace(CreationOrder(id), record);
     }
   }
   const absl::Time now = clock_->Now();

@@ -54,5 +54,18 @@ TEST(GrpcStatusTest, PlainStatusesConvertWithoutDetails) {
   EXPECT_FALSE(GetErrorInfo(FromGrpcStatus(wire)).has_value());
 }
 
+TEST(GrpcStatusTest, LongMessagesAreCutSoTheStatusAlwaysArrives) {
+  const std::string huge(1 << 20, 'm');
+  grpc::Status status = ToGrpcStatus(absl::NotFoundError(huge));
+  EXPECT_EQ(status.error_message().size(), kMaxStatusMessageBytes + 3);
+  EXPECT_EQ(status.error_message().substr(kMaxStatusMessageBytes), "...");
+  v1::ErrorInfo info;
+  info.set_participant_id(huge);
+  grpc::Status with_info =
+      ToGrpcStatus(WithErrorInfo(absl::NotFoundError("short"), info));
+  EXPECT_EQ(with_info.error_message(), "short");
+  EXPECT_TRUE(with_info.error_details().empty());
+}
+
 }  // namespace
 }  // namespace twopc
