@@ -1,244 +1,159 @@
 // twopc-bench: load generator and benchmark.
 //
-//   twopc-bench ceilings   synced RocksDB writes/s from one thread: the bound
-//                          on decisions/s without group commit
-//   twopc-bench queue      queue read throughput (Fetch and Subscribe) and
-//                          commit-to-subscriber latency against a running
-//                          coordinator with one kv sidecar
+//   twopc-bench txn          transactions per second, latency, decisions per
+//                            sync and CPU per transaction, against a running
+//                            cluster or one it starts (--local), with the
+//                            machine's gRPC and fsync ceilings
+//   twopc-bench ceilings     synced RocksDB writes/s from one thread: the
+//                            bound on decisions/s without group commit
+//   twopc-bench queue        queue read throughput (Fetch and Subscribe) and
+//                            commit-to-subscriber latency against a running
+//                            coordinator with one kv sidecar
+//   twopc-bench echo-server  the gRPC echo server `txn` measures its ceiling
+//                            against (started by `txn` itself)
+#include <unistd.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <string>
 
 #include "CLI/CLI.hpp"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include <grpcpp/grpcpp.h>
-
-#include <algorithm>
-#include <thread>
-#include <vector>
-
-#include "absl/synchronization/notification.h"
-#include "google/protobuf/util/time_util.h"
-#include "rocksdb/db.h"
-#include "twopc/v1/admin.grpc.pb.h"
-#include "twopc/v1/queue.grpc.pb.h"
-#include "twopc/v1/transaction.grpc.pb.h"
+#include "common/shutdown.h"
+#include "tools/bench/echo.h"
+#include "tools/bench/interrupt.h"
+#include "tools/bench/queue_bench.h"
+#include "tools/bench/sync_ceiling.h"
+#include "tools/bench/txn_bench.h"
 
 namespace {
 
-struct SyncCeiling {
-  long writes = 0;
-  double seconds = 0;
-};
+using ::twopc::bench::TxnBenchOptions;
 
-// Synced 100-byte puts from one thread for `duration`.
-int MeasureSyncCeiling(const std::string& dir, absl::Duration duration,
-                       SyncCeiling* result) {
-  std::filesystem::remove_all(dir);
-  rocksdb::Options options;
-  options.create_if_missing = true;
-  rocksdb::DB* raw = nullptr;
-  rocksdb::Status s = rocksdb::DB::Open(options, dir, &raw);
-  if (!s.ok()) {
-    std::fprintf(stderr, "twopc-bench: opening %s: %s\n", dir.c_str(),
-                 s.ToString().c_str());
-    return EXIT_FAILURE;
-  }
-  std::unique_ptr<rocksdb::DB> db(raw);
-  rocksdb::WriteOptions sync;
-  sync.sync = true;
-  const std::string value(100, 'v');
-  const absl::Time start = absl::Now();
-  const absl::Time end = start + duration;
-  while (absl::Now() < end) {
-    s = db->Put(sync, absl::StrCat("k", result->writes), value);
-    if (!s.ok()) {
-      std::fprintf(stderr, "twopc-bench: write: %s\n", s.ToString().c_str());
-      return EXIT_FAILURE;
-    }
-    ++result->writes;
-  }
-  result->seconds = absl::ToDoubleSeconds(absl::Now() - start);
-  db.reset();
-  std::filesystem::remove_all(dir);
-  return EXIT_SUCCESS;
+// An option taking a positive duration: "10s", "500ms", "1m30s", or a plain
+// number of seconds.
+CLI::Option* AddDurationOption(CLI::App* app, const std::string& name,
+                               absl::Duration* target,
+                               const std::string& help) {
+  return app
+      ->add_option_function<std::string>(
+          name,
+          [name, target](const std::string& text) {
+            double seconds = 0;
+            absl::Duration duration;
+            if (absl::SimpleAtod(text, &seconds)) {
+              duration = absl::Seconds(seconds);
+            } else if (!absl::ParseDuration(text, &duration)) {
+              throw CLI::ValidationError(name,
+                                         "'" + text +
+                                             "' is not a duration such as 10s, "
+                                             "500ms or 2.5");
+            }
+            if (duration <= absl::ZeroDuration()) {
+              throw CLI::ValidationError(name, "must be positive");
+            }
+            *target = duration;
+          },
+          help)
+      ->default_str(absl::FormatDuration(*target));
 }
 
-namespace v1 = ::twopc::v1;
-
-struct QueueFlags {
-  std::string coordinator = "127.0.0.1:7400";
-  std::string participant = "p1";
-  int messages = 200'000;
-  int value_bytes = 100;
-  int latency_samples = 200;
-};
-
-// Publishes `count` messages to topic/0 in transactions of up to 1,000.
-bool Publish(v1::TransactionService::Stub* transactions,
-             const std::string& participant, const std::string& topic,
-             int count, int value_bytes) {
-  const std::string value(value_bytes, 'v');
-  for (int done = 0; done < count;) {
-    v1::ExecuteRequest request;
-    v1::Branch* branch = request.add_branches();
-    branch->set_participant_id(participant);
-    auto* put = branch->mutable_kv()->add_operations()->mutable_put();
-    put->set_key("bench/" + topic);
-    put->set_value(absl::StrCat(done));
-    request.set_wait_for_completion(true);
-    const int n = std::min(1000, count - done);
-    for (int i = 0; i < n; ++i) {
-      v1::Message* m = request.add_messages();
-      m->set_topic(topic);
-      m->set_partition(0);
-      m->set_value(value);
-    }
-    grpc::ClientContext context;
-    v1::ExecuteResponse response;
-    grpc::Status status = transactions->Execute(&context, request, &response);
-    if (!status.ok()) {
-      std::fprintf(stderr, "twopc-bench: publishing: %s\n",
-                   status.error_message().c_str());
-      return false;
-    }
-    done += n;
-  }
-  return true;
+void AddTxnOptions(CLI::App* txn, TxnBenchOptions& o, bool& json) {
+  auto* coordinator =
+      txn->add_option("--coordinator", o.coordinator,
+                      "a running coordinator (ignored with --local)")
+          ->capture_default_str();
+  txn->add_flag("--local", o.local,
+                "start a coordinator and --participants kv sidecars on "
+                "loopback from the binaries next to this one (temporary data "
+                "dirs, fsync on), and stop them at the end")
+      ->excludes(coordinator);
+  txn->add_option("--participants", o.participants,
+                  "branches per transaction, one per kv sidecar")
+      ->check(CLI::Range(1, 16))
+      ->capture_default_str();
+  txn->add_option("--pids", o.pids,
+                  "NAME=PID of a running cluster's processes for CPU time "
+                  "(default: found in /proc by binary and port)")
+      ->delimiter(',');
+  auto* clients = txn->add_option_function<int>(
+                         "--clients", [&o](int n) { o.client_counts = {n}; },
+                         "closed loop: concurrent clients, one transaction "
+                         "outstanding each; open loop: clients the calls are "
+                         "spread over")
+                      ->check(CLI::Range(1, 100'000))
+                      ->default_str("64");
+  auto* sweep = txn->add_option("--sweep", o.client_counts,
+                                "measure each of these client counts, e.g. "
+                                "1,16,64,256,1024, and print a table")
+                    ->delimiter(',')
+                    ->check(CLI::Range(1, 100'000))
+                    ->excludes(clients);
+  txn->add_option("--rate", o.load.rate,
+                  "open loop: transactions per second, sent whatever the "
+                  "latency (0 = closed loop)")
+      ->check(CLI::NonNegativeNumber)
+      ->excludes(sweep)
+      ->capture_default_str();
+  txn->add_option("--max_outstanding", o.load.max_outstanding,
+                  "open loop: transactions in flight before due ones are "
+                  "skipped")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  txn->add_option("--channels", o.channels,
+                  "gRPC channels (connections) the clients are spread over")
+      ->check(CLI::Range(1, 256))
+      ->capture_default_str();
+  txn->add_option("--client_threads", o.load.threads,
+                  "threads driving the clients' asynchronous calls")
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
+  txn->add_option("--payload", o.payload_bytes,
+                  "bytes of each kv put and of each message value")
+      ->check(CLI::Range(0, 1 << 20))
+      ->capture_default_str();
+  txn->add_option("--messages", o.messages, "messages per transaction")
+      ->check(CLI::Range(0, 1000))
+      ->capture_default_str();
+  txn->add_option("--partitions", o.partitions,
+                  "partitions of the topic the bench creates for messages")
+      ->check(CLI::Range(1, 1024))
+      ->capture_default_str();
+  txn->add_option("--abort_ratio", o.abort_ratio,
+                  "share of transactions made to abort (a failing kv expect "
+                  "on the first branch)")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
+  txn->add_flag("--idempotency_keys", o.idempotency_keys,
+                "give every transaction an idempotency key");
+  AddDurationOption(txn, "--duration", &o.duration,
+                    "measured window per client count");
+  AddDurationOption(txn, "--warmup", &o.warmup,
+                    "load before each measured window, not counted");
+  txn->add_flag("!--no_ceilings", o.ceilings,
+                "skip the echo and RocksDB ceilings");
+  AddDurationOption(txn, "--ceiling_duration", &o.ceiling_duration,
+                    "measured window of each ceiling");
+  txn->add_flag("--json", json, "print results as one JSON object");
+  txn->add_flag("--progress", o.progress,
+                "progress line on stderr each second even when stderr is not "
+                "a terminal");
 }
 
-int RunQueue(const QueueFlags& flags, bool json) {
-  grpc::ChannelArguments args;
-  args.SetMaxReceiveMessageSize(64 << 20);
-  auto channel = grpc::CreateCustomChannel(
-      flags.coordinator, grpc::InsecureChannelCredentials(), args);
-  auto admin = v1::AdminService::NewStub(channel);
-  auto transactions = v1::TransactionService::NewStub(channel);
-  auto queues = v1::QueueService::NewStub(channel);
-  const std::string topic = absl::StrCat("bench-", getpid(), "-",
-                                         absl::ToUnixMillis(absl::Now()));
-  {
-    grpc::ClientContext context;
-    v1::CreateTopicRequest create;
-    create.set_name(topic);
-    create.set_partitions(1);
-    v1::TopicInfo info;
-    grpc::Status status = admin->CreateTopic(&context, create, &info);
-    if (!status.ok()) {
-      std::fprintf(stderr, "twopc-bench: creating topic: %s\n",
-                   status.error_message().c_str());
-      return EXIT_FAILURE;
-    }
-  }
-  if (!Publish(transactions.get(), flags.participant, topic, flags.messages,
-               flags.value_bytes)) {
+int RunCeilings(absl::Duration duration, const std::string& dir, bool json) {
+  absl::StatusOr<double> rate =
+      twopc::bench::MeasureSyncedWritesPerSecond(dir, duration);
+  if (!rate.ok()) {
+    std::fprintf(stderr, "twopc-bench: %s\n", rate.status().ToString().c_str());
     return EXIT_FAILURE;
   }
-
-  // Fetch: one consumer reading the partition from 0.
-  absl::Time start = absl::Now();
-  int64_t offset = 0;
-  while (offset < flags.messages) {
-    grpc::ClientContext context;
-    v1::FetchRequest fetch;
-    fetch.set_topic(topic);
-    fetch.set_offset(offset);
-    fetch.set_max_messages(10'000);
-    v1::FetchResponse response;
-    grpc::Status status = queues->Fetch(&context, fetch, &response);
-    if (!status.ok() || response.messages().empty()) {
-      std::fprintf(stderr, "twopc-bench: fetch: %s\n",
-                   status.error_message().c_str());
-      return EXIT_FAILURE;
-    }
-    offset = response.messages().rbegin()->offset() + 1;
-  }
-  const double fetch_rate =
-      flags.messages / absl::ToDoubleSeconds(absl::Now() - start);
-
-  // Subscribe: the same, as a stream.
-  start = absl::Now();
-  {
-    grpc::ClientContext context;
-    v1::SubscribeRequest subscribe;
-    subscribe.set_topic(topic);
-    subscribe.set_max_batch_messages(10'000);
-    subscribe.set_max_batch_bytes(4 << 20);
-    auto reader = queues->Subscribe(&context, subscribe);
-    v1::SubscribeResponse response;
-    int64_t received = 0;
-    while (received < flags.messages && reader->Read(&response)) {
-      received += response.messages_size();
-    }
-    context.TryCancel();
-  }
-  const double subscribe_rate =
-      flags.messages / absl::ToDoubleSeconds(absl::Now() - start);
-
-  // Latency: from the commit decision (the message's commit_time, taken
-  // just before the COMMIT record's sync) to the subscriber having it.
-  std::vector<absl::Duration> latencies;
-  {
-    grpc::ClientContext context;
-    v1::SubscribeRequest subscribe;
-    subscribe.set_topic(topic);
-    subscribe.set_offset(flags.messages);
-    auto reader = queues->Subscribe(&context, subscribe);
-    absl::Mutex mu;
-    std::vector<absl::Duration> arrivals;
-    std::thread receiver([&] {
-      v1::SubscribeResponse response;
-      while (reader->Read(&response)) {
-        const absl::Time now = absl::Now();
-        absl::MutexLock lock(&mu);
-        for (const v1::QueueMessage& m : response.messages()) {
-          arrivals.push_back(
-              now - absl::FromUnixMicros(
-                        google::protobuf::util::TimeUtil::
-                            TimestampToMicroseconds(m.commit_time())));
-        }
-      }
-    });
-    for (int i = 0; i < flags.latency_samples; ++i) {
-      if (!Publish(transactions.get(), flags.participant, topic, 1,
-                   flags.value_bytes)) {
-        break;
-      }
-      absl::MutexLock lock(&mu);
-      auto arrived = [&]() { return arrivals.size() > size_t(i); };
-      mu.AwaitWithTimeout(absl::Condition(&arrived), absl::Seconds(5));
-    }
-    {
-      absl::MutexLock lock(&mu);
-      latencies = arrivals;
-    }
-    context.TryCancel();
-    receiver.join();
-  }
-  std::sort(latencies.begin(), latencies.end());
-  auto quantile = [&](double q) {
-    if (latencies.empty()) return 0.0;
-    return absl::ToDoubleMilliseconds(latencies[std::min(
-        latencies.size() - 1, static_cast<size_t>(q * latencies.size()))]);
-  };
   if (json) {
-    std::printf(
-        "{\"fetch_messages_per_second\": %.0f, "
-        "\"subscribe_messages_per_second\": %.0f, "
-        "\"subscriber_latency_ms_p50\": %.3f, "
-        "\"subscriber_latency_ms_p99\": %.3f}\n",
-        fetch_rate, subscribe_rate, quantile(0.5), quantile(0.99));
+    std::printf("{\"rocksdb_synced_writes_per_second\": %.1f}\n", *rate);
   } else {
-    std::printf("queue read, 1 partition, %d messages of %d bytes:\n",
-                flags.messages, flags.value_bytes);
-    std::printf("  Fetch      %10.0f messages/s\n", fetch_rate);
-    std::printf("  Subscribe  %10.0f messages/s\n", subscribe_rate);
-    std::printf("  commit -> subscriber latency: p50 %.3f ms, p99 %.3f ms "
-                "(%zu samples)\n",
-                quantile(0.5), quantile(0.99), latencies.size());
+    std::printf("rocksdb synced writes, 1 thread: %.0f/s\n", *rate);
   }
   return EXIT_SUCCESS;
 }
@@ -247,52 +162,60 @@ int RunQueue(const QueueFlags& flags, bool json) {
 
 int main(int argc, char** argv) {
   CLI::App app{"twopc-bench: load generator and benchmark for twopc."};
-  double seconds = 2;
+  absl::Duration ceiling_duration = absl::Seconds(2);
   std::string dir = (std::filesystem::temp_directory_path() /
                      absl::StrCat("twopc-bench-", getpid()))
                         .string();
   bool json = false;
-  app.add_option("--duration", seconds, "seconds to measure")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
+  AddDurationOption(&app, "--duration", &ceiling_duration,
+                    "how long `ceilings` measures");
   app.add_option("--scratch_dir", dir, "scratch directory for storage tests")
       ->capture_default_str();
   app.add_flag("--json", json, "print results as JSON");
-  CLI::App* ceilings = app.add_subcommand(
+
+  TxnBenchOptions txn_options;
+  CLI::App* txn = app.add_subcommand(
+      "txn",
+      "transaction throughput, latency, decisions per sync and CPU per "
+      "transaction, with the machine's gRPC echo and fsync ceilings");
+  AddTxnOptions(txn, txn_options, json);
+  app.add_subcommand(
       "ceilings", "synced RocksDB writes per second from one thread (default)");
-  (void)ceilings;
-  QueueFlags queue;
+  twopc::bench::QueueFlags queue;
   CLI::App* queue_cmd = app.add_subcommand(
       "queue",
       "queue read throughput and commit-to-subscriber latency against a "
       "running coordinator (e.g. `make run`)");
   queue_cmd->add_option("--coordinator", queue.coordinator, "coordinator")
       ->capture_default_str();
-  queue_cmd->add_option("--participant", queue.participant,
-                        "a registered kv sidecar to run the publishing "
-                        "transactions on")
+  queue_cmd
+      ->add_option("--participant", queue.participant,
+                   "a registered kv sidecar to run the publishing "
+                   "transactions on")
       ->capture_default_str();
   queue_cmd->add_option("--messages", queue.messages, "messages to read")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
   queue_cmd->add_option("--value_bytes", queue.value_bytes, "message size")
       ->capture_default_str();
-  queue_cmd->add_option("--latency_samples", queue.latency_samples,
-                        "single-message commits timed to the subscriber")
+  queue_cmd
+      ->add_option("--latency_samples", queue.latency_samples,
+                   "single-message commits timed to the subscriber")
+      ->capture_default_str();
+  std::string echo_listen = "127.0.0.1:0";
+  CLI::App* echo_cmd = app.add_subcommand(
+      "echo-server", "serve the gRPC echo ceiling until SIGINT/SIGTERM");
+  echo_cmd->add_option("--listen", echo_listen, "host:port (0 = any port)")
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
-  if (queue_cmd->parsed()) return RunQueue(queue, json);
 
-  SyncCeiling ceiling;
-  if (int rc = MeasureSyncCeiling(dir, absl::Seconds(seconds), &ceiling)) {
-    return rc;
+  if (echo_cmd->parsed()) {
+    twopc::BlockShutdownSignals();
+    return twopc::bench::RunEchoServer(echo_listen);
   }
-  const double rate = ceiling.writes / ceiling.seconds;
-  if (json) {
-    std::printf("{\"rocksdb_synced_writes_per_second\": %.1f}\n", rate);
-  } else {
-    std::printf("rocksdb synced writes, 1 thread: %.0f/s (%ld in %.2fs)\n",
-                rate, ceiling.writes, ceiling.seconds);
-  }
-  return EXIT_SUCCESS;
+  twopc::bench::InstallInterruptHandler();
+  txn_options.json = json;
+  if (txn->parsed()) return twopc::bench::RunTxnBench(txn_options);
+  if (queue_cmd->parsed()) return twopc::bench::RunQueueBench(queue, json);
+  return RunCeilings(ceiling_duration, dir, json);
 }

@@ -1,0 +1,256 @@
+// twopc-bench txn end to end: it starts its own cluster (--local) or uses a
+// running one, runs short windows, and reports. Figures are not asserted
+// (no timing assertions): the report must parse, transactions must commit,
+// intended aborts must abort and nothing else may fail, and the bench must
+// leave no process or scratch directory behind, also when interrupted.
+// Also the latency histogram's precision contract.
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_split.h"
+#include "gmock/gmock.h"
+#include "google/protobuf/struct.pb.h"
+#include "google/protobuf/util/json_util.h"
+#include "gtest/gtest.h"
+#include "tests/testing/cluster.h"
+#include "tests/testing/status_matchers.h"
+#include "tests/testing/subprocess.h"
+#include "tests/testing/temp_dir.h"
+#include "tools/bench/latency_histogram.h"
+
+namespace twopc {
+namespace {
+
+using ::google::protobuf::Struct;
+using ::google::protobuf::Value;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::Not;
+using ::twopc::bench::LatencyHistogram;
+using ::twopc::testing::IsOk;
+using ::twopc::testing::LocalCluster;
+using ::twopc::testing::Subprocess;
+using ::twopc::testing::TempDir;
+
+constexpr absl::Duration kBenchTimeout = absl::Seconds(120);
+
+// Flags that keep a run short; figures are not asserted.
+const std::vector<std::string> kShortRun = {
+    "--duration=2s", "--warmup=0.5s", "--ceiling_duration=0.5s", "--clients=8"};
+
+struct BenchRun {
+  int exit_code = -1;
+  std::string output;  // stdout and stderr
+};
+
+// Runs twopc-bench with `args`, its $TMPDIR pointing at `tmp` so the test
+// can see what it leaves there.
+class BenchTest : public ::testing::Test {
+ protected:
+  void SetUp() override { std::filesystem::create_directory(tmp_); }
+
+  absl::StatusOr<std::unique_ptr<Subprocess>> StartBench(
+      const std::vector<std::string>& args) {
+    std::vector<std::string> argv = {
+        "/usr/bin/env", "TMPDIR=" + tmp_,
+        std::string(TWOPC_BIN_DIR) + "/twopc-bench"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return Subprocess::Start(argv, dir_.Sub("bench.out"));
+  }
+
+  BenchRun RunBench(const std::vector<std::string>& args) {
+    BenchRun run;
+    auto bench = StartBench(args);
+    EXPECT_THAT(bench, IsOk());
+    if (!bench.ok()) return run;
+    auto status = (*bench)->Wait(kBenchTimeout);
+    EXPECT_THAT(status, IsOk());
+    run.output = (*bench)->Output();
+    if (status.ok() && WIFEXITED(*status)) run.exit_code = WEXITSTATUS(*status);
+    return run;
+  }
+
+  // Everything the bench left in its $TMPDIR.
+  std::vector<std::string> LeftInTmp() const {
+    std::vector<std::string> names;
+    for (const auto& entry : std::filesystem::directory_iterator(tmp_)) {
+      names.push_back(entry.path().filename());
+    }
+    return names;
+  }
+
+  // Processes whose command line mentions the bench's $TMPDIR (the servers
+  // it starts keep their data there).
+  std::vector<std::string> ProcessesUsingTmp() const {
+    std::vector<std::string> found;
+    for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+      std::ifstream in(entry.path() / "cmdline", std::ios::binary);
+      std::stringstream cmdline;
+      cmdline << in.rdbuf();
+      if (cmdline.str().find(tmp_) != std::string::npos) {
+        found.push_back(entry.path().filename());
+      }
+    }
+    return found;
+  }
+
+  TempDir dir_;
+  const std::string tmp_ = dir_.Sub("tmp");
+};
+
+// The one JSON line of `output`, parsed.
+absl::StatusOr<Struct> ParseJsonReport(const std::string& output) {
+  for (absl::string_view line : absl::StrSplit(output, '\n')) {
+    if (!absl::StartsWith(line, "{")) continue;
+    Struct report;
+    auto status =
+        google::protobuf::util::JsonStringToMessage(std::string(line), &report);
+    if (!status.ok()) return absl::InvalidArgumentError(status.ToString());
+    return report;
+  }
+  return absl::NotFoundError("no JSON line in:\n" + output);
+}
+
+const Value& Field(const Struct& object, const std::string& name) {
+  static const Value* const kMissing = new Value();
+  auto it = object.fields().find(name);
+  return it == object.fields().end() ? *kMissing : it->second;
+}
+
+double Number(const Struct& object, const std::string& name) {
+  return Field(object, name).number_value();
+}
+
+TEST_F(BenchTest, LocalRunReportsCommitsIntendedAbortsAndCeilingsAsJson) {
+  std::vector<std::string> args = {"txn", "--local", "--json",
+                                   "--abort_ratio=0.25", "--messages=1"};
+  args.insert(args.end(), kShortRun.begin(), kShortRun.end());
+  const BenchRun run = RunBench(args);
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  absl::StatusOr<Struct> report = ParseJsonReport(run.output);
+  ASSERT_THAT(report, IsOk());
+
+  const auto& runs = Field(*report, "runs").list_value().values();
+  ASSERT_EQ(runs.size(), 1) << run.output;
+  const Struct& result = runs[0].struct_value();
+  EXPECT_EQ(Number(result, "clients"), 8);
+  EXPECT_GT(Number(result, "committed"), 0) << run.output;
+  EXPECT_GT(Number(result, "aborted_as_intended"), 0) << run.output;
+  // Every client writes its own keys, so nothing else may abort or fail.
+  EXPECT_EQ(Number(result, "conflicts"), 0) << run.output;
+  EXPECT_EQ(Number(result, "aborted_unexpectedly"), 0) << run.output;
+  EXPECT_EQ(Number(result, "committed_unexpectedly"), 0) << run.output;
+  EXPECT_EQ(Number(result, "failed"), 0) << run.output;
+  EXPECT_GT(Number(result, "decisions_synced"), 0) << run.output;
+  EXPECT_GT(Number(result, "log_syncs"), 0) << run.output;
+  const Struct& latency = Field(result, "latency_us").struct_value();
+  EXPECT_GT(Number(latency, "max"), 0) << run.output;
+  EXPECT_LE(Number(latency, "p50"), Number(latency, "max")) << run.output;
+  const Struct& cpu = Field(result, "cpu_us_per_transaction").struct_value();
+  for (const char* process : {"coordinator", "p1", "p2", "bench", "total"}) {
+    EXPECT_TRUE(cpu.fields().contains(process)) << process << run.output;
+  }
+  EXPECT_GT(Number(result, "echo_calls_per_second"), 0) << run.output;
+  EXPECT_TRUE(result.fields().contains("ratio_to_echo")) << run.output;
+  EXPECT_GT(Number(*report, "rocksdb_synced_writes_per_second"), 0)
+      << run.output;
+
+  EXPECT_THAT(LeftInTmp(), IsEmpty());
+  EXPECT_THAT(ProcessesUsingTmp(), IsEmpty());
+}
+
+TEST_F(BenchTest, SweepPrintsOneTableRowPerClientCount) {
+  const BenchRun run =
+      RunBench({"txn", "--local", "--sweep=1,3", "--no_ceilings",
+                "--duration=1s", "--warmup=0.2s"});
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  EXPECT_THAT(run.output, HasSubstr("| clients | committed/s |"));
+  EXPECT_THAT(run.output, HasSubstr("\n| 1 | "));
+  EXPECT_THAT(run.output, HasSubstr("\n| 3 | "));
+}
+
+TEST_F(BenchTest, InterruptStopsTheLocalClusterAndRemovesItsData) {
+  auto bench = StartBench({"txn", "--local", "--progress", "--duration=5m",
+                           "--clients=4", "--no_ceilings"});
+  ASSERT_THAT(bench, IsOk());
+  ASSERT_THAT((*bench)->WaitForLine("measure", kBenchTimeout), IsOk());
+  EXPECT_THAT(ProcessesUsingTmp(), Not(IsEmpty()));  // the cluster is up
+  (*bench)->Signal(SIGINT);
+  auto status = (*bench)->Wait(kBenchTimeout);
+  ASSERT_THAT(status, IsOk());
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 130)
+      << (*bench)->Output();
+  EXPECT_THAT(LeftInTmp(), IsEmpty());
+  EXPECT_THAT(ProcessesUsingTmp(), IsEmpty());
+}
+
+// Against a cluster it did not start, the bench finds the servers' processes
+// in /proc (by binary and listening port) to report their CPU time.
+TEST_F(BenchTest, RunningClusterServersAreFoundForCpuTime) {
+  LocalCluster cluster(TWOPC_BIN_DIR, dir_.path());
+  ASSERT_THAT(cluster.StartCoordinator(), IsOk());
+  for (const char* id : {"p1", "p2"}) {
+    ASSERT_THAT(cluster.StartParticipant(id), IsOk());
+  }
+  ASSERT_THAT(cluster.WaitForParticipants({"p1", "p2"}, absl::Seconds(30)),
+              IsOk());
+  std::vector<std::string> args = {
+      "txn", "--coordinator=" + cluster.coordinator_address(), "--json",
+      "--no_ceilings"};
+  args.insert(args.end(), kShortRun.begin(), kShortRun.end());
+  const BenchRun run = RunBench(args);
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  absl::StatusOr<Struct> report = ParseJsonReport(run.output);
+  ASSERT_THAT(report, IsOk());
+  const Struct& result =
+      Field(*report, "runs").list_value().values(0).struct_value();
+  EXPECT_GT(Number(result, "committed"), 0) << run.output;
+  const Struct& cpu = Field(result, "cpu_us_per_transaction").struct_value();
+  for (const char* process : {"coordinator", "p1", "p2"}) {
+    EXPECT_TRUE(cpu.fields().contains(process)) << process << run.output;
+  }
+}
+
+TEST(LatencyHistogramTest, PercentilesAreWithinOneBucketOfTheTruth) {
+  LatencyHistogram histogram;
+  EXPECT_EQ(histogram.Percentile(0.5), absl::ZeroDuration());
+  for (int us = 1; us <= 10'000; ++us) {
+    histogram.Record(absl::Microseconds(us));
+  }
+  EXPECT_EQ(histogram.count(), 10'000u);
+  EXPECT_EQ(histogram.Max(), absl::Microseconds(10'000));
+  // Value v us is the (v / 10,000)-quantile. Every percent, and p99.9.
+  std::vector<double> quantiles = {0.999};
+  for (int percent = 1; percent < 100; ++percent) {
+    quantiles.push_back(percent / 100.0);
+  }
+  for (const double quantile : quantiles) {
+    const double truth = quantile * 10'000;
+    const double got =
+        absl::ToDoubleMicroseconds(histogram.Percentile(quantile));
+    EXPECT_NEAR(got, truth, truth / 64) << quantile;
+  }
+  EXPECT_EQ(histogram.Percentile(1.0), histogram.Max());
+}
+
+TEST(LatencyHistogramTest, SmallValuesAreExactAndMergeAddsCounts) {
+  LatencyHistogram a, b;
+  a.Record(absl::Nanoseconds(3));
+  b.Record(absl::Nanoseconds(40));
+  b.Record(absl::Nanoseconds(-5));  // counts as zero
+  a.Merge(b);
+  EXPECT_EQ(a.count(), 3u);
+  EXPECT_EQ(a.Percentile(0.0), absl::ZeroDuration());
+  EXPECT_EQ(a.Percentile(0.5), absl::Nanoseconds(3));
+  EXPECT_EQ(a.Percentile(1.0), absl::Nanoseconds(40));
+}
+
+}  // namespace
+}  // namespace twopc
