@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/failpoint.h"
 #include "common/grpc_status.h"
 #include "common/transaction_id.h"
 #include "common/status_macros.h"
@@ -791,6 +792,7 @@ void TransactionManager::ApplyLocked(const std::string& transaction_id,
 void TransactionManager::OnPersisted(
     const std::string& transaction_id, const absl::Status& status,
     std::vector<v1::MessagePosition> positions) {
+  if (status.ok()) TWOPC_FAILPOINT("coordinator.after_decision_synced");
   absl::MutexLock lock(&mu_);
   Entry* entry = FindLiveLocked(transaction_id);
   if (entry == nullptr) return;
@@ -870,6 +872,9 @@ void TransactionManager::RememberRecentLocked(
 
 void TransactionManager::OnReply(const std::string& participant_id,
                                  const v1::BranchReply& reply) {
+  if (reply.result_case() == v1::BranchReply::kAck) {
+    TWOPC_FAILPOINT("coordinator.after_commit_ack");
+  }
   const absl::Time now = clock_->Now();
   absl::MutexLock lock(&mu_);
   const std::string& id = reply.transaction_id();

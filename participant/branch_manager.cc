@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/failpoint.h"
 #include "common/grpc_status.h"
 #include "common/status_macros.h"
 
@@ -282,6 +283,7 @@ void BranchManager::OnPreparedRecordSynced(const std::string& txid,
     Fail(txid, status);
     return;
   }
+  TWOPC_FAILPOINT("participant.after_prepare_synced");
   Actions actions;
   {
     absl::MutexLock lock(&mu_);
@@ -437,6 +439,7 @@ void BranchManager::OnOutcomeSynced(const std::string& txid,
 
 void BranchManager::OnApplied(const std::string& txid, BranchRecord record,
                               bool commit) {
+  if (commit) TWOPC_FAILPOINT("participant.after_commit_applied");
   if (!record.applied()) {
     // Note that it reached the resource. Need not wait for the sync: if
     // lost, the outcome is delivered again after a restart (idempotent).

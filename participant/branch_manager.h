@@ -57,6 +57,11 @@
 // branch is then answered as for an unknown one. The coordinator should
 // therefore always send a deadline with each prepare.
 //
+// Failure points (common/failpoint.h): participant.after_prepare_synced (the
+// PREPARED record is synced, the YES not yet sent) and
+// participant.after_commit_applied (a commit is applied to the resource, not
+// yet acknowledged).
+//
 // Thread-safety: all public methods may be called concurrently. Reply
 // callbacks run without any BranchManager lock held, on the calling thread
 // or on the store's/resource's callback thread; they must be quick.

@@ -10,11 +10,19 @@
 // durability order.
 //
 // Durability: `done(OK)` is called only after the batch containing the
-// record is synced to disk. After a failed write the writer is failed for
+// record is synced to disk. A submission without `done` asks for no
+// durability of its own: a round in which nobody waits is written without
+// an fsync, and becomes durable with the next synced round (the WAL is
+// ordered), or is lost in a crash before it. After a failed write the writer is failed for
 // good: that and every later submission get the same error, so nothing is
 // ever acknowledged that is not durable. (RocksDB also stops accepting writes
 // after such an error; the process must be restarted, and recovery reads
 // what did reach the disk.)
+//
+// Failure points (common/failpoint.h): storage.before_sync and
+// storage.after_sync around each round's synced write; storage.sync_error
+// and storage.disk_full make that write fail as a failed fsync or a full disk
+// would (nothing written, the writer failed for good).
 //
 // Thread-safety: Submit, Write and stats may be called from any thread.
 // `fill` and `done` run on the writer thread, without the writer's lock held;
@@ -52,7 +60,7 @@ class GroupCommitWriter {
   };
 
   struct Stats {
-    // Synced writes done (rounds), and records they carried.
+    // Synced writes done (rounds with a waiter), and records written.
     uint64_t syncs = 0;
     uint64_t records = 0;
     // Largest number of records in one sync.
@@ -94,6 +102,9 @@ class GroupCommitWriter {
   };
 
   void Run();
+  // One synced write of `batch` (or the failure a failure point injects in
+  // its place). Errors name the data directory.
+  absl::Status SyncedWrite(rocksdb::WriteBatch& batch);
 
   rocksdb::DB* const db_;
   const Options options_;

@@ -3,6 +3,7 @@
 #include <memory>
 
 #include "absl/strings/str_cat.h"
+#include "common/failpoint.h"
 #include "common/grpc_status.h"
 #include "common/status_macros.h"
 #include "storage/coding.h"
@@ -88,6 +89,7 @@ absl::Status PartitionLogs::AddTopic(const std::string& topic,
 int64_t PartitionLogs::Append(rocksdb::WriteBatch& batch,
                               const std::string& topic, int32_t partition,
                               const v1::QueueMessage& message) {
+  TWOPC_FAILPOINT("storage.queue_append");
   int64_t offset = 0;
   {
     absl::MutexLock lock(&mu_);

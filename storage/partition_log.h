@@ -71,6 +71,7 @@ class PartitionLogs {
 
   // Writer thread only. Puts `message` at the next offset of its partition
   // into `batch` and returns the offset. REQUIRES: the partition was added.
+  // Failure point: storage.queue_append.
   int64_t Append(rocksdb::WriteBatch& batch, const std::string& topic,
                  int32_t partition, const v1::QueueMessage& message)
       ABSL_LOCKS_EXCLUDED(mu_);

@@ -3,7 +3,13 @@
 //
 // Every data directory records its format version and its role (the binary
 // that owns it). Opening a directory written by another role or format fails
-// instead of serving it, as does a directory RocksDB finds corrupt.
+// instead of serving it, as does a damaged directory: a corrupt or missing
+// MANIFEST/CURRENT/table file, a table whose checksums do not match (every
+// table is read once at open to verify them), a write-ahead log damaged
+// anywhere but in its last record (a record torn by a crash was never
+// acknowledged, since every write that matters is synced; losing it is
+// expected), or a database that lost its format record or one of its column
+// families.
 //
 // Thread-safety: all methods may be called concurrently.
 #ifndef TWOPC_STORAGE_STORE_H_
@@ -12,18 +18,19 @@
 #include <cstdint>
 #include <memory>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/types/optional.h"
 #include "rocksdb/db.h"
 
 namespace twopc::storage {
 
 // Converts a RocksDB status; `context` prefixes the message.
-absl::Status FromRocksDb(const rocksdb::Status& status, absl::string_view context);
+absl::Status FromRocksDb(const rocksdb::Status& status,
+                         absl::string_view context);
 
 class Store {
  public:
@@ -34,9 +41,12 @@ class Store {
     std::vector<std::string> column_families;
   };
 
-  // Opens (creating when missing) the store in `dir`.
+  // Opens the store in `dir`, creating it when `dir` is missing or holds no
+  // database yet. Reads every table file (start-up time grows with the
+  // data).
   // OK; FAILED_PRECONDITION: `dir` belongs to another role or format;
-  // DATA_LOSS: RocksDB found the directory corrupt; other codes: I/O errors.
+  // DATA_LOSS: the directory is damaged (the one-line message names it and
+  // says what to do); other codes: I/O errors.
   static absl::StatusOr<std::unique_ptr<Store>> Open(const std::string& dir,
                                                      const Options& options);
 
@@ -63,6 +73,16 @@ class Store {
  private:
   Store(std::string dir, std::unique_ptr<rocksdb::DB> db,
         std::vector<rocksdb::ColumnFamilyHandle*> handles);
+
+  // Writes the format, role and column-family records of a store that
+  // holds no data yet.
+  absl::Status Initialize(const std::string& role,
+                          const std::vector<std::string>& families);
+  // Checks those records of a store that holds data: `families` are the
+  // column families open now, `on_disk` those that existed before.
+  absl::Status CheckMetadata(const std::string& role,
+                             const std::vector<std::string>& families,
+                             const std::vector<std::string>& on_disk);
 
   std::string dir_;
   std::unique_ptr<rocksdb::DB> db_;

@@ -47,6 +47,24 @@ TEST_F(GroupCommitWriterTest, WriteIsVisibleWhenItReturns) {
   EXPECT_EQ(writer.stats().records, 1u);
 }
 
+TEST_F(GroupCommitWriterTest, RoundsNobodyWaitsForAreWrittenWithoutASync) {
+  GroupCommitWriter writer(store_->db());
+  // Submissions without a callback: written in order, but no fsync.
+  for (int i = 0; i < 3; ++i) {
+    writer.Submit(
+        [i](rocksdb::WriteBatch& b) { b.Put(absl::StrCat("k", i), "v"); },
+        nullptr);
+  }
+  // Write's round comes after them (rounds are in submission order), so it
+  // is the first and only sync, and it makes all four durable.
+  ASSERT_THAT(writer.Write([](rocksdb::WriteBatch& b) { b.Put("k3", "v"); }),
+              IsOk());
+  EXPECT_EQ(writer.stats().syncs, 1u);
+  EXPECT_EQ(writer.stats().records, 4u);
+  EXPECT_EQ(writer.stats().awaited_records, 1u);
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(Get(absl::StrCat("k", i)), "v");
+}
+
 TEST_F(GroupCommitWriterTest, ConcurrentWritersShareSyncsAndFillRunsInOrder) {
   GroupCommitWriter writer(store_->db());
   constexpr int kThreads = 8;
