@@ -226,6 +226,11 @@ bool ParseAge(const std::string& flag, const std::string& text,
   return true;
 }
 
+// After a table: how to get the next page, when there is one.
+void PrintNextPage(const std::string& token) {
+  if (!token.empty()) std::printf("more: add --page-token %s\n", token.c_str());
+}
+
 std::string Branches(const v1::Transaction& t) {
   std::vector<std::string> branches;
   for (const v1::BranchStatus& b : t.branches()) {
@@ -283,10 +288,7 @@ int RunList(const GlobalFlags& flags, const TxnCommands::List& list) {
                     Branches(t)});
   }
   PrintTable(rows);
-  if (!response.next_page_token().empty()) {
-    std::printf("more: add --page-token %s\n",
-                response.next_page_token().c_str());
-  }
+  PrintNextPage(response.next_page_token());
   return kExitOk;
 }
 
@@ -457,10 +459,7 @@ int RunAudit(const GlobalFlags& flags, uint32_t limit,
                     r.reason().empty() ? "-" : r.reason(), r.result()});
   }
   PrintTable(rows);
-  if (!response.next_page_token().empty()) {
-    std::printf("more: add --page-token %s\n",
-                response.next_page_token().c_str());
-  }
+  PrintNextPage(response.next_page_token());
   return kExitOk;
 }
 
