@@ -40,7 +40,7 @@ test-asan:
 # each prints its figures. Override the sizes with the variables below.
 SIM_SEEDS ?= 200000
 CHAOS_SECONDS ?= 600
-FUZZ_SECONDS ?= 300
+FUZZ_SECONDS ?= 60
 chaos: build
 	TWOPC_SIM_SEEDS=$(SIM_SEEDS) $(BUILD)/tests/simulation/simulation_test \
 	  --gtest_filter=Simulation.RandomSchedules

@@ -13,9 +13,20 @@ namespace {
 
 using google::protobuf::util::TimeUtil;
 
+// The longest max_age accepted: 100 years (protobuf's Duration allows
+// ~10,000, which overflows microseconds and fails its own checks).
+constexpr int64_t kMaxRetentionSeconds = int64_t{100} * 366 * 24 * 3600;
+
 absl::StatusOr<std::pair<int64_t, int64_t>> ValidateRetention(
     const v1::Retention& retention) {
-  const int64_t age_us = TimeUtil::DurationToMicroseconds(retention.max_age());
+  const google::protobuf::Duration& age = retention.max_age();
+  if (age.seconds() < 0 || age.seconds() > kMaxRetentionSeconds ||
+      age.nanos() < 0 || age.nanos() > 999'999'999) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "retention max_age must be between 0 (unlimited) and ",
+        kMaxRetentionSeconds, " seconds (100 years)"));
+  }
+  const int64_t age_us = TimeUtil::DurationToMicroseconds(age);
   if (age_us < 0 || retention.max_bytes() < 0) {
     return absl::InvalidArgumentError(
         "retention max_age and max_bytes must be >= 0 (0 = unlimited)");

@@ -87,7 +87,7 @@ struct Limit {
   absl::StatusCode refusal = absl::StatusCode::kInvalidArgument;
   // The refusal's message names the limit with this.
   std::string named;
-  // A known bug (see DISABLED_KnownDefects): excluded from the main test.
+  // An open defect (run by DISABLED_KnownDefects), kept out of the main test.
   bool known_defect = false;
 };
 

@@ -14,8 +14,8 @@
 // waits (a hang), a response that does not parse, or an error this side
 // could not even read.
 //
-// Known defects (tests/fuzz/README.md) are findings too, but are reported
-// as such rather than failing the bounded default run, unless
+// Known defects (README.md here, found_defects_test.cc) are findings too, but
+// are reported as such rather than failing the bounded default run, unless
 // TWOPC_FUZZ_STRICT=1. Each is matched narrowly, so anything else still
 // fails.
 #ifndef TWOPC_TESTS_FUZZ_ORACLE_H_
@@ -37,11 +37,12 @@ enum class KnownDefect {
   // INTERNAL (documented as ambiguous) for synchronous handlers,
   // UNIMPLEMENTED for callback handlers (Execute, Commit).
   kUnparseableRequestNotInvalidArgument,
-  // An error message echoes a large request field; the status no longer
+  // An error message quotes a large request field; the status no longer
   // fits the client's 8 KiB metadata limit, so the client gets
   // RESOURCE_EXHAUSTED "received ... metadata size exceeds limit" instead
   // of the error, and with very large fields the connection stays broken
-  // for the calls that follow.
+  // for the calls that follow. (Coordinator statuses are capped since
+  // commit 609d42d; the sidecar's Link refusal is not.)
   kErrorMessageTooLargeToDeliver,
 };
 
