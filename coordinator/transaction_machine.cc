@@ -133,11 +133,17 @@ absl::Status TransactionMachine::Abort(const std::string& reason,
 Actions TransactionMachine::OnVote(const std::string& participant_id,
                                    v1::Vote vote, const std::string& reason,
                                    absl::Time now) {
-  BranchRecord* branch = FindBranch(participant_id);
-  if (branch == nullptr || branch->vote() != v1::VOTE_UNSPECIFIED ||
-      vote == v1::VOTE_UNSPECIFIED) {
-    return {};
+  if (vote != v1::VOTE_YES && vote != v1::VOTE_NO &&
+      vote != v1::VOTE_READ_ONLY) {
+    // Not a vote the protocol knows: the participant is broken. Treated as
+    // a failed delivery (phase 1 aborts, naming it).
+    return OnDeliveryError(participant_id,
+                           absl::StrCat("answered with an invalid vote (",
+                                        static_cast<int>(vote), ")"),
+                           now);
   }
+  BranchRecord* branch = FindBranch(participant_id);
+  if (branch == nullptr || branch->vote() != v1::VOTE_UNSPECIFIED) return {};
   branch->set_vote(vote);
   branch->set_vote_reason(reason);
   branch->set_vote_time_us(Micros(now));

@@ -139,7 +139,8 @@ class TransactionMachine {
 
   // A participant's vote on its prepare. Duplicates and votes for unknown
   // participants are ignored; a late YES after an abort is answered with
-  // SendAbort.
+  // SendAbort; a value other than YES, NO or READ_ONLY is handled as
+  // OnDeliveryError.
   Actions OnVote(const std::string& participant_id, v1::Vote vote,
                  const std::string& reason, absl::Time now);
 

@@ -208,11 +208,10 @@ TEST_F(FoundDefectsTest, OutOfRangeRetentionIsRefused) {
   EXPECT_THAT(ListTopics(&topics), IsOk());
 }
 
-// A vote outside the Vote enum is recorded as a vote: the transaction then
-// waits for its deadline and aborts with "no vote from " and an empty list,
-// which names no one. It should be refused as a protocol error at once,
-// naming the participant.
-TEST_F(FoundDefectsTest, DISABLED_UnknownVoteAbortsNamingTheParticipant) {
+// Fixed: a vote outside the Vote enum was recorded as a vote; the
+// transaction then waited for its deadline and aborted naming no one. Now
+// it is a protocol error that aborts at once, naming the participant.
+TEST_F(FoundDefectsTest, UnknownVoteAbortsNamingTheParticipant) {
   Start(WorldOptions());
   absl::StatusOr<std::unique_ptr<ScriptedParticipant>> liar =
       ScriptedParticipant::Start();
