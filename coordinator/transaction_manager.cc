@@ -1300,9 +1300,8 @@ absl::StatusOr<v1::ListTransactionsResponse> TransactionManager::List(
   const auto before = request.page_token().empty()
                           ? std::make_pair(~uint64_t{0}, ~uint64_t{0})
                           : CreationOrder(request.page_token());
-  // Live and recently finished transactions are newer than their log
-  // records (and ACTIVE ones have none): snapshot them, then merge them
-  // into the log scan.
+  // Live transactions are newer than their log records (and ACTIVE ones
+  // have none): snapshot them, then merge them into the log scan.
   std::map<std::pair<uint64_t, uint64_t>, internal::TransactionRecord,
            std::greater<>>
       live;
@@ -1312,10 +1311,6 @@ absl::StatusOr<v1::ListTransactionsResponse> TransactionManager::List(
       if (CreationOrder(id) < before) {
         live.emplace(CreationOrder(id), VisibleRecord(entry->machine));
       }
-    }
-    // Recently finished: their final record may not be in the log yet.
-    for (const auto& [id, record] : recent_) {
-      if (CreationOrder(id) < before) live.emplace(CreationOrder(id), record);
     }
   }
   const absl::Time now = clock_->Now();
@@ -1342,6 +1337,13 @@ absl::StatusOr<v1::ListTransactionsResponse> TransactionManager::List(
             return false;
           }
           if (same) return true;  // the live copy replaces the logged one
+        }
+        if (!IsFinal(record.state())) {
+          // Finished since the snapshot, or so recently that its final
+          // (unforced) record is not in the log yet: the cache has it.
+          absl::MutexLock lock(&mu_);
+          auto it = recent_.find(record.transaction_id());
+          if (it != recent_.end()) record = it->second;
         }
         if (++scanned > kMaxScannedPerList || !emit(record)) {
           more = true;
