@@ -1417,44 +1417,75 @@ std::map<std::string, uint32_t> TransactionManager::UnfinishedByParticipant()
   return result;
 }
 
+absl::Status TransactionManager::CheckOperatorActionLocked(
+    const std::string& transaction_id,
+    const std::function<absl::Status(const TransactionMachine&)>& check,
+    absl::Status* allowed) {
+  RETURN_IF_ERROR(CheckRunningLocked());
+  if (Entry* entry = FindLiveLocked(transaction_id)) {
+    *allowed = check(entry->machine);
+    return absl::OkStatus();
+  }
+  ASSIGN_OR_RETURN(internal::TransactionRecord record,
+                   LookupLocked(RefById(transaction_id)));
+  *allowed =
+      check(TransactionMachine::FromLog(std::move(record), options_.retry, 0));
+  return absl::OkStatus();
+}
+
+absl::Status TransactionManager::WriteAudit(const OperatorRequest& request,
+                                            const std::string& action,
+                                            absl::string_view result) {
+  v1::AuditRecord audit;
+  *audit.mutable_time() = Timestamp(absl::ToUnixMicros(clock_->Now()));
+  audit.set_operator_(request.operator_name.empty() ? "unknown"
+                                                    : request.operator_name);
+  audit.set_action(action);
+  audit.set_target(request.transaction_id);
+  audit.set_reason(request.reason);
+  audit.set_result(std::string(result));
+  if (absl::Status written = audit_->Append(audit); !written.ok()) {
+    return absl::UnavailableError(absl::StrCat(
+        "nothing was done: the audit log could not be written: ",
+        written.message()));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<v1::TransactionDetail> TransactionManager::RunOperatorAction(
     const OperatorRequest& request, const std::string& action,
     const std::function<absl::Status(const TransactionMachine&)>& check,
     const std::function<Actions(TransactionMachine&)>& act) {
-  v1::TransactionRef ref = RefById(request.transaction_id);
+  const std::string& id = request.transaction_id;
+  absl::Status allowed;
   {
     absl::MutexLock lock(&mu_);
-    RETURN_IF_ERROR(CheckRunningLocked());
-    Entry* entry = FindLiveLocked(request.transaction_id);
-    absl::Status allowed;
-    if (entry != nullptr) {
-      allowed = check(entry->machine);
-    } else {
-      ASSIGN_OR_RETURN(internal::TransactionRecord record, LookupLocked(ref));
-      allowed = check(TransactionMachine::FromLog(std::move(record),
-                                                  options_.retry, 0));
-    }
-    // Written under the lock, so the state checked is the state acted on.
-    v1::AuditRecord audit;
-    *audit.mutable_time() = Timestamp(absl::ToUnixMicros(clock_->Now()));
-    audit.set_operator_(request.operator_name.empty() ? "unknown"
-                                                      : request.operator_name);
-    audit.set_action(action);
-    audit.set_target(request.transaction_id);
-    audit.set_reason(request.reason);
-    audit.set_result(allowed.ok() ? "applied"
-                                  : std::string(allowed.message()));
-    if (absl::Status written = audit_->Append(audit); !written.ok()) {
-      return absl::UnavailableError(absl::StrCat(
-          "nothing was done: the audit log could not be written: ",
-          written.message()));
-    }
-    RETURN_IF_ERROR(allowed);
-    if (entry != nullptr) {
-      ApplyLocked(request.transaction_id, act(entry->machine));
+    RETURN_IF_ERROR(CheckOperatorActionLocked(id, check, &allowed));
+  }
+  // The audit record is durable before anything happens. It is a synced
+  // write, so it is made without the manager's lock, and the state is
+  // checked again before acting.
+  RETURN_IF_ERROR(WriteAudit(request, action,
+                             allowed.ok() ? "applied" : allowed.message()));
+  RETURN_IF_ERROR(allowed);
+  absl::Status still_allowed;
+  {
+    absl::MutexLock lock(&mu_);
+    RETURN_IF_ERROR(CheckOperatorActionLocked(id, check, &still_allowed));
+    Entry* entry = FindLiveLocked(id);
+    if (still_allowed.ok() && entry != nullptr) {
+      ApplyLocked(id, act(entry->machine));
     }
   }
-  return Describe(ref);
+  if (!still_allowed.ok()) {
+    // The transaction moved on between the check and the action: say so in
+    // the audit log too.
+    WriteAudit(request, action,
+               absl::StrCat("not applied after all: ", still_allowed.message()))
+        .IgnoreError();
+    return still_allowed;
+  }
+  return Describe(RefById(id));
 }
 
 absl::StatusOr<v1::TransactionDetail> TransactionManager::Retry(

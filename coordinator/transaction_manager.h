@@ -216,10 +216,20 @@ class TransactionManager {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // UNAVAILABLE once Stop() was called.
   absl::Status CheckRunningLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Runs an audited operator action: `check` says whether it is allowed
-  // (given the live machine, or one rebuilt from the log for a finished
-  // transaction), the audit record is written, and `act` runs on the live
-  // machine when allowed.
+  // Sets *allowed to `check` of the transaction's machine (the live one, or
+  // one rebuilt from the log for a finished transaction). NOT_FOUND and
+  // other lookup errors are returned instead.
+  absl::Status CheckOperatorActionLocked(
+      const std::string& transaction_id,
+      const std::function<absl::Status(const TransactionMachine&)>& check,
+      absl::Status* allowed) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Appends an audit record (synced); UNAVAILABLE when it cannot.
+  absl::Status WriteAudit(const OperatorRequest& request,
+                          const std::string& action, absl::string_view result)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // Runs an audited operator action: `check` says whether it is allowed, the
+  // audit record is written (without the manager's lock), and `act` runs on
+  // the live machine if the check still passes then.
   absl::StatusOr<v1::TransactionDetail> RunOperatorAction(
       const OperatorRequest& request, const std::string& action,
       const std::function<absl::Status(const TransactionMachine&)>& check,
