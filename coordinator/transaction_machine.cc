@@ -307,10 +307,6 @@ Actions TransactionMachine::OnTimer(absl::Time now) {
 
 absl::Status TransactionMachine::CheckForce(v1::Outcome outcome) const {
   const std::string& id = record_.transaction_id();
-  if (outcome != v1::OUTCOME_COMMITTED && outcome != v1::OUTCOME_ABORTED) {
-    return absl::InvalidArgumentError(
-        "the forced outcome must be COMMITTED or ABORTED");
-  }
   if (commit_logging_) {
     return absl::UnavailableError(absl::StrCat(
         "transaction ", id,

@@ -174,7 +174,8 @@ class TransactionMachine {
   // transaction always has a branch that has not voted YES, so it can never
   // be forced to commit. FAILED_PRECONDITION: decided the other way, or
   // commit with a branch not prepared; UNAVAILABLE: the COMMIT record is
-  // being written right now; INVALID_ARGUMENT: not COMMITTED or ABORTED.
+  // being written right now. REQUIRES: `outcome` is COMMITTED or ABORTED
+  // (the caller validates it).
   absl::Status CheckForce(v1::Outcome outcome) const;
   Actions Force(v1::Outcome outcome, const std::string& reason,
                 absl::Time now);

@@ -427,13 +427,8 @@ absl::Status TransactionManager::AddBranch(const v1::AddBranchRequest& request) 
         "transaction ", request.transaction_id(), " already has a branch for ",
         participant, ": put all of a participant's work into one branch"));
   }
-  size_t total_bytes = request.branch().ByteSizeLong();
-  for (const auto& [id, work] : entry->work) total_bytes += work.ByteSizeLong();
-  if (total_bytes > options_.limits.max_transaction_bytes) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "transaction ", request.transaction_id(), " would be ", total_bytes,
-        " bytes; the limit is ", options_.limits.max_transaction_bytes));
-  }
+  const size_t branch_bytes = request.branch().ByteSizeLong();
+  RETURN_IF_ERROR(CheckTransactionBytes(*entry, branch_bytes));
   if (record.branches_size() >= options_.limits.max_branches) {
     return absl::InvalidArgumentError(absl::StrCat(
         "transaction ", request.transaction_id(), " already has ",
@@ -442,8 +437,18 @@ absl::Status TransactionManager::AddBranch(const v1::AddBranchRequest& request) 
   }
   entry->machine.AddBranch(participant);
   entry->work[participant] = request.branch();
+  entry->bytes += branch_bytes;
   ++change_count_;
   return absl::OkStatus();
+}
+
+absl::Status TransactionManager::CheckTransactionBytes(const Entry& entry,
+                                                      size_t more) const {
+  const size_t total = entry.bytes + more;
+  if (total <= options_.limits.max_transaction_bytes) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      "transaction ", entry.machine.record().transaction_id(), " would be ",
+      total, " bytes; the limit is ", options_.limits.max_transaction_bytes));
 }
 
 absl::Status TransactionManager::ValidateMessages(
@@ -474,7 +479,6 @@ absl::Status TransactionManager::AddMessageLocked(Entry& entry,
 
 absl::StatusOr<uint32_t> TransactionManager::AddMessages(
     const v1::AddMessagesRequest& request) {
-  RETURN_IF_ERROR(ValidateMessages(request.messages(), 0));
   absl::MutexLock lock(&mu_);
   ASSIGN_OR_RETURN(Entry * entry,
                    FindActiveLocked(request.transaction_id(), "messages"));
@@ -507,10 +511,17 @@ absl::StatusOr<uint32_t> TransactionManager::AddMessages(
             " messages; send first_index ", have)),
         info);
   }
+  size_t message_bytes = 0;
+  for (const v1::Message& message : request.messages()) {
+    message_bytes += message.ByteSizeLong();
+  }
+  RETURN_IF_ERROR(CheckTransactionBytes(*entry, message_bytes));
+  // Last: with auto-creation on, routing creates unknown topics.
   RETURN_IF_ERROR(ValidateMessages(request.messages(), have));
   for (const v1::Message& message : request.messages()) {
     RETURN_IF_ERROR(AddMessageLocked(*entry, message));
   }
+  entry->bytes += message_bytes;
   ++change_count_;
   return static_cast<uint32_t>(entry->machine.record().messages_size());
 }
@@ -1458,18 +1469,21 @@ absl::StatusOr<v1::TransactionDetail> TransactionManager::RunOperatorAction(
     const std::function<Actions(TransactionMachine&)>& act) {
   const std::string& id = request.transaction_id;
   absl::Status allowed;
+  bool live = false;
   {
     absl::MutexLock lock(&mu_);
     RETURN_IF_ERROR(CheckOperatorActionLocked(id, check, &allowed));
+    live = FindLiveLocked(id) != nullptr;
   }
   // The audit record is durable before anything happens. It is a synced
-  // write, so it is made without the manager's lock, and the state is
-  // checked again before acting.
+  // write, so it is made without the manager's lock, and a live
+  // transaction's state is checked again before acting (a finished one
+  // cannot change, and there is nothing to act on).
   RETURN_IF_ERROR(WriteAudit(request, action,
                              allowed.ok() ? "applied" : allowed.message()));
   RETURN_IF_ERROR(allowed);
   absl::Status still_allowed;
-  {
+  if (live) {
     absl::MutexLock lock(&mu_);
     RETURN_IF_ERROR(CheckOperatorActionLocked(id, check, &still_allowed));
     Entry* entry = FindLiveLocked(id);

@@ -166,6 +166,9 @@ class TransactionManager {
     std::vector<Done> on_decided;
     std::vector<Done> on_finished;
     absl::Time wake_at = absl::InfiniteFuture();
+    // Bytes of the branches and messages added to an interactive
+    // transaction so far (for max_transaction_bytes).
+    size_t bytes = 0;
   };
 
   // Creates a live transaction (ACTIVE). REQUIRES: validated input.
@@ -199,7 +202,11 @@ class TransactionManager {
                    const absl::Status& status,
                    std::vector<v1::MessagePosition> positions)
       ABSL_LOCKS_EXCLUDED(mu_);
-  // Checks `messages` (limits, topics, partitions) without side effects.
+  // INVALID_ARGUMENT when adding `more` bytes to `entry` would pass
+  // max_transaction_bytes.
+  absl::Status CheckTransactionBytes(const Entry& entry, size_t more) const;
+  // Checks `messages` (limits, topics, partitions). With auto-creation on,
+  // routing creates unknown topics: call it after every other check.
   absl::Status ValidateMessages(
       const google::protobuf::RepeatedPtrField<v1::Message>& messages,
       int already_added);

@@ -365,6 +365,32 @@ TEST_F(CoordinatorQueueTest, CommittedMessagesAppearOnceInCommitOrder) {
   EXPECT_EQ(Values(1), (std::vector<std::string>{"t1@1"}));
 }
 
+TEST_F(CoordinatorQueueTest, AddedMessagesCountTowardsTheTransactionByteLimit) {
+  grpc::ClientContext begin_context;
+  v1::BeginRequest begin;
+  v1::BeginResponse begun;
+  ASSERT_TRUE(transactions_->Begin(&begin_context, begin, &begun).ok());
+  // 900 KB a call: each call is within every per-message limit, the fifth
+  // passes the 4 MiB the whole transaction may hold.
+  grpc::Status status;
+  int accepted = 0;
+  for (; accepted < 10; ++accepted) {
+    grpc::ClientContext context;
+    v1::AddMessagesRequest add;
+    add.set_transaction_id(begun.transaction_id());
+    add.set_first_index(accepted);
+    v1::Message* m = add.add_messages();
+    m->set_topic("orders");
+    m->set_value(std::string(900'000, 'x'));
+    v1::AddMessagesResponse response;
+    status = transactions_->AddMessages(&context, add, &response);
+    if (!status.ok()) break;
+  }
+  EXPECT_EQ(accepted, 4);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("the limit is 4194304"));
+}
+
 TEST_F(CoordinatorQueueTest, UnknownTopicsAndPartitionsAreRefusedUpFront) {
   v1::ExecuteRequest unknown = TwoBranches();
   unknown.add_messages()->set_topic("nope");
