@@ -66,6 +66,9 @@ class BranchStore {
   // Queues `batch`; `done` is called exactly once: OK after the batch is
   // synced, or the error that kept it from being synced (outcome unknown;
   // the store is then failed for good and the process should restart).
+  // Without `done` the batch asks for no sync of its own: it becomes durable
+  // with the next batch someone waits for (or is lost in a crash before
+  // it), and a failure to write it shows as that batch's error.
   virtual void Write(StoreBatch batch, Done done) = 0;
 
   // Notes a new highest coordinator epoch, synchronously (call it before

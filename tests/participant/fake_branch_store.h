@@ -40,7 +40,7 @@ class FakeBranchStore : public BranchStore {
       }
     }
     if (!failed.ok()) {
-      done(failed);
+      if (done) done(failed);
       return;
     }
     if (sync_now) Sync();
@@ -101,7 +101,9 @@ class FakeBranchStore : public BranchStore {
         ++syncs_;
       }
     }
-    for (Pending& p : round) p.done(status);
+    for (Pending& p : round) {
+      if (p.done) p.done(status);
+    }
     return static_cast<int>(round.size());
   }
 

@@ -23,8 +23,8 @@ class AcknowledgeBeforeSyncStore : public BranchStore {
   explicit AcknowledgeBeforeSyncStore(BranchStore* store) : store_(store) {}
 
   void Write(StoreBatch batch, Done done) override {
-    store_->Write(std::move(batch), [](const absl::Status&) {});
-    done(absl::OkStatus());
+    store_->Write(std::move(batch), nullptr);
+    if (done) done(absl::OkStatus());
   }
   void NoteEpoch(uint64_t epoch) override { store_->NoteEpoch(epoch); }
   absl::StatusOr<participant::RecoveredState> Recover() override {
