@@ -1,10 +1,8 @@
 #include "tests/faults/waits.h"
 
-#include <sys/wait.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "common/status_macros.h"
 
 namespace twopc::testing {
 namespace {
@@ -24,19 +22,6 @@ absl::Status PollUntil(const std::function<bool()>& done,
     absl::SleepFor(kPollInterval);
   }
   return absl::OkStatus();
-}
-
-absl::StatusOr<int> WaitForChildExit(absl::Duration timeout) {
-  siginfo_t info = {};
-  RETURN_IF_ERROR(PollUntil(
-      [&] {
-        // WNOWAIT: look at the exited child without reaping it.
-        info.si_pid = 0;
-        return waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
-               info.si_pid != 0;
-      },
-      timeout, "a child process exiting"));
-  return info.si_code == CLD_EXITED ? info.si_status : 128 + info.si_status;
 }
 
 }  // namespace twopc::testing

@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/status_macros.h"
 
 namespace twopc::testing {
 namespace {
@@ -99,6 +100,16 @@ absl::Status LocalCluster::Stop(const std::string& name) {
                                             node.process->Output()));
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<int> LocalCluster::WaitForExit(const std::string& name,
+                                              absl::Duration timeout) {
+  auto it = nodes_.find(name);
+  if (it == nodes_.end() || it->second.process == nullptr) {
+    return absl::NotFoundError(absl::StrCat(name, " was never started"));
+  }
+  ASSIGN_OR_RETURN(int status, it->second.process->Wait(timeout));
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
 void LocalCluster::Freeze(const std::string& name) {

@@ -47,6 +47,11 @@ class LocalCluster {
   void Kill(const std::string& name);
   // SIGTERM, and wait for a clean exit (error if it is not clean).
   absl::Status Stop(const std::string& name);
+  // Waits until `name` exits on its own; returns its exit code (128 + the
+  // signal number when a signal ended it). DEADLINE_EXCEEDED after
+  // `timeout`; NOT_FOUND for a process never started.
+  absl::StatusOr<int> WaitForExit(const std::string& name,
+                                  absl::Duration timeout);
   // SIGSTOP / SIGCONT.
   void Freeze(const std::string& name);
   void Thaw(const std::string& name);
