@@ -5,10 +5,12 @@
 
 #include <cstddef>
 #include <optional>
+#include <utility>
 
 #include <grpcpp/support/status.h>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "twopc/v1/common.pb.h"
 
 namespace twopc {
@@ -31,6 +33,15 @@ inline constexpr size_t kMaxStatusMessageBytes = 1024;
 // attached ErrorInfo travels in the error details as a twopc.v1.RpcStatus
 // unless it is larger than that (then it is dropped).
 grpc::Status ToGrpcStatus(const absl::Status& status);
+
+// For unary handlers: moves an OK result into `*response`, or converts the
+// error with ToGrpcStatus.
+template <typename Response>
+grpc::Status ReplyWith(absl::StatusOr<Response> result, Response* response) {
+  if (!result.ok()) return ToGrpcStatus(result.status());
+  *response = std::move(*result);
+  return grpc::Status::OK;
+}
 
 // gRPC -> absl: the inverse of ToGrpcStatus (ErrorInfo restored when present).
 absl::Status FromGrpcStatus(const grpc::Status& status);

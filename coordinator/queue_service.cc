@@ -112,27 +112,16 @@ grpc::Status QueueServiceImpl::Subscribe(
   return grpc::Status::CANCELLED;
 }
 
-namespace {
-
-template <typename Response>
-grpc::Status Reply(absl::StatusOr<Response> result, Response* response) {
-  if (!result.ok()) return ToGrpcStatus(result.status());
-  *response = std::move(*result);
-  return grpc::Status::OK;
-}
-
-}  // namespace
-
 grpc::Status QueueServiceImpl::JoinGroup(grpc::ServerContext*,
                                          const v1::JoinGroupRequest* request,
                                          v1::JoinGroupResponse* response) {
-  return Reply(groups_->Join(*request), response);
+  return ReplyWith(groups_->Join(*request), response);
 }
 
 grpc::Status QueueServiceImpl::GroupHeartbeat(
     grpc::ServerContext*, const v1::GroupHeartbeatRequest* request,
     v1::GroupHeartbeatResponse* response) {
-  return Reply(groups_->Heartbeat(*request), response);
+  return ReplyWith(groups_->Heartbeat(*request), response);
 }
 
 grpc::Status QueueServiceImpl::LeaveGroup(grpc::ServerContext*,
@@ -151,7 +140,7 @@ grpc::Status QueueServiceImpl::CommitOffsets(
 grpc::Status QueueServiceImpl::FetchOffsets(
     grpc::ServerContext*, const v1::FetchOffsetsRequest* request,
     v1::FetchOffsetsResponse* response) {
-  return Reply(groups_->FetchOffsets(*request), response);
+  return ReplyWith(groups_->FetchOffsets(*request), response);
 }
 
 }  // namespace twopc::coordinator

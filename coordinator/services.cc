@@ -194,28 +194,16 @@ grpc::Status CoordinatorServiceImpl::QueryOutcomes(
   return grpc::Status::OK;
 }
 
-namespace {
-
-// Copies a StatusOr into a response.
-template <typename T>
-grpc::Status Reply(absl::StatusOr<T> result, T* response) {
-  if (!result.ok()) return ToGrpcStatus(result.status());
-  *response = std::move(*result);
-  return grpc::Status::OK;
-}
-
-}  // namespace
-
 grpc::Status AdminServiceImpl::DescribeTransaction(
     grpc::ServerContext*, const v1::DescribeTransactionRequest* request,
     v1::TransactionDetail* response) {
-  return Reply(manager_->Describe(request->ref()), response);
+  return ReplyWith(manager_->Describe(request->ref()), response);
 }
 
 grpc::Status AdminServiceImpl::ListTransactions(
     grpc::ServerContext*, const v1::ListTransactionsRequest* request,
     v1::ListTransactionsResponse* response) {
-  return Reply(manager_->List(*request), response);
+  return ReplyWith(manager_->List(*request), response);
 }
 
 grpc::Status AdminServiceImpl::ListStuckTransactions(
@@ -239,7 +227,7 @@ grpc::Status AdminServiceImpl::ListStuckTransactions(
 grpc::Status AdminServiceImpl::RetryTransaction(
     grpc::ServerContext*, const v1::RetryTransactionRequest* request,
     v1::TransactionDetail* response) {
-  return Reply(manager_->Retry({.transaction_id = request->transaction_id(),
+  return ReplyWith(manager_->Retry({.transaction_id = request->transaction_id(),
                                 .reason = "",
                                 .operator_name = ""}),
                response);
@@ -248,7 +236,7 @@ grpc::Status AdminServiceImpl::RetryTransaction(
 grpc::Status AdminServiceImpl::ParkTransaction(
     grpc::ServerContext*, const v1::ParkTransactionRequest* request,
     v1::TransactionDetail* response) {
-  return Reply(manager_->Park({.transaction_id = request->transaction_id(),
+  return ReplyWith(manager_->Park({.transaction_id = request->transaction_id(),
                                .reason = request->reason(),
                                .operator_name = request->operator_()},
                               /*parked=*/true),
@@ -258,7 +246,7 @@ grpc::Status AdminServiceImpl::ParkTransaction(
 grpc::Status AdminServiceImpl::UnparkTransaction(
     grpc::ServerContext*, const v1::UnparkTransactionRequest* request,
     v1::TransactionDetail* response) {
-  return Reply(manager_->Park({.transaction_id = request->transaction_id(),
+  return ReplyWith(manager_->Park({.transaction_id = request->transaction_id(),
                                .reason = request->reason(),
                                .operator_name = request->operator_()},
                               /*parked=*/false),
@@ -268,7 +256,7 @@ grpc::Status AdminServiceImpl::UnparkTransaction(
 grpc::Status AdminServiceImpl::ForceTransaction(
     grpc::ServerContext*, const v1::ForceTransactionRequest* request,
     v1::TransactionDetail* response) {
-  return Reply(manager_->Force({.transaction_id = request->transaction_id(),
+  return ReplyWith(manager_->Force({.transaction_id = request->transaction_id(),
                                 .reason = request->reason(),
                                 .operator_name = request->operator_()},
                                request->outcome()),
@@ -278,7 +266,7 @@ grpc::Status AdminServiceImpl::ForceTransaction(
 grpc::Status AdminServiceImpl::ListAuditRecords(
     grpc::ServerContext*, const v1::ListAuditRecordsRequest* request,
     v1::ListAuditRecordsResponse* response) {
-  return Reply(audit_->List(*request), response);
+  return ReplyWith(audit_->List(*request), response);
 }
 
 grpc::Status AdminServiceImpl::ListParticipants(
@@ -311,13 +299,13 @@ grpc::Status AdminServiceImpl::GetStats(grpc::ServerContext*,
 grpc::Status AdminServiceImpl::CreateTopic(grpc::ServerContext*,
                                            const v1::CreateTopicRequest* request,
                                            v1::TopicInfo* response) {
-  return Reply(topics_->Create(*request), response);
+  return ReplyWith(topics_->Create(*request), response);
 }
 
 grpc::Status AdminServiceImpl::UpdateTopic(grpc::ServerContext*,
                                            const v1::UpdateTopicRequest* request,
                                            v1::TopicInfo* response) {
-  return Reply(topics_->Update(*request), response);
+  return ReplyWith(topics_->Update(*request), response);
 }
 
 grpc::Status AdminServiceImpl::ListTopics(grpc::ServerContext*,
@@ -332,7 +320,7 @@ grpc::Status AdminServiceImpl::ListTopics(grpc::ServerContext*,
 grpc::Status AdminServiceImpl::DescribeTopic(
     grpc::ServerContext*, const v1::DescribeTopicRequest* request,
     v1::TopicInfo* response) {
-  return Reply(topics_->Describe(request->name(), true), response);
+  return ReplyWith(topics_->Describe(request->name(), true), response);
 }
 
 grpc::Status AdminServiceImpl::ListGroups(grpc::ServerContext*,
@@ -347,10 +335,7 @@ grpc::Status AdminServiceImpl::ListGroups(grpc::ServerContext*,
 grpc::Status AdminServiceImpl::DescribeGroup(
     grpc::ServerContext*, const v1::DescribeGroupRequest* request,
     v1::GroupInfo* response) {
-  absl::StatusOr<v1::GroupInfo> info = groups_->Describe(request->group_id());
-  if (!info.ok()) return ToGrpcStatus(info.status());
-  *response = std::move(*info);
-  return grpc::Status::OK;
+  return ReplyWith(groups_->Describe(request->group_id()), response);
 }
 
 }  // namespace twopc::coordinator
