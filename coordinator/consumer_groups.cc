@@ -160,6 +160,7 @@ void ConsumerGroups::RebalanceLocked(Group& group) {
 
 absl::Status ConsumerGroups::CommitOffsets(
     const v1::CommitOffsetsRequest& request) {
+  absl::MutexLock commit_lock(&commit_mu_);
   rocksdb::WriteBatch batch;
   {
     const absl::Time now = clock_->Now();

@@ -50,6 +50,7 @@ class ConsumerGroups {
       const v1::GroupHeartbeatRequest& request) ABSL_LOCKS_EXCLUDED(mu_);
   void Leave(const v1::LeaveGroupRequest& request) ABSL_LOCKS_EXCLUDED(mu_);
   absl::Status CommitOffsets(const v1::CommitOffsetsRequest& request)
+      ABSL_LOCKS_EXCLUDED(commit_mu_)
       ABSL_LOCKS_EXCLUDED(mu_);
   absl::StatusOr<v1::FetchOffsetsResponse> FetchOffsets(
       const v1::FetchOffsetsRequest& request) const ABSL_LOCKS_EXCLUDED(mu_);
@@ -94,6 +95,11 @@ class ConsumerGroups {
   Clock* const clock_;
   const uint64_t epoch_;
 
+  // Held across a commit's ownership check and its synced write, so a
+  // member that lost a partition cannot overwrite, after the check, an
+  // offset its new owner committed. Taken before mu_; not held by
+  // heartbeats, which only need mu_.
+  absl::Mutex commit_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   mutable absl::Mutex mu_;
   std::map<std::string, Group> groups_ ABSL_GUARDED_BY(mu_);
   uint64_t next_member_ ABSL_GUARDED_BY(mu_) = 1;
