@@ -21,7 +21,10 @@ struct RunningServer {
 // Builds and starts a server on `listen` ("host:port", port 0 = any free
 // port) serving `services` (not owned; must outlive the server) plus the
 // standard gRPC health service (reporting SERVING) and server reflection.
-// `max_message_bytes` bounds received messages.
+// `max_message_bytes` bounds received messages. A request to a synchronous
+// unary or server-streaming method that does not parse is answered
+// INVALID_ARGUMENT naming the method and the message type
+// (common/unparseable_request.h).
 // OK; UNAVAILABLE when the address cannot be bound.
 absl::StatusOr<RunningServer> StartGrpcServer(
     const std::string& listen, const std::vector<grpc::Service*>& services,

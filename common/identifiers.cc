@@ -1,6 +1,7 @@
 #include "common/identifiers.h"
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 
 namespace twopc {
@@ -14,8 +15,16 @@ absl::Status ValidateIdentifier(absl::string_view what, absl::string_view value,
   }
   if (ok) return absl::OkStatus();
   return absl::InvalidArgumentError(
-      absl::StrCat(what, " '", value.substr(0, 80), "' is invalid: use 1 to ",
+      absl::StrCat(what, " ", QuoteField(value), " is invalid: use 1 to ",
                    max_length, " characters from [A-Za-z0-9._-]"));
+}
+
+std::string QuoteField(absl::string_view value, size_t max_bytes) {
+  if (value.size() <= max_bytes) {
+    return absl::StrCat("'", absl::CHexEscape(value), "'");
+  }
+  return absl::StrCat("'", absl::CHexEscape(value.substr(0, max_bytes)),
+                      "...' (", value.size(), " bytes)");
 }
 
 }  // namespace twopc

@@ -27,7 +27,7 @@ std::string OffsetKey(const std::string& group, const std::string& topic,
 
 absl::Status UnknownMember(const std::string& group, const std::string& member) {
   return absl::NotFoundError(absl::StrCat(
-      "member ", member, " is not in group ", group,
+      "member ", QuoteField(member), " is not in group ", QuoteField(group),
       " (its session expired or the coordinator restarted); join again"));
 }
 
@@ -183,8 +183,9 @@ absl::Status ConsumerGroups::CommitOffsets(
           });
       if (!assigned) {
         return absl::FailedPreconditionError(absl::StrCat(
-            offset.topic(), "/", offset.partition(),
-            " is not assigned to member ", request.member_id(),
+            "partition ", offset.partition(), " of topic ",
+            QuoteField(offset.topic()), " is not assigned to member ",
+            QuoteField(request.member_id()),
             "; heartbeat to get the current assignment"));
       }
       ASSIGN_OR_RETURN(storage::PartitionLogs::Offsets bounds,
@@ -299,8 +300,9 @@ absl::StatusOr<v1::GroupInfo> ConsumerGroups::Describe(
   absl::MutexLock lock(&mu_);
   auto it = groups_.find(group_id);
   if (it == groups_.end()) {
-    return absl::NotFoundError(absl::StrCat(
-        "group ", group_id, " has no members since the coordinator started"));
+    return absl::NotFoundError(
+        absl::StrCat("group ", QuoteField(group_id),
+                     " has no members since the coordinator started"));
   }
   return DescribeLocked(group_id, it->second);
 }

@@ -15,11 +15,15 @@ namespace twopc::coordinator {
 struct Limits {
   int max_branches = 16;
   int max_messages = 1000;
+  // An opaque payload, or a kv branch as encoded.
   size_t max_branch_bytes = 1 << 20;
   size_t max_transaction_bytes = 4 << 20;
   int max_kv_operations = 1000;
   size_t max_kv_key_bytes = 1024;
-  size_t max_kv_value_bytes = 1 << 20;
+  // A put's value (and an expect's): 1 MiB - 4 KiB, below max_branch_bytes
+  // by more than the longest key and the encoding, so that a put of the
+  // largest value fits in a branch. The sidecar's KvLimits match.
+  size_t max_kv_value_bytes = (1 << 20) - (4 << 10);
   absl::Duration default_timeout = absl::Seconds(10);
   absl::Duration max_timeout = absl::Minutes(5);
   size_t max_idempotency_key_bytes = 128;

@@ -1,7 +1,11 @@
 #include "coordinator/participant_registry.h"
 
+#include <algorithm>
+#include <cstdint>
 #include <utility>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/identifiers.h"
 #include "common/status_macros.h"
@@ -15,14 +19,50 @@ google::protobuf::Timestamp ToProto(absl::Time t) {
       absl::ToUnixMicros(t));
 }
 
+// The longest endpoint Register accepts.
+constexpr size_t kMaxEndpointBytes = 256;
+
+// OK for what the coordinator's channel can dial: host:port, where host is
+// a DNS name or IPv4 address ([A-Za-z0-9._-]+) or an IPv6 address in
+// brackets, and port is 1..65535; at most kMaxEndpointBytes in all.
 absl::Status ValidateEndpoint(const std::string& endpoint) {
-  const size_t colon = endpoint.rfind(':');
-  if (endpoint.empty() || endpoint.size() > 256 ||
-      colon == std::string::npos || colon == 0 ||
-      colon + 1 == endpoint.size()) {
+  auto invalid = [&endpoint](absl::string_view why) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "endpoint '", endpoint.substr(0, 80),
-        "' is invalid: use host:port, e.g. 127.0.0.1:7401"));
+        "endpoint ", QuoteField(endpoint), " is invalid: ", why,
+        "; use host:port, 1 to ", kMaxEndpointBytes,
+        " bytes, e.g. 127.0.0.1:7401"));
+  };
+  if (endpoint.size() > kMaxEndpointBytes) {
+    return invalid(absl::StrCat("it is ", endpoint.size(),
+                                " bytes; the limit is ", kMaxEndpointBytes,
+                                " bytes"));
+  }
+  const size_t colon = endpoint.rfind(':');
+  if (colon == std::string::npos) return invalid("it has no port");
+  const absl::string_view host = absl::string_view(endpoint).substr(0, colon);
+  const absl::string_view port = absl::string_view(endpoint).substr(colon + 1);
+  uint32_t port_number = 0;
+  if (port.empty() || port.size() > 5 ||
+      !std::all_of(port.begin(), port.end(), absl::ascii_isdigit) ||
+      !absl::SimpleAtoi(port, &port_number) || port_number < 1 ||
+      port_number > 65535) {
+    return invalid("the port is not a number from 1 to 65535");
+  }
+  bool host_ok = !host.empty();
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
+    for (char c : host.substr(1, host.size() - 2)) {
+      host_ok &= absl::ascii_isxdigit(static_cast<unsigned char>(c)) ||
+                 c == ':' || c == '.';
+    }
+  } else {
+    for (char c : host) {
+      host_ok &= absl::ascii_isalnum(static_cast<unsigned char>(c)) ||
+                 c == '.' || c == '-' || c == '_';
+    }
+  }
+  if (!host_ok) {
+    return invalid(
+        "the host is not a name, an IPv4 address or an [IPv6] address");
   }
   return absl::OkStatus();
 }
@@ -111,8 +151,9 @@ absl::Status ParticipantRegistry::Heartbeat(const std::string& participant_id,
   absl::MutexLock lock(&mu_);
   auto it = participants_.find(participant_id);
   if (it == participants_.end()) {
-    return absl::NotFoundError(absl::StrCat(
-        "participant ", participant_id, " is not registered; register again"));
+    return absl::NotFoundError(
+        absl::StrCat("participant ", QuoteField(participant_id),
+                     " is not registered; register again"));
   }
   it->second.last_heartbeat = clock_->Now();
   it->second.prepared_branches = prepared_branches;

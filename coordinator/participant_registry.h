@@ -39,7 +39,8 @@ class ParticipantRegistry {
   absl::Status Load() ABSL_LOCKS_EXCLUDED(mu_);
 
   // Registers or re-registers (durably, synced). INVALID_ARGUMENT for a bad
-  // id or endpoint.
+  // id ([A-Za-z0-9._-]{1,64}) or endpoint (host:port, host a name, an IPv4
+  // address or an [IPv6] address, port 1..65535; at most 256 bytes).
   absl::Status Register(const std::string& participant_id,
                         const std::string& endpoint,
                         const std::string& resource) ABSL_LOCKS_EXCLUDED(mu_);

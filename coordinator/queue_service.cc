@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
+#include "common/identifiers.h"
 #include "common/status_macros.h"
 #include "google/protobuf/util/time_util.h"
 
@@ -28,7 +29,7 @@ absl::Status QueueServiceImpl::CheckPosition(const std::string& topic,
   ASSIGN_OR_RETURN(v1::TopicInfo info, topics_->Describe(topic, false));
   if (partition < 0 || partition >= info.partitions()) {
     return absl::InvalidArgumentError(
-        absl::StrCat("topic ", topic, " has partitions 0..",
+        absl::StrCat("topic ", QuoteField(topic), " has partitions 0..",
                      info.partitions() - 1, "; got ", partition));
   }
   if (offset < 0) {
@@ -45,15 +46,15 @@ grpc::Status QueueServiceImpl::Fetch(grpc::ServerContext*,
   if (!valid.ok()) return ToGrpcStatus(valid);
   if (request->max_messages() > kMaxMessages ||
       request->max_bytes() > kMaxFetchBytes) {
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                        absl::StrCat("max_messages is at most ", kMaxMessages,
-                                     " and max_bytes at most ", kMaxFetchBytes));
+    return ToGrpcStatus(absl::InvalidArgumentError(
+        absl::StrCat("max_messages is at most ", kMaxMessages,
+                     " and max_bytes at most ", kMaxFetchBytes)));
   }
   const absl::Duration wait = absl::Microseconds(
       TimeUtil::DurationToMicroseconds(request->max_wait()));
   if (wait < absl::ZeroDuration() || wait > kMaxWait) {
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                        "max_wait must be between 0 and 30s");
+    return ToGrpcStatus(
+        absl::InvalidArgumentError("max_wait must be between 0 and 30s"));
   }
   const int max_messages = request->max_messages() == 0
                                ? kDefaultMessages

@@ -45,6 +45,10 @@ absl::Status ValidateKvOperation(const v1::KvOperation& op, int index,
         return absl::InvalidArgumentError(
             absl::StrCat(where, ": expect needs a value or absent=true"));
       }
+      if (op.expect().value().size() > limits.max_kv_value_bytes) {
+        return TooLarge(where + " expected value", op.expect().value().size(),
+                        limits.max_kv_value_bytes);
+      }
       break;
     case v1::KvOperation::OP_NOT_SET:
       return absl::InvalidArgumentError(

@@ -128,8 +128,8 @@ absl::StatusOr<v1::TopicInfo> TopicRegistry::Update(
   absl::MutexLock lock(&mu_);
   auto it = topics_.find(request.name());
   if (it == topics_.end()) {
-    return absl::NotFoundError(
-        absl::StrCat("topic '", request.name(), "' does not exist"));
+    return absl::NotFoundError(absl::StrCat(
+        "topic ", QuoteField(request.name()), " does not exist"));
   }
   internal::TopicRecord record = it->second;
   record.set_retention_max_age_us(retention.first);
@@ -152,8 +152,8 @@ absl::StatusOr<v1::TopicInfo> TopicRegistry::Describe(
     auto it = topics_.find(name);
     if (it == topics_.end()) {
       return absl::NotFoundError(absl::StrCat(
-          "topic '", name, "' does not exist; create it with "
-          "`twopcctl topic create`"));
+          "topic ", QuoteField(name),
+          " does not exist; create it with `twopcctl topic create`"));
     }
     info = ToInfo(it->second);
   }
@@ -177,35 +177,48 @@ std::vector<v1::TopicInfo> TopicRegistry::List() const {
   return result;
 }
 
+int32_t TopicRegistry::PartitionsOf(const std::string& topic) const {
+  absl::MutexLock lock(&mu_);
+  auto it = topics_.find(topic);
+  return it == topics_.end() ? 0 : it->second.partitions();
+}
+
+absl::Status TopicRegistry::CheckFits(const v1::Message& message,
+                                      int32_t partitions) const {
+  if (partitions == 0 && auto_create_partitions_ <= 0) {
+    return absl::NotFoundError(absl::StrCat(
+        "topic ", QuoteField(message.topic()),
+        " does not exist; create it with `twopcctl topic create` (or run "
+        "the coordinator with --auto_create_partitions)"));
+  }
+  if (partitions == 0) partitions = auto_create_partitions_;
+  if (message.has_partition() &&
+      (message.partition() < 0 || message.partition() >= partitions)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "topic ", QuoteField(message.topic()), " has partitions 0..",
+        partitions - 1, "; partition ", message.partition(),
+        " does not exist"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status TopicRegistry::CheckRoute(const v1::Message& message) const {
+  return CheckFits(message, PartitionsOf(message.topic()));
+}
+
 absl::StatusOr<int32_t> TopicRegistry::Route(const v1::Message& message,
                                              const std::string& fallback_key) {
-  int32_t partitions = 0;
-  {
-    absl::MutexLock lock(&mu_);
-    auto it = topics_.find(message.topic());
-    if (it != topics_.end()) partitions = it->second.partitions();
-  }
+  int32_t partitions = PartitionsOf(message.topic());
+  // Before creating anything: a refused message must not create its topic.
+  RETURN_IF_ERROR(CheckFits(message, partitions));
   if (partitions == 0) {
-    if (auto_create_partitions_ <= 0) {
-      return absl::NotFoundError(absl::StrCat(
-          "topic '", message.topic(),
-          "' does not exist; create it with `twopcctl topic create` (or run "
-          "the coordinator with --auto_create_partitions)"));
-    }
     v1::CreateTopicRequest create;
     create.set_name(message.topic());
     create.set_partitions(auto_create_partitions_);
     ASSIGN_OR_RETURN(v1::TopicInfo info, Create(create));
     partitions = info.partitions();
   }
-  if (message.has_partition()) {
-    if (message.partition() < 0 || message.partition() >= partitions) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "topic ", message.topic(), " has partitions 0..", partitions - 1,
-          "; partition ", message.partition(), " does not exist"));
-    }
-    return message.partition();
-  }
+  if (message.has_partition()) return message.partition();
   return storage::PartitionForKey(
       message.key().empty() ? fallback_key : message.key(), partitions);
 }

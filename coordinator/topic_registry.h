@@ -57,10 +57,19 @@ class TopicRegistry {
 
   // Checks a message to publish and returns the partition it goes to:
   // its explicit partition, or fnv1a_64(key, or `fallback_key` when the key
-  // is empty) mod partitions. NOT_FOUND (unknown topic, unless
-  // auto-creation is on); INVALID_ARGUMENT (partition out of range).
+  // is empty) mod partitions. With auto-creation on, an unknown topic is
+  // created (synced) once the message is known to fit it. NOT_FOUND (unknown
+  // topic, unless auto-creation is on); INVALID_ARGUMENT (partition out of
+  // range: no topic is created).
   absl::StatusOr<int32_t> Route(const v1::Message& message,
                                 const std::string& fallback_key)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Route's checks alone, creating nothing: OK when Route would route
+  // `message` (creating its topic with auto-creation on); otherwise Route's
+  // error. To refuse a request of several messages before any of their
+  // topics is created, check all of them first.
+  absl::Status CheckRoute(const v1::Message& message) const
       ABSL_LOCKS_EXCLUDED(mu_);
 
   // Retention: in every partition of every topic with a retention setting,
@@ -78,6 +87,12 @@ class TopicRegistry {
 
  private:
   static v1::TopicInfo ToInfo(const internal::TopicRecord& record);
+
+  // The partitions of `topic`; 0 when it does not exist.
+  int32_t PartitionsOf(const std::string& topic) const ABSL_LOCKS_EXCLUDED(mu_);
+  // Whether `message` fits a topic of `partitions` (0: unknown, to be
+  // auto-created if that is on). NOT_FOUND; INVALID_ARGUMENT.
+  absl::Status CheckFits(const v1::Message& message, int32_t partitions) const;
 
   storage::Store* const store_;
   storage::PartitionLogs* const logs_;

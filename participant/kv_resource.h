@@ -15,8 +15,10 @@
 // no lock.
 //
 // Limits (VOTE_NO with a reason, nothing reserved): 1..1000 operations; keys
-// 1..1024 bytes; values <= 1 MiB; whole branch <= 1 MiB; every operation must
-// have its kind set (and an expect its condition).
+// 1..1024 bytes; values <= 1 MiB - 4 KiB; whole branch <= 1 MiB; every
+// operation must have its kind set (and an expect its condition). The
+// coordinator enforces the same limits (coordinator/limits.h) before a
+// branch gets here.
 //
 // Thread-safety: all methods may be called concurrently. Prepare reads the
 // store without holding the lock table's mutex.
@@ -37,7 +39,9 @@ namespace twopc::participant {
 struct KvLimits {
   size_t max_operations = 1000;
   size_t max_key_bytes = 1024;
-  size_t max_value_bytes = 1 << 20;
+  // Below max_branch_bytes by more than the longest key and the encoding,
+  // so that a put of the largest value fits in a branch.
+  size_t max_value_bytes = (1 << 20) - (4 << 10);
   size_t max_branch_bytes = 1 << 20;
 };
 

@@ -8,6 +8,8 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "common/grpc_status.h"
+#include "common/identifiers.h"
 
 namespace twopc::participant {
 namespace {
@@ -111,11 +113,10 @@ grpc::Status LinkService::Link(
            batch.expected_participant_id() != participant_id_;
   };
   auto mismatch_status = [this](const v1::CoordinatorBatch& batch) {
-    return grpc::Status(
-        grpc::StatusCode::FAILED_PRECONDITION,
-        absl::StrCat("this is participant '", participant_id_,
-                     "', not the expected '", batch.expected_participant_id(),
-                     "'; check the registered endpoint"));
+    return ToGrpcStatus(absl::FailedPreconditionError(absl::StrCat(
+        "this is participant ", QuoteField(participant_id_),
+        ", not the expected ", QuoteField(batch.expected_participant_id()),
+        "; check the registered endpoint")));
   };
 
   v1::CoordinatorBatch batch;

@@ -31,5 +31,31 @@ TEST(IdentifiersTest, RejectsEmptyTooLongAndOtherCharacters) {
   }
 }
 
+TEST(IdentifiersTest, QuotesTheRejectedValueShortened) {
+  const absl::Status status = ValidateIdentifier("id", std::string(1000, 'a'));
+  EXPECT_THAT(status, StatusIs(absl::StatusCode::kInvalidArgument,
+                               HasSubstr("(1000 bytes) is invalid")));
+  EXPECT_LT(status.message().size(), 200u);
+}
+
+TEST(QuoteFieldTest, QuotesShortValuesWhole) {
+  EXPECT_EQ(QuoteField("inventory"), "'inventory'");
+  EXPECT_EQ(QuoteField(""), "''");
+  EXPECT_EQ(QuoteField(std::string(kMaxQuotedBytes, 'x')),
+            "'" + std::string(kMaxQuotedBytes, 'x') + "'");
+}
+
+TEST(QuoteFieldTest, CutsLongValuesAndGivesTheirLength) {
+  EXPECT_EQ(QuoteField(std::string(1 << 20, 'm')),
+            "'" + std::string(kMaxQuotedBytes, 'm') + "...' (1048576 bytes)");
+  EXPECT_EQ(QuoteField("abcdef", 3), "'abc...' (6 bytes)");
+}
+
+TEST(QuoteFieldTest, EscapesQuotesControlAndNonAsciiBytes) {
+  EXPECT_EQ(QuoteField("it's"), "'it\\'s'");
+  EXPECT_EQ(QuoteField("a\nb"), "'a\\nb'");
+  EXPECT_EQ(QuoteField(std::string("\xff\0", 2)), "'\\xff\\x00'");
+}
+
 }  // namespace
 }  // namespace twopc

@@ -87,8 +87,6 @@ struct Limit {
   absl::StatusCode refusal = absl::StatusCode::kInvalidArgument;
   // The refusal's message names the limit with this.
   std::string named;
-  // An open defect (run by DISABLED_KnownDefects), kept out of the main test.
-  bool known_defect = false;
 };
 
 // `at`, or `at + 1` when past.
@@ -182,18 +180,63 @@ const std::vector<Limit>& AllLimits() {
          return l.Execute(l.OnP1(std::string(Size(1024, past), 'k')));
        },
        absl::StatusCode::kInvalidArgument, "the limit is 1024 bytes"},
-      {"kv value (1 MiB)",
+      // Below the branch limit, so that a put of the largest value fits in a
+      // branch.
+      {"kv value (1 MiB - 4 KiB)",
        [](const Limits& l, bool past) {
          v1::ExecuteRequest request = l.OnP1("limits/value");
          request.mutable_branches(0)
              ->mutable_kv()
              ->mutable_operations(0)
              ->mutable_put()
-             ->set_value(std::string(Size(1 << 20, past), 'v'));
+             ->set_value(std::string(Size((1 << 20) - (4 << 10), past), 'v'));
          return l.Execute(request);
        },
-       absl::StatusCode::kInvalidArgument, "the limit is 1048576 bytes",
-       /*known_defect=*/true},
+       absl::StatusCode::kInvalidArgument, "the limit is 1044480 bytes"},
+      {"kv expected value (1 MiB - 4 KiB)",
+       [](const Limits& l, bool past) {
+         const std::string key = "limits/expected-value";
+         const std::string value((1 << 20) - (4 << 10), 'v');
+         v1::ExecuteRequest put = l.OnP1(key);
+         put.mutable_branches(0)
+             ->mutable_kv()
+             ->mutable_operations(0)
+             ->mutable_put()
+             ->set_value(value);
+         // Until p1 has applied it, the key stays locked.
+         put.set_wait_for_completion(true);
+         RETURN_IF_ERROR(l.Execute(put));
+         // Read-only: expects what the put wrote (and one byte more past
+         // the limit).
+         v1::ExecuteRequest expect;
+         v1::Branch* branch = expect.add_branches();
+         branch->set_participant_id(l.refs().participant);
+         auto* op = branch->mutable_kv()->add_operations()->mutable_expect();
+         op->set_key(key);
+         op->set_value(past ? value + "v" : value);
+         return l.Execute(expect);
+       },
+       absl::StatusCode::kInvalidArgument, "the limit is 1044480 bytes"},
+      {"kv branch (1 MiB)",
+       [](const Limits& l, bool past) {
+         // Puts of small values and one that fills the branch to its size.
+         v1::ExecuteRequest request = l.OnP1("limits/kv-branch/0");
+         v1::KvBranch* kv = request.mutable_branches(0)->mutable_kv();
+         for (int i = 1; i < 4; ++i) {
+           auto* put = kv->add_operations()->mutable_put();
+           put->set_key(absl::StrCat("limits/kv-branch/", i));
+           put->set_value(std::string(300 << 10, 'v'));
+         }
+         std::string* last =
+             kv->mutable_operations(3)->mutable_put()->mutable_value();
+         for (int step = 0;
+              step < 8 && kv->ByteSizeLong() != Size(1 << 20, past); ++step) {
+           last->resize(last->size() + Size(1 << 20, past) -
+                        kv->ByteSizeLong());
+         }
+         return l.Execute(request);
+       },
+       absl::StatusCode::kInvalidArgument, "the limit is 1048576 bytes"},
       {"branch payload (1 MiB)",
        [](const Limits& l, bool past) {
          v1::ExecuteRequest request;
@@ -415,7 +458,7 @@ const std::vector<Limit>& AllLimits() {
          return Register(l.world(), "limits-endpoint",
                          std::string(Size(256, past) - 2, 'h') + ":1");
        },
-       absl::StatusCode::kInvalidArgument, "256", /*known_defect=*/true},
+       absl::StatusCode::kInvalidArgument, "the limit is 256 bytes"},
   };
   return *limits;
 }
@@ -437,22 +480,13 @@ std::string Probe(const Limits& limits, const Limit& limit) {
   return problems;
 }
 
-void ProbeAll(bool known_defects) {
+TEST(LimitsTest, EveryDocumentedLimitIsEnforcedAtItsBoundary) {
   absl::StatusOr<std::unique_ptr<Limits>> limits = Limits::Start();
   ASSERT_THAT(limits, IsOk());
   for (const Limit& limit : AllLimits()) {
-    if (limit.known_defect != known_defects) continue;
     EXPECT_EQ(Probe(**limits, limit), "") << limit.name;
   }
 }
-
-TEST(LimitsTest, EveryDocumentedLimitIsEnforcedAtItsBoundary) {
-  ProbeAll(/*known_defects=*/false);
-}
-
-// Limits whose boundary is wrong today (see tests/fuzz/README.md). Run with
-// --gtest_also_run_disabled_tests; move a row out once fixed.
-TEST(LimitsTest, DISABLED_KnownDefects) { ProbeAll(/*known_defects=*/true); }
 
 TEST(LimitsTest, InFlightLimitRefusesTheNextTransactionWithResourceExhausted) {
   WorldOptions options;

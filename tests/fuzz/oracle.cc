@@ -40,6 +40,13 @@ std::string Finding(const CallFacts& facts, const RawResult& result) {
   if (facts.may_wait && status.error_code() == StatusCode::DEADLINE_EXCEEDED) {
     return "";
   }
+  // gRPC's client-side wording for a status it could not receive (its
+  // trailers passed the 8 KiB metadata limit).
+  if (status.error_code() == StatusCode::RESOURCE_EXHAUSTED &&
+      absl::StartsWith(status.error_message(), "received ") &&
+      absl::EndsWith(status.error_message(), " metadata size exceeds limit")) {
+    return absl::StrCat("an error too large to deliver: ", Show(status));
+  }
   if (!IsRejection(status.error_code())) {
     return absl::StrCat("not a clean error code: ", Show(status));
   }
@@ -53,15 +60,8 @@ std::string Finding(const CallFacts& facts, const RawResult& result) {
 
 KnownDefect DefectShownBy(const grpc::Status& status, bool request_parses) {
   if (!request_parses && status.error_message().empty() &&
-      (status.error_code() == StatusCode::INTERNAL ||
-       status.error_code() == StatusCode::UNIMPLEMENTED)) {
-    return KnownDefect::kUnparseableRequestNotInvalidArgument;
-  }
-  // gRPC's client-side wording for a status it could not receive.
-  if (status.error_code() == StatusCode::RESOURCE_EXHAUSTED &&
-      absl::StartsWith(status.error_message(), "received ") &&
-      absl::EndsWith(status.error_message(), " metadata size exceeds limit")) {
-    return KnownDefect::kErrorMessageTooLargeToDeliver;
+      status.error_code() == StatusCode::UNIMPLEMENTED) {
+    return KnownDefect::kUnparseableCallbackRequest;
   }
   return KnownDefect::kNone;
 }
@@ -70,10 +70,8 @@ const char* KnownDefectName(KnownDefect defect) {
   switch (defect) {
     case KnownDefect::kNone:
       return "none";
-    case KnownDefect::kUnparseableRequestNotInvalidArgument:
-      return "unparseable request answered INTERNAL/UNIMPLEMENTED";
-    case KnownDefect::kErrorMessageTooLargeToDeliver:
-      return "error message too large to deliver";
+    case KnownDefect::kUnparseableCallbackRequest:
+      return "unparseable request to a callback method answered UNIMPLEMENTED";
   }
   return "?";
 }

@@ -32,18 +32,11 @@ namespace twopc::fuzz {
 
 enum class KnownDefect {
   kNone,
-  // Bytes that do not parse as the request type are rejected by gRPC
-  // before any handler runs, with an empty message and a misleading code:
-  // INTERNAL (documented as ambiguous) for synchronous handlers,
-  // UNIMPLEMENTED for callback handlers (Execute, Commit).
-  kUnparseableRequestNotInvalidArgument,
-  // An error message quotes a large request field; the status no longer
-  // fits the client's 8 KiB metadata limit, so the client gets
-  // RESOURCE_EXHAUSTED "received ... metadata size exceeds limit" instead
-  // of the error, and with very large fields the connection stays broken
-  // for the calls that follow. (Coordinator statuses are capped since
-  // commit 609d42d; the sidecar's Link refusal is not.)
-  kErrorMessageTooLargeToDeliver,
+  // Bytes that do not parse as the request type of a callback method
+  // (Execute, Commit) are rejected by gRPC before the handler runs, with
+  // UNIMPLEMENTED and an empty message. (Synchronous methods answer
+  // INVALID_ARGUMENT: common/unparseable_request.h.)
+  kUnparseableCallbackRequest,
 };
 
 const char* KnownDefectName(KnownDefect defect);

@@ -1,0 +1,52 @@
+// A clear answer to request bytes that do not parse.
+//
+// gRPC deserialises a unary or server-streaming request before any handler
+// runs; when the bytes are not a valid request message it answers by itself,
+// with an empty message and a misleading code: INTERNAL (which twopc
+// documents as ambiguous) for synchronous handlers, UNIMPLEMENTED for
+// callback handlers. The interceptor made here replaces gRPC's answer for
+// synchronous methods with a definite INVALID_ARGUMENT naming the method and
+// the message type:
+//   request to /twopc.v1.TransactionService/Begin is not a valid
+//   twopc.v1.BeginRequest (its bytes do not parse as one): ...
+// StartGrpcServer (common/grpc_server.h) installs it on every twopc server.
+//
+// Not covered:
+//  * Callback methods (Execute, Commit: the hot path). An interceptor costs
+//    every call it is created for, whether the request parses or not: gRPC
+//    then completes each batch of operations of the call through one more
+//    (empty) batch, about 8,700 instructions per call on top of ~107,000 for
+//    a trivial callback call (callgrind), and allocates the interceptor. So
+//    callback calls get none; such a method has to parse its own bytes (a
+//    raw callback method) to answer INVALID_ARGUMENT.
+//  * Client-streaming and bidirectional methods (Link): there gRPC shows a
+//    message that does not parse to the handler, and to interceptors,
+//    exactly like the end of the stream, so neither can tell them apart.
+//
+// Cost: with the factory installed, gRPC allocates a ServerRpcInfo for every
+// call and asks the factory for an interceptor (~600 instructions per
+// callback call, which then gets none). A synchronous unary call gets the
+// interceptor: ~3,900 instructions (about 3% of a trivial call).
+//
+// Thread-safety: the factory may be used by any number of threads.
+#ifndef TWOPC_COMMON_UNPARSEABLE_REQUEST_H_
+#define TWOPC_COMMON_UNPARSEABLE_REQUEST_H_
+
+#include <grpcpp/support/server_interceptor.h>
+
+#include <memory>
+#include <string>
+
+namespace twopc {
+
+// The factory to pass to ServerBuilder::experimental().SetInterceptorCreators.
+std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>
+MakeUnparseableRequestInterceptorFactory();
+
+// The message of the INVALID_ARGUMENT status sent for `method`
+// ("/package.Service/Method") when its request does not parse.
+std::string UnparseableRequestMessage(const std::string& method);
+
+}  // namespace twopc
+
+#endif  // TWOPC_COMMON_UNPARSEABLE_REQUEST_H_
