@@ -3,16 +3,14 @@
 #include <cstdlib>
 
 #include "CLI/CLI.hpp"
-#include "absl/synchronization/mutex.h"
 #include "common/failpoint.h"
+#include "common/process_tuning.h"
 #include "common/shutdown.h"
 #include "coordinator/coordinator_server.h"
 
 int main(int argc, char** argv) {
   twopc::BlockShutdownSignals();
-  // Debian's abseil checks every Mutex acquisition for lock-order cycles
-  // (1-3% of the servers' CPU under load); the tests keep that check.
-  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  twopc::TuneProcess();
   twopc::coordinator::CoordinatorOptions options;
   CLI::App app{
       "twopc-coordinator: two-phase-commit transaction coordinator.\n"

@@ -35,6 +35,7 @@ ParticipantLink::ParticipantLink(std::string participant_id,
 void ParticipantLink::Stop() {
   absl::MutexLock lock(&mu_);
   stopping_ = true;
+  WakeWriterLocked();
   if (context_ != nullptr) context_->TryCancel();
 }
 
@@ -58,6 +59,7 @@ void ParticipantLink::Send(v1::BranchRequest request) {
   absl::MutexLock lock(&mu_);
   request.set_request_id(next_request_id_++);
   queue_.push_back(std::move(request));
+  if (!WakeupBatch::Defer(writer_wakeup_)) WakeWriterLocked();
 }
 
 bool ParticipantLink::connected() const {
@@ -93,7 +95,7 @@ void ParticipantLink::WriterLoop() {
       auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
         return (!queue_.empty() && state_ != State::kConnecting) || stopping_;
       };
-      mu_.Await(absl::Condition(&ready));
+      while (!ready()) writer_wakeup_->cv.Wait(&mu_);
       if (stopping_) return;
       if (state_ == State::kDown) {
         // Nothing is buffered for a participant that is down: fail fast so
@@ -170,6 +172,8 @@ bool ParticipantLink::Connect() {
     (void)stream->Finish();
   }
   absl::MutexLock lock(&mu_);
+  // Requests queued while connecting are written, or failed, now.
+  WakeWriterLocked();
   if (!error.empty() || stopping_) {
     last_error_ = error.empty() ? "stopping" : error;
     context_.reset();
@@ -190,6 +194,7 @@ void ParticipantLink::Disconnect(const std::string& error) {
     absl::MutexLock lock(&mu_);
     state_ = State::kDown;
     last_error_ = error;
+    WakeWriterLocked();
     if (context_ != nullptr) context_->TryCancel();
     // Wait for the writer to leave the stream before destroying it.
     auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -233,6 +238,8 @@ void ParticipantLink::ReaderLoop() {
     v1::ParticipantBatch batch;
     const absl::Time connected_at = absl::Now();
     while (stream->Read(&batch)) {
+      // What the callbacks send in answer to this batch goes out together.
+      WakeupBatch wakeups;
       for (v1::BranchReply& reply : *batch.mutable_replies()) {
         std::string transaction_id;
         {

@@ -17,6 +17,12 @@
 // Callbacks run on the link's threads, never inside Send, so the caller may
 // hold its own lock while calling Send and take it again in a callback.
 //
+// Batching: Send wakes the writer at once, unless a WakeupBatch
+// (common/wakeup_batch.h) is open on the calling thread: then the writer is
+// woken when the batch closes and packs everything sent meanwhile into one
+// write. The link opens one itself around the replies of each received
+// batch, so the requests its callbacks send go out together.
+//
 // Thread-safety: Send, connected and in_flight may be called from any thread.
 #ifndef TWOPC_COORDINATOR_PARTICIPANT_LINK_H_
 #define TWOPC_COORDINATOR_PARTICIPANT_LINK_H_
@@ -34,6 +40,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/wakeup_batch.h"
 #include "twopc/v1/participant.grpc.pb.h"
 
 namespace twopc::coordinator {
@@ -93,11 +100,23 @@ class ParticipantLink {
   using Stream =
       grpc::ClientReaderWriter<v1::CoordinatorBatch, v1::ParticipantBatch>;
 
+  // The writer's wake-up, shared with WakeupBatch (which may hold it past
+  // the link's end; waking then is harmless).
+  class WriterWakeup final : public Waker {
+   public:
+    void Wake() override { cv.Signal(); }
+    absl::CondVar cv;
+  };
+
   void ReaderLoop();
   void WriterLoop();
   // Opens a stream and waits for the participant's hello. On success the
   // link is connected.
   bool Connect() ABSL_LOCKS_EXCLUDED(mu_);
+  // Wakes the writer to look at the queue and state again.
+  void WakeWriterLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    writer_wakeup_->cv.Signal();
+  }
   // Marks the stream broken and fails every in-flight request.
   void Disconnect(const std::string& error) ABSL_LOCKS_EXCLUDED(mu_);
   void FailAll(std::map<uint64_t, std::string> requests,
@@ -111,6 +130,10 @@ class ParticipantLink {
   std::unique_ptr<v1::ParticipantService::Stub> stub_;
 
   mutable absl::Mutex mu_;
+  // Signalled (with or without mu_) whenever the writer may have work:
+  // requests queued, a state change, stopping.
+  const std::shared_ptr<WriterWakeup> writer_wakeup_ =
+      std::make_shared<WriterWakeup>();
   enum class State { kConnecting, kConnected, kDown };
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   State state_ ABSL_GUARDED_BY(mu_) = State::kConnecting;

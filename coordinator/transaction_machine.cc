@@ -25,7 +25,7 @@ bool HoldsPreparedState(const BranchRecord& branch) {
 
 TransactionMachine::TransactionMachine(internal::TransactionRecord record,
                                        RetryPolicy policy, uint64_t seed)
-    : record_(std::move(record)), policy_(policy), rng_(seed) {
+    : record_(std::move(record)), policy_(policy), rng_state_(seed) {
   if (record_.state() == v1::TRANSACTION_STATE_UNSPECIFIED) {
     record_.set_state(v1::TRANSACTION_STATE_ACTIVE);
   }
@@ -425,9 +425,13 @@ absl::Duration TransactionMachine::Backoff(uint32_t attempts) {
     delay *= 2;
   }
   delay = std::min(delay, policy_.max_backoff);
-  std::uniform_real_distribution<double> factor(1 - policy_.jitter,
-                                                1 + policy_.jitter);
-  return delay * factor(rng_);
+  // splitmix64 (Steele, Lea and Flood), then 53 bits to [0, 1).
+  uint64_t z = (rng_state_ += 0x9e3779b97f4a7c15);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111eb;
+  z ^= z >> 31;
+  const double unit = static_cast<double>(z >> 11) * 0x1.0p-53;
+  return delay * (1 - policy_.jitter + 2 * policy_.jitter * unit);
 }
 
 }  // namespace twopc::coordinator

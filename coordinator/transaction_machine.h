@@ -33,7 +33,6 @@
 #define TWOPC_COORDINATOR_TRANSACTION_MACHINE_H_
 
 #include <cstdint>
-#include <random>
 #include <string>
 #include <variant>
 #include <vector>
@@ -191,6 +190,9 @@ class TransactionMachine {
   Actions SetParked(bool parked, absl::Time now);
 
   const internal::TransactionRecord& record() const { return record_; }
+  // Moves the record out, for a finished transaction about to be dropped:
+  // the machine must not be used afterwards.
+  internal::TransactionRecord TakeRecord() && { return std::move(record_); }
   v1::TransactionState state() const { return record_.state(); }
   v1::Outcome outcome() const { return record_.outcome(); }
   // The outcome is decided and durable enough to tell anyone: abort as soon
@@ -210,7 +212,9 @@ class TransactionMachine {
 
   internal::TransactionRecord record_;
   RetryPolicy policy_;
-  std::mt19937_64 rng_;
+  // Jitter source (splitmix64): a machine per transaction, so it must be
+  // cheap to create; std::mt19937_64 carries 2.5 KB of state to seed.
+  uint64_t rng_state_;
   // The forced COMMIT record has been requested but not yet synced.
   bool commit_logging_ = false;
 };

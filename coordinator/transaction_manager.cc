@@ -851,23 +851,24 @@ void TransactionManager::FinishLocked(const std::string& transaction_id) {
   const internal::TransactionRecord& record = entry.machine.record();
   for (Done& waiter : entry.on_decided) waiter(Outcome(record));
   for (Done& waiter : entry.on_finished) waiter(Outcome(record));
-  RememberRecentLocked(record);
   if (!record.idempotency_key().empty()) {
     live_keys_.erase(record.idempotency_key());
   }
   timers_.erase({entry.wake_at, transaction_id});
+  RememberRecentLocked(std::move(entry.machine).TakeRecord());
   live_.erase(it);
 }
 
 void TransactionManager::RememberRecentLocked(
-    const internal::TransactionRecord& record) {
+    internal::TransactionRecord record) {
   // Serves Get/Watch until the final record, written unforced, is readable
   // from the log; and keeps hot lookups off the disk.
-  recent_[record.transaction_id()] = record;
+  const std::string id = record.transaction_id();
   if (!record.idempotency_key().empty()) {
-    recent_keys_[record.idempotency_key()] = record.transaction_id();
+    recent_keys_[record.idempotency_key()] = id;
   }
-  recent_order_.push_back(record.transaction_id());
+  recent_[id] = std::move(record);
+  recent_order_.push_back(id);
   while (recent_order_.size() > options_.recent_cache_size) {
     auto old = recent_.find(recent_order_.front());
     if (old != recent_.end()) {

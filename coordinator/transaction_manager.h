@@ -215,7 +215,7 @@ class TransactionManager {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FinishLocked(const std::string& transaction_id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void RememberRecentLocked(const internal::TransactionRecord& record)
+  void RememberRecentLocked(internal::TransactionRecord record)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The id an idempotency key names, among live and recently finished
   // transactions; empty if none.

@@ -10,6 +10,7 @@
 #include "absl/synchronization/mutex.h"
 #include "common/grpc_status.h"
 #include "common/identifiers.h"
+#include "common/wakeup_batch.h"
 
 namespace twopc::participant {
 namespace {
@@ -18,9 +19,13 @@ namespace {
 constexpr size_t kMaxRepliesPerBatch = 4096;
 
 // Replies waiting to be written on one stream. Shared with the reply
-// callbacks, which may outlive the stream.
-class Outbox {
+// callbacks, which may outlive the stream. A Push made while a WakeupBatch
+// is open wakes the writer when the batch closes.
+class Outbox final : public Waker,
+                     public std::enable_shared_from_this<Outbox> {
  public:
+  void Wake() override { ready_.Signal(); }
+
   // A request was handed over; its reply will be Pushed.
   void Expect() ABSL_LOCKS_EXCLUDED(mu_) {
     absl::MutexLock lock(&mu_);
@@ -30,7 +35,9 @@ class Outbox {
   void Push(v1::BranchReply reply) ABSL_LOCKS_EXCLUDED(mu_) {
     absl::MutexLock lock(&mu_);
     --outstanding_;
-    if (!closed_) queue_.push_back(std::move(reply));
+    if (closed_) return;
+    queue_.push_back(std::move(reply));
+    if (!WakeupBatch::Defer(shared_from_this())) ready_.Signal();
   }
 
   // Waits up to `timeout` until every expected reply has been written (or
@@ -52,10 +59,7 @@ class Outbox {
   // closed (false).
   bool Take(v1::ParticipantBatch* batch) ABSL_LOCKS_EXCLUDED(mu_) {
     absl::MutexLock lock(&mu_);
-    auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      return closed_ || !queue_.empty();
-    };
-    mu_.Await(absl::Condition(&ready));
+    while (!closed_ && queue_.empty()) ready_.Wait(&mu_);
     if (closed_) return false;
     writing_ = true;
     while (!queue_.empty() &&
@@ -70,10 +74,13 @@ class Outbox {
     absl::MutexLock lock(&mu_);
     closed_ = true;
     queue_.clear();
+    ready_.Signal();
   }
 
  private:
   absl::Mutex mu_;
+  // Signalled when a reply is queued or the outbox closes.
+  absl::CondVar ready_;
   std::deque<v1::BranchReply> queue_ ABSL_GUARDED_BY(mu_);
   int64_t outstanding_ ABSL_GUARDED_BY(mu_) = 0;
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
@@ -148,12 +155,17 @@ grpc::Status LinkService::Link(
 
   grpc::Status status = grpc::Status::OK;
   while (true) {
-    for (const v1::BranchRequest& request : batch.requests()) {
-      outbox->Expect();
-      manager_->Handle(batch.coordinator_epoch(), request,
-                       [outbox](v1::BranchReply reply) {
-                         outbox->Push(std::move(reply));
-                       });
+    {
+      // What handling this batch queues (replies ready at once, records for
+      // the store's writer) is handed over once, before the next Read.
+      WakeupBatch wakeups;
+      for (const v1::BranchRequest& request : batch.requests()) {
+        outbox->Expect();
+        manager_->Handle(batch.coordinator_epoch(), request,
+                         [outbox](v1::BranchReply reply) {
+                           outbox->Push(std::move(reply));
+                         });
+      }
     }
     batch.Clear();
     if (!stream->Read(&batch)) {

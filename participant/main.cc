@@ -3,8 +3,8 @@
 #include <cstdlib>
 
 #include "CLI/CLI.hpp"
-#include "absl/synchronization/mutex.h"
 #include "common/failpoint.h"
+#include "common/process_tuning.h"
 #include "common/shutdown.h"
 #include "participant/participant_server.h"
 
@@ -18,9 +18,7 @@ absl::Duration Seconds(double seconds) {
 
 int main(int argc, char** argv) {
   twopc::BlockShutdownSignals();
-  // Debian's abseil checks every Mutex acquisition for lock-order cycles
-  // (1-3% of the servers' CPU under load); the tests keep that check.
-  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  twopc::TuneProcess();
   twopc::participant::ParticipantOptions options;
   double in_doubt_after = 10, heartbeat = 2, query_backoff_max = 30;
   double retention = 60, retention_without_deadline = 600;

@@ -18,6 +18,7 @@ GroupCommitWriter::~GroupCommitWriter() {
   {
     absl::MutexLock lock(&mu_);
     stopping_ = true;
+    wakeup_->cv.Signal();
   }
   thread_.join();
 }
@@ -27,18 +28,25 @@ void GroupCommitWriter::Submit(Fill fill, Done done) {
   // caller's thread, which may hold locks that `done` takes.
   absl::MutexLock lock(&mu_);
   queue_.push_back({std::move(fill), std::move(done)});
+  if (!WakeupBatch::Defer(wakeup_)) wakeup_->cv.Signal();
 }
 
 absl::Status GroupCommitWriter::Write(Fill fill) {
   absl::Notification written;
   absl::Status result;
-  Submit(std::move(fill), [&](const absl::Status& status) {
-    result = status;
-    written.Notify();
-  });
+  {
+    // Not deferred to an open WakeupBatch: this thread waits right here.
+    absl::MutexLock lock(&mu_);
+    queue_.push_back({std::move(fill), [&](const absl::Status& status) {
+                        result = status;
+                        written.Notify();
+                      }});
+    wakeup_->cv.Signal();
+  }
   written.WaitForNotification();
   return result;
 }
+
 
 GroupCommitWriter::Stats GroupCommitWriter::stats() const {
   absl::MutexLock lock(&mu_);
@@ -73,7 +81,7 @@ void GroupCommitWriter::Run() {
       auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
         return !queue_.empty() || stopping_;
       };
-      mu_.Await(absl::Condition(&ready));
+      while (!ready()) wakeup_->cv.Wait(&mu_);
       if (queue_.empty()) return;  // stopping, and everything is written
     }
 
@@ -94,6 +102,7 @@ void GroupCommitWriter::Run() {
       }
     }
     if (!failure.ok()) {
+      WakeupBatch wakeups;
       for (Pending& pending : round) {
         if (pending.done) pending.done(failure);
       }
@@ -155,6 +164,9 @@ void GroupCommitWriter::Run() {
         status = failure_;
       }
     }
+    // What the callbacks hand to other threads (e.g. commit requests for
+    // the participant links) is handed over once, for the whole round.
+    WakeupBatch wakeups;
     for (Pending& pending : round) {
       if (pending.done) pending.done(status);
     }

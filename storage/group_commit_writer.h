@@ -24,6 +24,11 @@
 // and storage.disk_full make that write fail as a failed fsync or a full disk
 // would (nothing written, the writer failed for good).
 //
+// Batching: Submit wakes the writer thread at once unless a WakeupBatch
+// (common/wakeup_batch.h) is open on the calling thread; then the writer
+// wakes when the batch closes and finds every record submitted meanwhile.
+// The writer opens one around each round's `done` callbacks.
+//
 // Thread-safety: Submit, Write and stats may be called from any thread.
 // `fill` and `done` run on the writer thread, without the writer's lock held;
 // they must be quick and must not call Write (that would deadlock).
@@ -33,11 +38,13 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <thread>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
+#include "common/wakeup_batch.h"
 #include "rocksdb/db.h"
 #include "rocksdb/write_batch.h"
 
@@ -101,6 +108,13 @@ class GroupCommitWriter {
     Done done;
   };
 
+  // The writer thread's wake-up, shared with WakeupBatch.
+  class Wakeup final : public Waker {
+   public:
+    void Wake() override { cv.Signal(); }
+    absl::CondVar cv;
+  };
+
   void Run();
   // One synced write of `batch` (or the failure a failure point injects in
   // its place). Errors name the data directory.
@@ -110,6 +124,8 @@ class GroupCommitWriter {
   const Options options_;
 
   mutable absl::Mutex mu_;
+  // Signalled when something is queued or stopping_ is set.
+  const std::shared_ptr<Wakeup> wakeup_ = std::make_shared<Wakeup>();
   std::deque<Pending> queue_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   // Set by the first failed write; returned to everything after it.

@@ -22,6 +22,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "common/process_tuning.h"
 #include "common/shutdown.h"
 #include "tools/bench/echo.h"
 #include "tools/bench/interrupt.h"
@@ -161,6 +162,8 @@ int RunCeilings(absl::Duration duration, const std::string& dir, bool json) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // The same gRPC engine as the servers, also for the echo ceiling.
+  twopc::TuneProcess();
   CLI::App app{"twopc-bench: load generator and benchmark for twopc."};
   absl::Duration ceiling_duration = absl::Seconds(2);
   std::string dir = (std::filesystem::temp_directory_path() /
