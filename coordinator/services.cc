@@ -6,8 +6,10 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/grpc_status.h"
+#include "common/unparseable_request.h"
 #include "google/protobuf/util/time_util.h"
 
 namespace twopc::coordinator {
@@ -17,11 +19,13 @@ namespace {
 // manager's result when it arrives, or CANCELLED when the client goes away
 // first (its outcome is then unknown to this call: ask with Get).
 // Deletes itself when gRPC is done with the call; the manager's callback may
-// outlive it and then does nothing.
+// outlive it and then does nothing. The methods are raw (they parse their
+// own request bytes: see ParseRequest), so the reactor serialises the
+// Response into gRPC's buffer itself.
 template <typename Response>
 class OutcomeReactor final : public grpc::ServerUnaryReactor {
  public:
-  explicit OutcomeReactor(Response* response)
+  explicit OutcomeReactor(grpc::ByteBuffer* response)
       : state_(std::make_shared<State>(this, response)) {}
 
   // The callback to hand to the manager.
@@ -31,7 +35,11 @@ class OutcomeReactor final : public grpc::ServerUnaryReactor {
       if (state->reactor == nullptr) return;
       grpc::Status status = grpc::Status::OK;
       if (result.ok()) {
-        *state->response->mutable_transaction() = std::move(*result);
+        Response response;
+        *response.mutable_transaction() = std::move(*result);
+        bool own_buffer = false;
+        status = grpc::SerializationTraits<Response>::Serialize(
+            response, state->response, &own_buffer);
       } else {
         status = ToGrpcStatus(result.status());
       }
@@ -59,14 +67,31 @@ class OutcomeReactor final : public grpc::ServerUnaryReactor {
 
  private:
   struct State {
-    State(OutcomeReactor* r, Response* out) : reactor(r), response(out) {}
+    State(OutcomeReactor* r, grpc::ByteBuffer* out)
+        : reactor(r), response(out) {}
     absl::Mutex mu;
     // Null once Finish was called (or the call is over).
     OutcomeReactor* reactor ABSL_GUARDED_BY(mu);
-    Response* const response;
+    grpc::ByteBuffer* const response;
   };
   std::shared_ptr<State> state_;
 };
+
+// Parses the bytes of a raw method's request. With the generated typed
+// handler, gRPC itself answers bytes that do not parse, before any code of
+// ours runs: UNIMPLEMENTED with an empty message. INVALID_ARGUMENT naming
+// `method` (common/unparseable_request.h) when they do not parse.
+template <typename Request>
+absl::Status ParseRequest(const grpc::ByteBuffer& bytes,
+                          absl::string_view method, Request* request) {
+  // Deserialize consumes its buffer; the copy only takes references.
+  grpc::ByteBuffer copy(bytes);
+  if (grpc::SerializationTraits<Request>::Deserialize(&copy, request).ok()) {
+    return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError(UnparseableRequestMessage(absl::StrCat(
+      "/", v1::TransactionService::service_full_name(), "/", method)));
+}
 
 bool IsFinal(const v1::Transaction& t) {
   return t.state() == v1::TRANSACTION_STATE_COMMITTED ||
@@ -76,10 +101,16 @@ bool IsFinal(const v1::Transaction& t) {
 }  // namespace
 
 grpc::ServerUnaryReactor* TransactionServiceImpl::Execute(
-    grpc::CallbackServerContext*, const v1::ExecuteRequest* request,
-    v1::ExecuteResponse* response) {
+    grpc::CallbackServerContext*, const grpc::ByteBuffer* raw_request,
+    grpc::ByteBuffer* response) {
   auto* reactor = new OutcomeReactor<v1::ExecuteResponse>(response);
-  manager_->Execute(*request, reactor->Callback());
+  v1::ExecuteRequest request;
+  if (absl::Status parsed = ParseRequest(*raw_request, "Execute", &request);
+      !parsed.ok()) {
+    reactor->Callback()(parsed);
+    return reactor;
+  }
+  manager_->Execute(request, reactor->Callback());
   return reactor;
 }
 
@@ -108,10 +139,16 @@ grpc::Status TransactionServiceImpl::AddMessages(
 }
 
 grpc::ServerUnaryReactor* TransactionServiceImpl::Commit(
-    grpc::CallbackServerContext*, const v1::CommitRequest* request,
-    v1::CommitResponse* response) {
+    grpc::CallbackServerContext*, const grpc::ByteBuffer* raw_request,
+    grpc::ByteBuffer* response) {
   auto* reactor = new OutcomeReactor<v1::CommitResponse>(response);
-  manager_->Commit(*request, reactor->Callback());
+  v1::CommitRequest request;
+  if (absl::Status parsed = ParseRequest(*raw_request, "Commit", &request);
+      !parsed.ok()) {
+    reactor->Callback()(parsed);
+    return reactor;
+  }
+  manager_->Commit(request, reactor->Callback());
   return reactor;
 }
 

@@ -19,18 +19,22 @@
 namespace twopc::coordinator {
 
 // TransactionService (clients). Execute and Commit use the callback API, so
-// a client waiting for a decision holds no server thread. Thread-safe.
+// a client waiting for a decision holds no server thread; they are raw
+// methods that parse their own requests, to answer bytes that are not a
+// request INVALID_ARGUMENT (gRPC would answer UNIMPLEMENTED, empty).
+// Thread-safe.
 class TransactionServiceImpl final
-    : public v1::TransactionService::WithCallbackMethod_Execute<
-          v1::TransactionService::WithCallbackMethod_Commit<
+    : public v1::TransactionService::WithRawCallbackMethod_Execute<
+          v1::TransactionService::WithRawCallbackMethod_Commit<
               v1::TransactionService::Service>> {
  public:
   explicit TransactionServiceImpl(TransactionManager* manager)
       : manager_(manager) {}
 
+  // A serialised ExecuteRequest in, an ExecuteResponse out.
   grpc::ServerUnaryReactor* Execute(grpc::CallbackServerContext* context,
-                                    const v1::ExecuteRequest* request,
-                                    v1::ExecuteResponse* response) override;
+                                    const grpc::ByteBuffer* request,
+                                    grpc::ByteBuffer* response) override;
   grpc::Status Begin(grpc::ServerContext* context,
                      const v1::BeginRequest* request,
                      v1::BeginResponse* response) override;
@@ -40,9 +44,10 @@ class TransactionServiceImpl final
   grpc::Status AddMessages(grpc::ServerContext* context,
                            const v1::AddMessagesRequest* request,
                            v1::AddMessagesResponse* response) override;
+  // A serialised CommitRequest in, a CommitResponse out.
   grpc::ServerUnaryReactor* Commit(grpc::CallbackServerContext* context,
-                                   const v1::CommitRequest* request,
-                                   v1::CommitResponse* response) override;
+                                   const grpc::ByteBuffer* request,
+                                   grpc::ByteBuffer* response) override;
   grpc::Status Abort(grpc::ServerContext* context,
                      const v1::AbortRequest* request,
                      v1::AbortResponse* response) override;

@@ -8,8 +8,9 @@
 #include "absl/strings/str_join.h"
 #include "common/failpoint.h"
 #include "common/grpc_status.h"
-#include "common/transaction_id.h"
+#include "common/identifiers.h"
 #include "common/status_macros.h"
+#include "common/transaction_id.h"
 #include "coordinator/request_validation.h"
 #include "google/protobuf/util/time_util.h"
 
@@ -262,8 +263,8 @@ void TransactionManager::Execute(const v1::ExecuteRequest& request, Done done) {
           info);
     }
   }
-  // Last: with auto-creation on, routing a message creates its topic, so
-  // nothing that can refuse the request may come after it.
+  // Creates nothing: with auto-creation on, topics are created only when
+  // the transaction is (AddMessageLocked, below).
   if (valid.ok()) valid = ValidateMessages(request.messages(), 0);
   if (!valid.ok()) {
     done(valid);
@@ -350,7 +351,7 @@ void TransactionManager::Execute(const v1::ExecuteRequest& request, Done done) {
   }
   const std::string id = entry->machine.record().transaction_id();
   for (const v1::Message& message : request.messages()) {
-    // Validated above: routing cannot fail now (topics are never deleted).
+    // Checked above: routing cannot fail now (topics are never deleted).
     AddMessageLocked(*entry, message).IgnoreError();
   }
   AttachLocked(entry, request.wait_for_completion(), std::move(done));
@@ -462,7 +463,7 @@ absl::Status TransactionManager::ValidateMessages(
   }
   for (const v1::Message& message : messages) {
     RETURN_IF_ERROR(ValidateMessage(message));
-    RETURN_IF_ERROR(topics_->Route(message, "").status());
+    RETURN_IF_ERROR(topics_->CheckRoute(message));
   }
   return absl::OkStatus();
 }
@@ -516,7 +517,6 @@ absl::StatusOr<uint32_t> TransactionManager::AddMessages(
     message_bytes += message.ByteSizeLong();
   }
   RETURN_IF_ERROR(CheckTransactionBytes(*entry, message_bytes));
-  // Last: with auto-creation on, routing creates unknown topics.
   RETURN_IF_ERROR(ValidateMessages(request.messages(), have));
   for (const v1::Message& message : request.messages()) {
     RETURN_IF_ERROR(AddMessageLocked(*entry, message));
@@ -655,8 +655,9 @@ absl::StatusOr<internal::TransactionRecord> TransactionManager::LookupLocked(
                        log_->FindByIdempotencyKey(ref.idempotency_key()));
       if (!logged.has_value()) {
         return absl::NotFoundError(absl::StrCat(
-            "no transaction with idempotency key '", ref.idempotency_key(),
-            "' is known: it never reached a decision (so it is aborted) or "
+            "no transaction with idempotency key ",
+            QuoteField(ref.idempotency_key()),
+            " is known: it never reached a decision (so it is aborted) or "
             "was compacted after the retention period"));
       }
       id = *logged;
@@ -679,7 +680,7 @@ absl::StatusOr<internal::TransactionRecord> TransactionManager::LookupLocked(
        (parsed->epoch == epoch_ && parsed->sequence < next_sequence_));
   if (!ours_and_past) {
     return absl::NotFoundError(
-        absl::StrCat("transaction ", id.substr(0, 80), " does not exist"));
+        absl::StrCat("transaction ", QuoteField(id), " does not exist"));
   }
   if (!compacted_through_.empty() && IdLessOrEqual(id, compacted_through_)) {
     return absl::NotFoundError(absl::StrCat(

@@ -205,12 +205,14 @@ class TransactionManager {
   // INVALID_ARGUMENT when adding `more` bytes to `entry` would pass
   // max_transaction_bytes.
   absl::Status CheckTransactionBytes(const Entry& entry, size_t more) const;
-  // Checks `messages` (limits, topics, partitions). With auto-creation on,
-  // routing creates unknown topics: call it after every other check.
+  // Checks `messages` (limits, topics, partitions) and creates nothing:
+  // with auto-creation on, AddMessageLocked creates unknown topics.
   absl::Status ValidateMessages(
       const google::protobuf::RepeatedPtrField<v1::Message>& messages,
       int already_added);
-  // Adds `message` to a live transaction, resolving its partition.
+  // Adds `message` to a live transaction, resolving its partition (and,
+  // with auto-creation on, creating its topic). REQUIRES: ValidateMessages
+  // passed for it.
   absl::Status AddMessageLocked(Entry& entry, v1::Message message)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FinishLocked(const std::string& transaction_id)

@@ -114,7 +114,8 @@ void AddTxnOptions(CLI::App* txn, TxnBenchOptions& o, bool& json) {
       ->capture_default_str();
   txn->add_option("--payload", o.payload_bytes,
                   "bytes of each kv put and of each message value")
-      ->check(CLI::Range(0, 1 << 20))
+      // The coordinator's kv value limit (coordinator/limits.h).
+      ->check(CLI::Range(0, (1 << 20) - (4 << 10)))
       ->capture_default_str();
   txn->add_option("--messages", o.messages, "messages per transaction")
       ->check(CLI::Range(0, 1000))

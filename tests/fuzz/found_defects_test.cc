@@ -1,8 +1,7 @@
 // The defects the bad-input tests found (README.md here), one minimal
-// reproduction each. Fixed ones run as regression tests. Open ones are
-// disabled so that `make test` passes until they are fixed; run them with
-//   fuzz_test --gtest_also_run_disabled_tests --gtest_filter='FoundDefects*'
-// Enable each once fixed and move it to "Fixed".
+// reproduction each, kept as regression tests now that all are fixed. A new
+// finding that cannot be fixed at once gets a DISABLED_ reproduction here
+// (run with --gtest_also_run_disabled_tests) until it is.
 #include <memory>
 #include <string>
 
@@ -61,8 +60,6 @@ class FoundDefectsTest : public ::testing::Test {
 
   std::unique_ptr<FuzzWorld> world_;
 };
-
-// --- Fixed ---
 
 // Error messages quote request fields. Unbounded, a 1 MiB field made a
 // status the client could not receive (RESOURCE_EXHAUSTED "received initial
@@ -200,7 +197,7 @@ TEST_F(FoundDefectsTest, LinkRefusalOfAHugeParticipantIdIsReadable) {
 // handlers. A server interceptor installed by StartGrpcServer
 // (common/unparseable_request.h) now answers INVALID_ARGUMENT naming the
 // method and the message type, on the coordinator and the sidecar.
-// (Callback methods: see Open below.)
+// (Callback methods: UnparseableRequestToACallbackMethod below.)
 TEST_F(FoundDefectsTest, UnparseableRequestIsInvalidArgument) {
   Start(WorldOptions());
   const struct {
@@ -260,13 +257,10 @@ TEST_F(FoundDefectsTest, RefusedMessagesCreateNoTopic) {
   EXPECT_THAT(ExpectNoTopic("created-by-an-unknown-transaction"), IsOk());
 }
 
-// --- Open ---
-
-// The coordinator's transaction lookups (TransactionManager::LookupLocked)
-// quote an unknown idempotency key whole: with a long key the 1 KiB cap
-// cuts off what the message says (the transaction never reached a
-// decision, so it is aborted). Fix: quote it with QuoteField.
-TEST_F(FoundDefectsTest, DISABLED_LongIdempotencyKeyInGetKeepsTheVerdict) {
+// Fixed: lookups by an unknown idempotency key quoted it whole, so with a
+// long key the 1 KiB cap cut off the verdict (the transaction never reached
+// a decision, so it is aborted). It is quoted with QuoteField now.
+TEST_F(FoundDefectsTest, LongIdempotencyKeyInGetKeepsTheVerdict) {
   Start(WorldOptions());
   v1::GetRequest get;
   get.mutable_ref()->set_idempotency_key(std::string(1 << 20, 'k'));
@@ -277,12 +271,10 @@ TEST_F(FoundDefectsTest, DISABLED_LongIdempotencyKeyInGetKeepsTheVerdict) {
                        HasSubstr("never reached a decision")));
 }
 
-// Bytes that are not a request to a callback method (Execute, Commit) are
-// answered UNIMPLEMENTED with an empty message by gRPC, before the handler
-// runs. The interceptor that fixes synchronous methods would cost every
-// Execute and Commit call (common/unparseable_request.h), so callback
-// methods need handlers that parse their own bytes.
-TEST_F(FoundDefectsTest, DISABLED_UnparseableRequestToACallbackMethod) {
+// Fixed: bytes that are not a request to a callback method (Execute,
+// Commit) were answered UNIMPLEMENTED with an empty message by gRPC, before
+// any handler ran. Both are raw methods now that parse their own bytes.
+TEST_F(FoundDefectsTest, UnparseableRequestToACallbackMethod) {
   Start(WorldOptions());
   for (const char* method : {"/twopc.v1.TransactionService/Execute",
                              "/twopc.v1.TransactionService/Commit"}) {
@@ -295,11 +287,13 @@ TEST_F(FoundDefectsTest, DISABLED_UnparseableRequestToACallbackMethod) {
   }
 }
 
-// With --auto_create_partitions, the coordinator routes (and so creates the
-// topics of) a request's messages one by one, in
-// TransactionManager::ValidateMessages: when a later message is refused,
-// the topics of the earlier ones are already created.
-TEST_F(FoundDefectsTest, DISABLED_MessageRefusedAfterAnotherCreatesNoTopic) {
+// Fixed: with --auto_create_partitions, the coordinator routed (and so
+// created the topics of) a request's messages one by one while checking
+// them: when a later message was refused, the topics of the earlier ones
+// were already created; and an Execute refused after the checks (a reused
+// idempotency key, the in-flight limit) kept its new topics. Now the checks
+// create nothing and topics are created with the transaction.
+TEST_F(FoundDefectsTest, RefusedRequestsCreateNoTopics) {
   WorldOptions options;
   options.auto_create_partitions = 1;
   Start(options);
@@ -307,14 +301,22 @@ TEST_F(FoundDefectsTest, DISABLED_MessageRefusedAfterAnotherCreatesNoTopic) {
   v1::Branch* branch = execute.add_branches();
   branch->set_participant_id(world_->refs().participant);
   branch->mutable_kv()->add_operations()->mutable_delete_()->set_key("k");
-  execute.add_messages()->set_topic("created-before-a-refused-message");
-  v1::Message* refused = execute.add_messages();
+  v1::ExecuteRequest two_messages = execute;
+  two_messages.add_messages()->set_topic("created-before-a-refused-message");
+  v1::Message* refused = two_messages.add_messages();
   refused->set_topic("created-by-a-refused-message");
   refused->set_partition(5);
-  EXPECT_THAT(world_->Execute(execute, absl::Seconds(10)),
+  EXPECT_THAT(world_->Execute(two_messages, absl::Seconds(10)),
               StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_THAT(ExpectNoTopic("created-before-a-refused-message"), IsOk());
   EXPECT_THAT(ExpectNoTopic("created-by-a-refused-message"), IsOk());
+
+  execute.set_idempotency_key("reused");
+  ASSERT_THAT(world_->Execute(execute, absl::Seconds(10)), IsOk());
+  execute.add_messages()->set_topic("created-by-a-reused-key");
+  EXPECT_THAT(world_->Execute(execute, absl::Seconds(10)),
+              StatusIs(absl::StatusCode::kAlreadyExists));
+  EXPECT_THAT(ExpectNoTopic("created-by-a-reused-key"), IsOk());
 }
 
 }  // namespace

@@ -58,24 +58,6 @@ std::string Finding(const CallFacts& facts, const RawResult& result) {
 
 }  // namespace
 
-KnownDefect DefectShownBy(const grpc::Status& status, bool request_parses) {
-  if (!request_parses && status.error_message().empty() &&
-      status.error_code() == StatusCode::UNIMPLEMENTED) {
-    return KnownDefect::kUnparseableCallbackRequest;
-  }
-  return KnownDefect::kNone;
-}
-
-const char* KnownDefectName(KnownDefect defect) {
-  switch (defect) {
-    case KnownDefect::kNone:
-      return "none";
-    case KnownDefect::kUnparseableCallbackRequest:
-      return "unparseable request to a callback method answered UNIMPLEMENTED";
-  }
-  return "?";
-}
-
 bool IsRejection(StatusCode code) {
   switch (code) {
     case StatusCode::INVALID_ARGUMENT:
@@ -91,24 +73,10 @@ bool IsRejection(StatusCode code) {
   }
 }
 
-Verdict Judge(const CallFacts& facts, const RawResult& result, bool strict) {
+Verdict Judge(const CallFacts& facts, const RawResult& result) {
   Verdict verdict;
-  verdict.defect = DefectShownBy(result.status, facts.request_parses);
-  if (verdict.defect != KnownDefect::kNone) {
-    if (strict) {
-      verdict.finding =
-          absl::StrCat("known defect: ", KnownDefectName(verdict.defect), ": ",
-                       Show(result.status));
-    }
-    return verdict;
-  }
   verdict.finding = Finding(facts, result);
   return verdict;
-}
-
-bool StrictFromEnvironment() {
-  const char* strict = std::getenv("TWOPC_FUZZ_STRICT");
-  return strict != nullptr && std::string(strict) == "1";
 }
 
 }  // namespace twopc::fuzz

@@ -13,11 +13,6 @@
 // CANCELLED by the server, an empty message, DEADLINE_EXCEEDED where nothing
 // waits (a hang), a response that does not parse, or an error this side
 // could not even read.
-//
-// Known defects (README.md here, found_defects_test.cc) are findings too, but
-// are reported as such rather than failing the bounded default run, unless
-// TWOPC_FUZZ_STRICT=1. Each is matched narrowly, so anything else still
-// fails.
 #ifndef TWOPC_TESTS_FUZZ_ORACLE_H_
 #define TWOPC_TESTS_FUZZ_ORACLE_H_
 
@@ -30,17 +25,6 @@
 
 namespace twopc::fuzz {
 
-enum class KnownDefect {
-  kNone,
-  // Bytes that do not parse as the request type of a callback method
-  // (Execute, Commit) are rejected by gRPC before the handler runs, with
-  // UNIMPLEMENTED and an empty message. (Synchronous methods answer
-  // INVALID_ARGUMENT: common/unparseable_request.h.)
-  kUnparseableCallbackRequest,
-};
-
-const char* KnownDefectName(KnownDefect defect);
-
 struct CallFacts {
   // The request bytes parse as the method's request type.
   bool request_parses = true;
@@ -51,27 +35,19 @@ struct CallFacts {
 };
 
 struct Verdict {
-  // Empty when the answer is clean (or only shows `defect`).
+  // Empty when the answer is clean.
   std::string finding;
-  KnownDefect defect = KnownDefect::kNone;
 
   bool clean() const { return finding.empty(); }
 };
 
-// The known defect `status` shows, if any.
-KnownDefect DefectShownBy(const grpc::Status& status, bool request_parses);
-
-// Judges `result`, the answer to a call described by `facts`. Known
-// defects are findings when `strict`.
-Verdict Judge(const CallFacts& facts, const RawResult& result, bool strict);
+// Judges `result`, the answer to a call described by `facts`.
+Verdict Judge(const CallFacts& facts, const RawResult& result);
 
 // True for the codes after which a request must have had no effect on the
 // coordinator's or the sidecar's state (ABORTED included: a transaction
 // that aborted changed no participant and committed nothing).
 bool IsRejection(grpc::StatusCode code);
-
-// TWOPC_FUZZ_STRICT=1 in the environment.
-bool StrictFromEnvironment();
 
 }  // namespace twopc::fuzz
 
