@@ -93,6 +93,24 @@ absl::Status ParseRequest(const grpc::ByteBuffer& bytes,
       "/", v1::TransactionService::service_full_name(), "/", method)));
 }
 
+// Serves a raw Execute or Commit call: parses the request and hands it, with
+// the callback that answers the call, to `start` (the manager's method);
+// bytes that do not parse are answered at once.
+template <typename Request, typename Response, typename Start>
+grpc::ServerUnaryReactor* AnswerWithOutcome(const grpc::ByteBuffer& raw,
+                                            absl::string_view method,
+                                            grpc::ByteBuffer* response,
+                                            Start start) {
+  auto* reactor = new OutcomeReactor<Response>(response);
+  Request request;
+  if (absl::Status parsed = ParseRequest(raw, method, &request); parsed.ok()) {
+    start(request, reactor->Callback());
+  } else {
+    reactor->Callback()(parsed);
+  }
+  return reactor;
+}
+
 bool IsFinal(const v1::Transaction& t) {
   return t.state() == v1::TRANSACTION_STATE_COMMITTED ||
          t.state() == v1::TRANSACTION_STATE_ABORTED;
@@ -103,15 +121,11 @@ bool IsFinal(const v1::Transaction& t) {
 grpc::ServerUnaryReactor* TransactionServiceImpl::Execute(
     grpc::CallbackServerContext*, const grpc::ByteBuffer* raw_request,
     grpc::ByteBuffer* response) {
-  auto* reactor = new OutcomeReactor<v1::ExecuteResponse>(response);
-  v1::ExecuteRequest request;
-  if (absl::Status parsed = ParseRequest(*raw_request, "Execute", &request);
-      !parsed.ok()) {
-    reactor->Callback()(parsed);
-    return reactor;
-  }
-  manager_->Execute(request, reactor->Callback());
-  return reactor;
+  return AnswerWithOutcome<v1::ExecuteRequest, v1::ExecuteResponse>(
+      *raw_request, "Execute", response,
+      [this](const v1::ExecuteRequest& request, TransactionManager::Done done) {
+        manager_->Execute(request, std::move(done));
+      });
 }
 
 grpc::Status TransactionServiceImpl::Begin(grpc::ServerContext*,
@@ -141,15 +155,11 @@ grpc::Status TransactionServiceImpl::AddMessages(
 grpc::ServerUnaryReactor* TransactionServiceImpl::Commit(
     grpc::CallbackServerContext*, const grpc::ByteBuffer* raw_request,
     grpc::ByteBuffer* response) {
-  auto* reactor = new OutcomeReactor<v1::CommitResponse>(response);
-  v1::CommitRequest request;
-  if (absl::Status parsed = ParseRequest(*raw_request, "Commit", &request);
-      !parsed.ok()) {
-    reactor->Callback()(parsed);
-    return reactor;
-  }
-  manager_->Commit(request, reactor->Callback());
-  return reactor;
+  return AnswerWithOutcome<v1::CommitRequest, v1::CommitResponse>(
+      *raw_request, "Commit", response,
+      [this](const v1::CommitRequest& request, TransactionManager::Done done) {
+        manager_->Commit(request, std::move(done));
+      });
 }
 
 grpc::Status TransactionServiceImpl::Abort(grpc::ServerContext*,
