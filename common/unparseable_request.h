@@ -17,8 +17,9 @@
 //    then completes each batch of operations of the call through one more
 //    (empty) batch, about 8,700 instructions per call on top of ~107,000 for
 //    a trivial callback call (callgrind), and allocates the interceptor. So
-//    callback calls get none; such a method has to parse its own bytes (a
-//    raw callback method) to answer INVALID_ARGUMENT.
+//    callback calls get none; Execute and Commit are raw callback methods
+//    that parse their own bytes and answer INVALID_ARGUMENT with
+//    UnparseableRequestMessage (coordinator/services.cc).
 //  * Client-streaming and bidirectional methods (Link): there gRPC shows a
 //    message that does not parse to the handler, and to interceptors,
 //    exactly like the end of the stream, so neither can tell them apart.

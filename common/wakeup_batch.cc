@@ -33,15 +33,15 @@ WakeupBatch::~WakeupBatch() {
   if (thread_batch.deferred.empty()) thread_batch.deferred.swap(deferred);
 }
 
-bool WakeupBatch::Defer(std::shared_ptr<Waker> waker) {
-  if (!thread_batch.open) return false;
+bool WakeupBatch::IsOpen() { return thread_batch.open; }
+
+void WakeupBatch::Remember(std::shared_ptr<Waker> waker) {
   std::vector<std::shared_ptr<Waker>>& deferred = thread_batch.deferred;
   // A batch defers few distinct wakers (one per link or stream): a linear
   // scan beats a set.
   if (std::find(deferred.begin(), deferred.end(), waker) == deferred.end()) {
     deferred.push_back(std::move(waker));
   }
-  return true;
 }
 
 }  // namespace twopc

@@ -22,6 +22,8 @@
 
 #include <memory>
 
+#include "absl/synchronization/mutex.h"
+
 namespace twopc {
 
 // Something a producer can wake: Wake() must make the consumer look at its
@@ -42,12 +44,28 @@ class WakeupBatch {
   WakeupBatch& operator=(const WakeupBatch&) = delete;
 
   // When a batch is open on this thread, remembers `waker` (once) and
-  // returns true: the caller must not wake it now. Otherwise returns false:
-  // the caller wakes it itself.
-  static bool Defer(std::shared_ptr<Waker> waker);
+  // returns true: the caller must not wake it now. Otherwise returns false
+  // (without copying `waker`: no reference count is touched when no batch
+  // is open): the caller wakes it itself.
+  template <typename W>
+  static bool Defer(const std::shared_ptr<W>& waker) {
+    if (!IsOpen()) return false;
+    Remember(waker);
+    return true;
+  }
 
  private:
+  static bool IsOpen();
+  static void Remember(std::shared_ptr<Waker> waker);
+
   const bool outermost_;
+};
+
+// A Waker for a consumer thread that sleeps on `cv` (with its own mutex).
+class CondVarWaker final : public Waker {
+ public:
+  void Wake() override { cv.Signal(); }
+  absl::CondVar cv;
 };
 
 }  // namespace twopc

@@ -100,14 +100,6 @@ class ParticipantLink {
   using Stream =
       grpc::ClientReaderWriter<v1::CoordinatorBatch, v1::ParticipantBatch>;
 
-  // The writer's wake-up, shared with WakeupBatch (which may hold it past
-  // the link's end; waking then is harmless).
-  class WriterWakeup final : public Waker {
-   public:
-    void Wake() override { cv.Signal(); }
-    absl::CondVar cv;
-  };
-
   void ReaderLoop();
   void WriterLoop();
   // Opens a stream and waits for the participant's hello. On success the
@@ -131,9 +123,10 @@ class ParticipantLink {
 
   mutable absl::Mutex mu_;
   // Signalled (with or without mu_) whenever the writer may have work:
-  // requests queued, a state change, stopping.
-  const std::shared_ptr<WriterWakeup> writer_wakeup_ =
-      std::make_shared<WriterWakeup>();
+  // requests queued, a state change, stopping. Shared with WakeupBatch,
+  // which may hold it past the link's end (waking it then is harmless).
+  const std::shared_ptr<CondVarWaker> writer_wakeup_ =
+      std::make_shared<CondVarWaker>();
   enum class State { kConnecting, kConnected, kDown };
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   State state_ ABSL_GUARDED_BY(mu_) = State::kConnecting;

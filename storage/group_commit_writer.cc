@@ -47,7 +47,6 @@ absl::Status GroupCommitWriter::Write(Fill fill) {
   return result;
 }
 
-
 GroupCommitWriter::Stats GroupCommitWriter::stats() const {
   absl::MutexLock lock(&mu_);
   return stats_;

@@ -108,13 +108,6 @@ class GroupCommitWriter {
     Done done;
   };
 
-  // The writer thread's wake-up, shared with WakeupBatch.
-  class Wakeup final : public Waker {
-   public:
-    void Wake() override { cv.Signal(); }
-    absl::CondVar cv;
-  };
-
   void Run();
   // One synced write of `batch` (or the failure a failure point injects in
   // its place). Errors name the data directory.
@@ -124,8 +117,10 @@ class GroupCommitWriter {
   const Options options_;
 
   mutable absl::Mutex mu_;
-  // Signalled when something is queued or stopping_ is set.
-  const std::shared_ptr<Wakeup> wakeup_ = std::make_shared<Wakeup>();
+  // Signalled when something is queued or stopping_ is set; shared with
+  // WakeupBatch.
+  const std::shared_ptr<CondVarWaker> wakeup_ =
+      std::make_shared<CondVarWaker>();
   std::deque<Pending> queue_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   // Set by the first failed write; returned to everything after it.

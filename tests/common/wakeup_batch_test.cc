@@ -65,7 +65,8 @@ TEST(WakeupBatchTest, TheBatchKeepsADeferredWakerAlive) {
   std::weak_ptr<CountingWaker> watch = waker;
   {
     WakeupBatch batch;
-    WakeupBatch::Defer(std::move(waker));
+    WakeupBatch::Defer(waker);
+    waker.reset();
     EXPECT_FALSE(watch.expired());
   }
   EXPECT_TRUE(watch.expired());

@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
+#include "common/wakeup_batch.h"
 #include "gtest/gtest.h"
 #include "storage/store.h"
 #include "tests/testing/status_matchers.h"
@@ -45,6 +46,26 @@ TEST_F(GroupCommitWriterTest, WriteIsVisibleWhenItReturns) {
   EXPECT_EQ(Get("k"), "v");
   EXPECT_EQ(writer.stats().syncs, 1u);
   EXPECT_EQ(writer.stats().records, 1u);
+}
+
+// Submit inside a WakeupBatch wakes the writer only when the batch closes;
+// Write waits for its own round, so it must wake the writer at once (a
+// deferred wake-up would never come: this thread is the one waiting).
+TEST_F(GroupCommitWriterTest, WriteInsideAWakeupBatchDoesNotWaitForItsEnd) {
+  GroupCommitWriter writer(store_->db());
+  absl::Notification submitted_done;
+  {
+    WakeupBatch batch;
+    writer.Submit([](rocksdb::WriteBatch& b) { b.Put("a", "1"); },
+                  [&](const absl::Status&) { submitted_done.Notify(); });
+    ASSERT_THAT(writer.Write([](rocksdb::WriteBatch& b) { b.Put("b", "2"); }),
+                IsOk());
+  }
+  // The deferred submission was ahead of Write in the queue, so the round
+  // Write woke the writer for carried it too.
+  submitted_done.WaitForNotification();
+  EXPECT_EQ(Get("a"), "1");
+  EXPECT_EQ(Get("b"), "2");
 }
 
 TEST_F(GroupCommitWriterTest, RoundsNobodyWaitsForAreWrittenWithoutASync) {
