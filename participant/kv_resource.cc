@@ -9,7 +9,6 @@
 #include "absl/strings/escaping.h"
 
 namespace twopc::participant {
-namespace {
 
 const std::string& KeyOf(const v1::KvOperation& op) {
   switch (op.op_case()) {
@@ -27,6 +26,8 @@ const std::string& KeyOf(const v1::KvOperation& op) {
     }
   }
 }
+
+namespace {
 
 // Printable form of a key for reasons: quoted, escaped, shortened.
 std::string Show(absl::string_view key) {

@@ -36,6 +36,9 @@
 
 namespace twopc::participant {
 
+// The key `op` acts on; empty when no operation is set.
+const std::string& KeyOf(const v1::KvOperation& op);
+
 struct KvLimits {
   size_t max_operations = 1000;
   size_t max_key_bytes = 1024;

@@ -23,6 +23,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "common/process_tuning.h"
+#include "coordinator/limits.h"
 #include "common/shutdown.h"
 #include "tools/bench/echo.h"
 #include "tools/bench/interrupt.h"
@@ -114,8 +115,8 @@ void AddTxnOptions(CLI::App* txn, TxnBenchOptions& o, bool& json) {
       ->capture_default_str();
   txn->add_option("--payload", o.payload_bytes,
                   "bytes of each kv put and of each message value")
-      // The coordinator's kv value limit (coordinator/limits.h).
-      ->check(CLI::Range(0, (1 << 20) - (4 << 10)))
+      ->check(CLI::Range(0, static_cast<int>(
+                                twopc::coordinator::Limits().max_kv_value_bytes)))
       ->capture_default_str();
   txn->add_option("--messages", o.messages, "messages per transaction")
       ->check(CLI::Range(0, 1000))

@@ -32,6 +32,7 @@
 #include "google/protobuf/stubs/logging.h"
 #include "google/protobuf/util/time_util.h"
 #include "gtest/gtest.h"
+#include "participant/kv_resource.h"
 #include "participant/participant_server.h"
 #include "tests/fuzz/fuzz_world.h"
 #include "tests/fuzz/mutator.h"
@@ -66,7 +67,7 @@ class Ledger {
       if (request.has_prepare()) {
         for (const v1::KvOperation& op :
              request.prepare().branch().kv().operations()) {
-          entry.keys.insert(KeyOf(op));
+          entry.keys.insert(participant::KeyOf(op));
         }
       }
     }
@@ -172,21 +173,6 @@ class Ledger {
       }
     }
     return absl::OkStatus();
-  }
-
-  static std::string KeyOf(const v1::KvOperation& op) {
-    switch (op.op_case()) {
-      case v1::KvOperation::kPut:
-        return op.put().key();
-      case v1::KvOperation::kDelete:
-        return op.delete_().key();
-      case v1::KvOperation::kAdd:
-        return op.add().key();
-      case v1::KvOperation::kExpect:
-        return op.expect().key();
-      default:
-        return "";
-    }
   }
 
   std::map<std::string, Entry> entries_;
