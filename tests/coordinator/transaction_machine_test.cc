@@ -1,5 +1,6 @@
 #include "coordinator/transaction_machine.h"
 
+#include <algorithm>
 #include <map>
 #include <optional>
 #include <string>
@@ -24,7 +25,7 @@ constexpr absl::Duration kTimeout = absl::Seconds(10);
 // writes across a crash, participants' received messages, client replies.
 class Harness {
  public:
-  explicit Harness(std::vector<std::string> participants) {
+  explicit Harness(std::vector<std::string> participants, uint64_t seed = 42) {
     internal::TransactionRecord record;
     record.set_transaction_id("t1");
     record.set_create_time_us(absl::ToUnixMicros(clock_.Now()));
@@ -32,7 +33,7 @@ class Harness {
     for (const std::string& p : participants) {
       record.add_branches()->set_participant_id(p);
     }
-    machine_.emplace(std::move(record), policy_, /*seed=*/42);
+    machine_.emplace(std::move(record), policy_, seed);
   }
 
   TransactionMachine& machine() { return *machine_; }
@@ -310,6 +311,28 @@ TEST(TransactionMachineTest, PhaseTwoRetriesWithGrowingBackoffThenParks) {
   h.Apply(h.machine().OnAck("a", true, h.clock().Now()));
   EXPECT_TRUE(h.done());
   EXPECT_FALSE(h.machine().record().parked());
+}
+
+TEST(TransactionMachineTest, RetryDelaysAreJitteredWithinTheirBounds) {
+  // The first retry waits initial_backoff (100 ms) scaled by a factor in
+  // [1 - jitter, 1 + jitter] = [0.8, 1.2], drawn from the machine's seed.
+  absl::Duration shortest = absl::InfiniteDuration();
+  absl::Duration longest = absl::ZeroDuration();
+  for (uint64_t seed = 0; seed < 200; ++seed) {
+    Harness h({"a"}, seed);
+    h.Apply(h.machine().Commit(h.clock().Now()));
+    h.Apply(h.machine().OnVote("a", v1::VOTE_YES, "", h.clock().Now()));
+    h.Sync();
+    ASSERT_TRUE(h.wake_at().has_value());
+    const absl::Duration delay = *h.wake_at() - h.clock().Now();
+    EXPECT_GE(delay, absl::Milliseconds(80)) << "seed " << seed;
+    EXPECT_LE(delay, absl::Milliseconds(120)) << "seed " << seed;
+    shortest = std::min(shortest, delay);
+    longest = std::max(longest, delay);
+  }
+  // Spread over the range, so retries of many transactions do not align.
+  EXPECT_LT(shortest, absl::Milliseconds(85));
+  EXPECT_GT(longest, absl::Milliseconds(115));
 }
 
 TEST(TransactionMachineTest, AbortedAckAfterYesParksForAnOperator) {

@@ -101,12 +101,7 @@ class CrashPointTest
   void SetUp() override { ASSERT_THAT(bank_.Open(), IsOk()); }
 
   void TearDown() override {
-    if (!HasFailure()) return;
-    for (const char* name :
-         {LocalCluster::kCoordinator, Bank::kP1, Bank::kP2}) {
-      std::fprintf(stderr, "----- %s log -----\n%s\n", name,
-                   cluster_.Log(name).c_str());
-    }
+    if (HasFailure()) cluster_.PrintLogs();
   }
 
   TempDir dir_;

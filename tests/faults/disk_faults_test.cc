@@ -48,12 +48,7 @@ class DiskFaultTest : public ::testing::TestWithParam<DiskFault> {
   void SetUp() override { ASSERT_THAT(bank_.Open(), IsOk()); }
 
   void TearDown() override {
-    if (!HasFailure()) return;
-    for (const char* name :
-         {LocalCluster::kCoordinator, Bank::kP1, Bank::kP2}) {
-      std::fprintf(stderr, "----- %s log -----\n%s\n", name,
-                   cluster_.Log(name).c_str());
-    }
+    if (HasFailure()) cluster_.PrintLogs();
   }
 
   // Restarts `name` (after a clean stop, so that its next synced write is

@@ -58,6 +58,13 @@ class FoundDefectsTest : public ::testing::Test {
                      heartbeat, &response);
   }
 
+  // Adds a branch on the world's kv sidecar that deletes key "k".
+  void AddKvBranch(v1::ExecuteRequest* execute) const {
+    v1::Branch* branch = execute->add_branches();
+    branch->set_participant_id(world_->refs().participant);
+    branch->mutable_kv()->add_operations()->mutable_delete_()->set_key("k");
+  }
+
   std::unique_ptr<FuzzWorld> world_;
 };
 
@@ -153,9 +160,7 @@ TEST_F(FoundDefectsTest, UnknownVoteAbortsNamingTheParticipant) {
   v1::Branch* branch = execute.add_branches();
   branch->set_participant_id("liar");
   branch->set_payload("x");
-  branch = execute.add_branches();
-  branch->set_participant_id(world_->refs().participant);
-  branch->mutable_kv()->add_operations()->mutable_delete_()->set_key("k");
+  AddKvBranch(&execute);
   execute.mutable_timeout()->set_seconds(1);
   EXPECT_THAT(world_->Execute(execute, absl::Seconds(10)),
               StatusIs(absl::StatusCode::kAborted, HasSubstr("liar")));
@@ -235,9 +240,7 @@ TEST_F(FoundDefectsTest, RefusedMessagesCreateNoTopic) {
   options.auto_create_partitions = 1;
   Start(options);
   v1::ExecuteRequest execute;
-  v1::Branch* branch = execute.add_branches();
-  branch->set_participant_id(world_->refs().participant);
-  branch->mutable_kv()->add_operations()->mutable_delete_()->set_key("k");
+  AddKvBranch(&execute);
   v1::Message* message = execute.add_messages();
   message->set_topic("created-by-a-bad-partition");
   message->set_partition(5);
@@ -298,9 +301,7 @@ TEST_F(FoundDefectsTest, RefusedRequestsCreateNoTopics) {
   options.auto_create_partitions = 1;
   Start(options);
   v1::ExecuteRequest execute;
-  v1::Branch* branch = execute.add_branches();
-  branch->set_participant_id(world_->refs().participant);
-  branch->mutable_kv()->add_operations()->mutable_delete_()->set_key("k");
+  AddKvBranch(&execute);
   v1::ExecuteRequest two_messages = execute;
   two_messages.add_messages()->set_topic("created-before-a-refused-message");
   v1::Message* refused = two_messages.add_messages();

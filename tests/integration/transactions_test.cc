@@ -57,13 +57,7 @@ class TransactionsTest : public ::testing::Test {
   }
 
   void TearDown() override {
-    if (!HasFailure()) return;
-    for (const std::string& name : {std::string(LocalCluster::kCoordinator),
-                                    std::string("p1"), std::string("p2"),
-                                    std::string("p3")}) {
-      std::fprintf(stderr, "----- %s log -----\n%s\n", name.c_str(),
-                   cluster_.Log(name).c_str());
-    }
+    if (HasFailure()) cluster_.PrintLogs();
   }
 
   absl::StatusOr<v1::Transaction> Execute(const v1::ExecuteRequest& request) {

@@ -1,5 +1,6 @@
 #include "tests/testing/cluster.h"
 
+#include <cstdio>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -163,6 +164,13 @@ std::string LocalCluster::Log(const std::string& name) const {
   auto it = nodes_.find(name);
   if (it == nodes_.end() || it->second.process == nullptr) return "";
   return it->second.process->Output();
+}
+
+void LocalCluster::PrintLogs() const {
+  for (const auto& [name, node] : nodes_) {
+    std::fprintf(stderr, "----- %s log -----\n%s\n", name.c_str(),
+                 Log(name).c_str());
+  }
 }
 
 std::unique_ptr<v1::TransactionService::Stub> LocalCluster::Transactions()

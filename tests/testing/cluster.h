@@ -63,6 +63,8 @@ class LocalCluster {
   std::string coordinator_address() const;
   std::string participant_address(const std::string& id) const;
   std::string Log(const std::string& name) const;
+  // Prints every process's output to stderr, for a failed test's TearDown.
+  void PrintLogs() const;
 
   std::unique_ptr<v1::TransactionService::Stub> Transactions() const;
   std::unique_ptr<v1::AdminService::Stub> Admin() const;
