@@ -11,9 +11,11 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "coordinator/limits.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/util/time_util.h"
 #include "gtest/gtest.h"
+#include "participant/kv_resource.h"
 #include "tests/fuzz/fuzz_world.h"
 #include "tests/fuzz/scripted_participant.h"
 #include "tests/testing/status_matchers.h"
@@ -478,6 +480,19 @@ std::string Probe(const Limits& limits, const Limit& limit) {
                     " naming \"", limit.named, "\"");
   }
   return problems;
+}
+
+// The coordinator checks kv branches before they reach a sidecar, and the
+// sidecar checks them again: the two sets of limits must be the same, or a
+// branch the coordinator accepted would be voted NO.
+TEST(LimitsTest, CoordinatorAndSidecarAgreeOnKvLimits) {
+  const coordinator::Limits coordinator;
+  const participant::KvLimits sidecar;
+  EXPECT_EQ(coordinator.max_kv_operations,
+            static_cast<int>(sidecar.max_operations));
+  EXPECT_EQ(coordinator.max_kv_key_bytes, sidecar.max_key_bytes);
+  EXPECT_EQ(coordinator.max_kv_value_bytes, sidecar.max_value_bytes);
+  EXPECT_EQ(coordinator.max_branch_bytes, sidecar.max_branch_bytes);
 }
 
 TEST(LimitsTest, EveryDocumentedLimitIsEnforcedAtItsBoundary) {
