@@ -57,10 +57,12 @@ class UnparseableRequestInterceptorFactory final
         info->type() != ServerRpcInfo::Type::SERVER_STREAMING) {
       return nullptr;
     }
-    // Callback methods are the hot path (Execute, Commit), and an
-    // interceptor costs every call it is created for (see the header): only
-    // synchronous methods get one.
-    if (dynamic_cast<grpc::ServerContext*>(info->server_context()) == nullptr) {
+    // An interceptor costs every call it is created for (see the header):
+    // calls that parse their own requests (the hot path) and callback calls
+    // get none.
+    auto* context = dynamic_cast<grpc::ServerContext*>(info->server_context());
+    if (context == nullptr ||
+        dynamic_cast<SelfParsingContext*>(context) != nullptr) {
       return nullptr;
     }
     return new UnparseableRequestInterceptor(info->method());

@@ -12,27 +12,29 @@
 // StartGrpcServer (common/grpc_server.h) installs it on every twopc server.
 //
 // Not covered:
-//  * Callback methods (Execute, Commit: the hot path). An interceptor costs
-//    every call it is created for, whether the request parses or not: gRPC
-//    then completes each batch of operations of the call through one more
-//    (empty) batch, about 8,700 instructions per call on top of ~107,000 for
-//    a trivial callback call (callgrind), and allocates the interceptor. So
-//    callback calls get none; Execute and Commit are raw callback methods
-//    that parse their own bytes and answer INVALID_ARGUMENT with
-//    UnparseableRequestMessage (coordinator/services.cc).
+//  * Calls whose context is a SelfParsingContext (below): asynchronous raw
+//    methods (Execute, Commit: the hot path) that parse their own bytes and
+//    answer INVALID_ARGUMENT with UnparseableRequestMessage
+//    (coordinator/client_calls.cc). An interceptor costs every call it is
+//    created for, whether the request parses or not: gRPC then completes
+//    each batch of operations of the call through one more (empty) batch,
+//    about 8,700 instructions per call on top of ~107,000 for a trivial
+//    call (callgrind), and allocates the interceptor.
+//  * Callback methods, for the same reason (twopc's servers have none).
 //  * Client-streaming and bidirectional methods (Link): there gRPC shows a
 //    message that does not parse to the handler, and to interceptors,
 //    exactly like the end of the stream, so neither can tell them apart.
 //
 // Cost: with the factory installed, gRPC allocates a ServerRpcInfo for every
-// call and asks the factory for an interceptor (~600 instructions per
-// callback call, which then gets none). A synchronous unary call gets the
+// call and asks the factory for an interceptor (~600 instructions per call
+// that then gets none). A synchronous unary call gets the
 // interceptor: ~3,900 instructions (about 3% of a trivial call).
 //
 // Thread-safety: the factory may be used by any number of threads.
 #ifndef TWOPC_COMMON_UNPARSEABLE_REQUEST_H_
 #define TWOPC_COMMON_UNPARSEABLE_REQUEST_H_
 
+#include <grpcpp/server_context.h>
 #include <grpcpp/support/server_interceptor.h>
 
 #include <memory>
@@ -43,6 +45,10 @@ namespace twopc {
 // The factory to pass to ServerBuilder::experimental().SetInterceptorCreators.
 std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>
 MakeUnparseableRequestInterceptorFactory();
+
+// The server context of an asynchronous call whose method parses its own
+// request bytes (a raw method): the interceptor leaves such calls alone.
+class SelfParsingContext final : public grpc::ServerContext {};
 
 // The message of the INVALID_ARGUMENT status sent for `method`
 // ("/package.Service/Method") when its request does not parse.

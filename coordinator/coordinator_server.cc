@@ -46,9 +46,10 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   // Link callbacks reach the manager, which is created right after; links
   // only start (and so only call back) in registry_->Load().
   ParticipantLink::Callbacks callbacks{
-      .on_reply =
-          [s](const std::string& participant, const v1::BranchReply& reply) {
-            s->manager_->OnReply(participant, reply);
+      .on_replies =
+          [s](const std::string& participant,
+              absl::Span<const v1::BranchReply> replies) {
+            s->manager_->OnReplies(participant, replies);
           },
       .on_failure =
           [s](const std::string& participant, const std::string& transaction,
@@ -81,7 +82,10 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
                       {s->transaction_service_.get(),
                        s->coordinator_service_.get(), s->admin_service_.get(),
                        s->queue_service_.get()},
-                      options.max_message_bytes));
+                      options.max_message_bytes, /*async_queue=*/true));
+  s->client_calls_ = std::make_unique<ClientCalls>(
+      s->transaction_service_.get(), s->manager_.get(),
+      std::move(s->server_.async_queue));
   return server;
 }
 
@@ -92,6 +96,7 @@ void CoordinatorServer::Shutdown(absl::Duration grace) {
   if (server_.server != nullptr) {
     server_.server->Shutdown(absl::ToChronoTime(absl::Now() + grace));
     server_.server->Wait();
+    client_calls_.reset();  // drains the calls' queue; before the server
     server_.server.reset();
   }
   // 3. Links (their failure callbacks reach the manager, which may queue

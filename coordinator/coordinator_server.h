@@ -19,6 +19,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "common/grpc_server.h"
+#include "coordinator/client_calls.h"
 #include "coordinator/consumer_groups.h"
 #include "coordinator/participant_registry.h"
 #include "coordinator/queue_service.h"
@@ -83,6 +84,7 @@ class CoordinatorServer {
   std::unique_ptr<ParticipantRegistry> registry_;
   std::unique_ptr<TransactionManager> manager_;
   std::unique_ptr<TransactionServiceImpl> transaction_service_;
+  std::unique_ptr<ClientCalls> client_calls_;
   std::unique_ptr<CoordinatorServiceImpl> coordinator_service_;
   std::unique_ptr<AdminServiceImpl> admin_service_;
   std::unique_ptr<QueueServiceImpl> queue_service_;

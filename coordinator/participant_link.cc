@@ -240,19 +240,20 @@ void ParticipantLink::ReaderLoop() {
     while (stream->Read(&batch)) {
       // What the callbacks send in answer to this batch goes out together.
       WakeupBatch wakeups;
-      for (v1::BranchReply& reply : *batch.mutable_replies()) {
-        std::string transaction_id;
-        {
-          absl::MutexLock lock(&mu_);
+      std::vector<v1::BranchReply> replies;
+      replies.reserve(batch.replies_size());
+      {
+        absl::MutexLock lock(&mu_);
+        for (v1::BranchReply& reply : *batch.mutable_replies()) {
           auto it = in_flight_.find(reply.request_id());
           if (it == in_flight_.end()) continue;  // duplicate or unknown
-          transaction_id = std::move(it->second);
+          // Trust our own record of which transaction this answers.
+          reply.set_transaction_id(std::move(it->second));
           in_flight_.erase(it);
+          replies.push_back(std::move(reply));
         }
-        // Trust our own record of which transaction this answers.
-        reply.set_transaction_id(transaction_id);
-        callbacks_.on_reply(participant_id_, reply);
       }
+      if (!replies.empty()) callbacks_.on_replies(participant_id_, replies);
     }
     Disconnect("stream closed");
     // A stream that closes right after opening (e.g. the participant

@@ -5,13 +5,14 @@
 // everything queued into one CoordinatorBatch per write, so concurrent
 // transactions share messages. A reader thread matches replies to requests.
 //
-// Failure contract: every request gets exactly one callback: `on_reply` with
-// the participant's answer, or `on_failure` when the answer cannot come: the
-// link is down (its last connection attempt failed) when the request is due
-// to be written, or the stream breaks before the reply. Requests sent while
-// a connection attempt is under way wait for its result. A failed request may or may not have reached the
-// participant; the protocol makes that safe (prepares abort, phase 2 is
-// retried, and the participant's barrier absorbs duplicates). The link
+// Failure contract: every request gets exactly one answer: its reply in an
+// `on_replies` call, or `on_failure` when the reply cannot come: the link is
+// down (its last connection attempt failed) when the request is due to be
+// written, or the stream breaks before the reply. Requests sent while a
+// connection attempt is under way wait for its result. A failed request may
+// or may not have reached the participant; the protocol makes that safe
+// (prepares abort, phase 2 is retried, and the participant's barrier absorbs
+// duplicates). The link
 // reconnects with capped exponential backoff for as long as it exists.
 //
 // Callbacks run on the link's threads, never inside Send, so the caller may
@@ -40,6 +41,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "absl/types/span.h"
 #include "common/wakeup_batch.h"
 #include "twopc/v1/participant.grpc.pb.h"
 
@@ -48,9 +50,11 @@ namespace twopc::coordinator {
 class ParticipantLink {
  public:
   struct Callbacks {
+    // The replies of one received batch that answer requests in flight, in
+    // order, each with the transaction id the link recorded for it.
     std::function<void(const std::string& participant_id,
-                       const v1::BranchReply& reply)>
-        on_reply;
+                       absl::Span<const v1::BranchReply> replies)>
+        on_replies;
     std::function<void(const std::string& participant_id,
                        const std::string& transaction_id,
                        const std::string& error)>

@@ -9,107 +9,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/grpc_status.h"
-#include "common/unparseable_request.h"
 #include "google/protobuf/util/time_util.h"
 
 namespace twopc::coordinator {
 namespace {
-
-// Answers one Execute or Commit call without holding a thread: with the
-// manager's result when it arrives, or CANCELLED when the client goes away
-// first (its outcome is then unknown to this call: ask with Get).
-// Deletes itself when gRPC is done with the call; the manager's callback may
-// outlive it and then does nothing. The methods are raw (they parse their
-// own request bytes: see ParseRequest), so the reactor serialises the
-// Response into gRPC's buffer itself.
-template <typename Response>
-class OutcomeReactor final : public grpc::ServerUnaryReactor {
- public:
-  explicit OutcomeReactor(grpc::ByteBuffer* response)
-      : state_(std::make_shared<State>(this, response)) {}
-
-  // The callback to hand to the manager.
-  TransactionManager::Done Callback() {
-    return [state = state_](absl::StatusOr<v1::Transaction> result) {
-      absl::MutexLock lock(&state->mu);
-      if (state->reactor == nullptr) return;
-      grpc::Status status = grpc::Status::OK;
-      if (result.ok()) {
-        Response response;
-        *response.mutable_transaction() = std::move(*result);
-        bool own_buffer = false;
-        status = grpc::SerializationTraits<Response>::Serialize(
-            response, state->response, &own_buffer);
-      } else {
-        status = ToGrpcStatus(result.status());
-      }
-      std::exchange(state->reactor, nullptr)->Finish(status);
-    };
-  }
-
-  void OnCancel() override {
-    absl::MutexLock lock(&state_->mu);
-    if (state_->reactor == nullptr) return;
-    std::exchange(state_->reactor, nullptr)
-        ->Finish(grpc::Status(grpc::StatusCode::CANCELLED,
-                              "the call was cancelled before the outcome was "
-                              "known; ask with Get by transaction id or "
-                              "idempotency key"));
-  }
-
-  void OnDone() override {
-    {
-      absl::MutexLock lock(&state_->mu);
-      state_->reactor = nullptr;
-    }
-    delete this;
-  }
-
- private:
-  struct State {
-    State(OutcomeReactor* r, grpc::ByteBuffer* out)
-        : reactor(r), response(out) {}
-    absl::Mutex mu;
-    // Null once Finish was called (or the call is over).
-    OutcomeReactor* reactor ABSL_GUARDED_BY(mu);
-    grpc::ByteBuffer* const response;
-  };
-  std::shared_ptr<State> state_;
-};
-
-// Parses the bytes of a raw method's request. With the generated typed
-// handler, gRPC itself answers bytes that do not parse, before any code of
-// ours runs: UNIMPLEMENTED with an empty message. INVALID_ARGUMENT naming
-// `method` (common/unparseable_request.h) when they do not parse.
-template <typename Request>
-absl::Status ParseRequest(const grpc::ByteBuffer& bytes,
-                          absl::string_view method, Request* request) {
-  // Deserialize consumes its buffer; the copy only takes references.
-  grpc::ByteBuffer copy(bytes);
-  if (grpc::SerializationTraits<Request>::Deserialize(&copy, request).ok()) {
-    return absl::OkStatus();
-  }
-  return absl::InvalidArgumentError(UnparseableRequestMessage(absl::StrCat(
-      "/", v1::TransactionService::service_full_name(), "/", method)));
-}
-
-// Serves a raw Execute or Commit call: parses the request and hands it, with
-// the callback that answers the call, to `start` (the manager's method);
-// bytes that do not parse are answered at once.
-template <typename Request, typename Response, typename Start>
-grpc::ServerUnaryReactor* AnswerWithOutcome(const grpc::ByteBuffer& raw,
-                                            absl::string_view method,
-                                            grpc::ByteBuffer* response,
-                                            Start start) {
-  auto* reactor = new OutcomeReactor<Response>(response);
-  Request request;
-  if (absl::Status parsed = ParseRequest(raw, method, &request); parsed.ok()) {
-    start(request, reactor->Callback());
-  } else {
-    reactor->Callback()(parsed);
-  }
-  return reactor;
-}
 
 bool IsFinal(const v1::Transaction& t) {
   return t.state() == v1::TRANSACTION_STATE_COMMITTED ||
@@ -117,16 +20,6 @@ bool IsFinal(const v1::Transaction& t) {
 }
 
 }  // namespace
-
-grpc::ServerUnaryReactor* TransactionServiceImpl::Execute(
-    grpc::CallbackServerContext*, const grpc::ByteBuffer* raw_request,
-    grpc::ByteBuffer* response) {
-  return AnswerWithOutcome<v1::ExecuteRequest, v1::ExecuteResponse>(
-      *raw_request, "Execute", response,
-      [this](const v1::ExecuteRequest& request, TransactionManager::Done done) {
-        manager_->Execute(request, std::move(done));
-      });
-}
 
 grpc::Status TransactionServiceImpl::Begin(grpc::ServerContext*,
                                            const v1::BeginRequest* request,
@@ -150,16 +43,6 @@ grpc::Status TransactionServiceImpl::AddMessages(
   if (!count.ok()) return ToGrpcStatus(count.status());
   response->set_message_count(*count);
   return grpc::Status::OK;
-}
-
-grpc::ServerUnaryReactor* TransactionServiceImpl::Commit(
-    grpc::CallbackServerContext*, const grpc::ByteBuffer* raw_request,
-    grpc::ByteBuffer* response) {
-  return AnswerWithOutcome<v1::CommitRequest, v1::CommitResponse>(
-      *raw_request, "Commit", response,
-      [this](const v1::CommitRequest& request, TransactionManager::Done done) {
-        manager_->Commit(request, std::move(done));
-      });
 }
 
 grpc::Status TransactionServiceImpl::Abort(grpc::ServerContext*,

@@ -18,23 +18,17 @@
 
 namespace twopc::coordinator {
 
-// TransactionService (clients). Execute and Commit use the callback API, so
-// a client waiting for a decision holds no server thread; they are raw
-// methods that parse their own requests, to answer bytes that are not a
-// request INVALID_ARGUMENT (gRPC would answer UNIMPLEMENTED, empty).
-// Thread-safe.
+// TransactionService (clients). Execute and Commit are asynchronous raw
+// methods, served by ClientCalls (coordinator/client_calls.h) on the
+// server's completion queue; the rest are synchronous here. Thread-safe.
 class TransactionServiceImpl final
-    : public v1::TransactionService::WithRawCallbackMethod_Execute<
-          v1::TransactionService::WithRawCallbackMethod_Commit<
+    : public v1::TransactionService::WithRawMethod_Execute<
+          v1::TransactionService::WithRawMethod_Commit<
               v1::TransactionService::Service>> {
  public:
   explicit TransactionServiceImpl(TransactionManager* manager)
       : manager_(manager) {}
 
-  // A serialised ExecuteRequest in, an ExecuteResponse out.
-  grpc::ServerUnaryReactor* Execute(grpc::CallbackServerContext* context,
-                                    const grpc::ByteBuffer* request,
-                                    grpc::ByteBuffer* response) override;
   grpc::Status Begin(grpc::ServerContext* context,
                      const v1::BeginRequest* request,
                      v1::BeginResponse* response) override;
@@ -44,10 +38,6 @@ class TransactionServiceImpl final
   grpc::Status AddMessages(grpc::ServerContext* context,
                            const v1::AddMessagesRequest* request,
                            v1::AddMessagesResponse* response) override;
-  // A serialised CommitRequest in, a CommitResponse out.
-  grpc::ServerUnaryReactor* Commit(grpc::CallbackServerContext* context,
-                                   const grpc::ByteBuffer* request,
-                                   grpc::ByteBuffer* response) override;
   grpc::Status Abort(grpc::ServerContext* context,
                      const v1::AbortRequest* request,
                      v1::AbortResponse* response) override;

@@ -107,6 +107,45 @@ v1::TransactionRef RefById(const std::string& transaction_id) {
 }
 
 // Ids of records compare in creation order when parsed.
+// Client replies made while a ReplyScope is open on this thread run when the
+// outermost scope closes. Entry points open one before taking mu_ (so it
+// closes after mu_ is released): a reply's Finish writes to the client's
+// socket inline, and doing that under the lock stalls every other caller.
+// With no scope open, Reply answers at once.
+class ReplyScope {
+ public:
+  ReplyScope() : outermost_(current_ == nullptr) {
+    if (outermost_) current_ = this;
+  }
+  ~ReplyScope() {
+    if (!outermost_) return;
+    current_ = nullptr;
+    for (Pending& pending : pending_) pending.done(std::move(pending.result));
+  }
+  ReplyScope(const ReplyScope&) = delete;
+  ReplyScope& operator=(const ReplyScope&) = delete;
+
+  static void Reply(TransactionManager::Done& done,
+                    absl::StatusOr<v1::Transaction> result) {
+    if (current_ == nullptr) {
+      done(std::move(result));
+    } else {
+      current_->pending_.push_back({std::move(done), std::move(result)});
+    }
+  }
+
+ private:
+  struct Pending {
+    TransactionManager::Done done;
+    absl::StatusOr<v1::Transaction> result;
+  };
+  static thread_local ReplyScope* current_;
+  const bool outermost_;
+  std::vector<Pending> pending_;
+};
+
+thread_local ReplyScope* ReplyScope::current_ = nullptr;
+
 bool IdLessOrEqual(const std::string& a, const std::string& b) {
   absl::optional<TransactionId> x = TransactionId::Parse(a);
   absl::optional<TransactionId> y = TransactionId::Parse(b);
@@ -226,7 +265,7 @@ void TransactionManager::AttachLocked(Entry* entry, bool wait_for_completion,
   if (machine.decided() &&
       (machine.outcome() == v1::OUTCOME_ABORTED || !wait_for_completion ||
        machine.finished())) {
-    done(Outcome(machine.record()));
+    ReplyScope::Reply(done, Outcome(machine.record()));
     return;
   }
   if (wait_for_completion) {
@@ -237,6 +276,7 @@ void TransactionManager::AttachLocked(Entry* entry, bool wait_for_completion,
 }
 
 void TransactionManager::Execute(const v1::ExecuteRequest& request, Done done) {
+  ReplyScope replies;  // declared before the lock: replies go out after it
   const Limits& limits = options_.limits;
   absl::Status valid = ValidateIdempotencyKey(request.idempotency_key(), limits);
   if (valid.ok()) valid = ValidateLabels(request.labels(), limits);
@@ -304,7 +344,7 @@ void TransactionManager::Execute(const v1::ExecuteRequest& request, Done done) {
 
   absl::MutexLock lock(&mu_);
   if (absl::Status running = CheckRunningLocked(); !running.ok()) {
-    done(running);
+    ReplyScope::Reply(done, running);
     return;
   }
   if (!key.empty()) {
@@ -313,31 +353,31 @@ void TransactionManager::Execute(const v1::ExecuteRequest& request, Done done) {
       absl::StatusOr<internal::TransactionRecord> record =
           LookupLocked(RefById(existing));
       if (!record.ok()) {
-        done(record.status());
+        ReplyScope::Reply(done, record.status());
       } else if (record->request_fingerprint() != fingerprint) {
-        done(absl::AlreadyExistsError(absl::StrCat(
+        ReplyScope::Reply(done, absl::AlreadyExistsError(absl::StrCat(
             "idempotency_key '", key, "' was used by transaction ", existing,
             " with a different request")));
       } else if (Entry* entry = FindLiveLocked(existing)) {
         AttachLocked(entry, request.wait_for_completion(), std::move(done));
       } else {
-        done(Outcome(*record));
+        ReplyScope::Reply(done, Outcome(*record));
       }
       return;
     }
     if (logged.has_value()) {
       if (logged->request_fingerprint() != fingerprint) {
-        done(absl::AlreadyExistsError(
+        ReplyScope::Reply(done, absl::AlreadyExistsError(
             absl::StrCat("idempotency_key '", key, "' was used by transaction ",
                          logged->transaction_id(), " with a different request")));
       } else {
-        done(Outcome(*logged));
+        ReplyScope::Reply(done, Outcome(*logged));
       }
       return;
     }
   }
   if (static_cast<int>(live_.size()) >= limits.max_inflight) {
-    done(absl::ResourceExhaustedError(absl::StrCat(
+    ReplyScope::Reply(done, absl::ResourceExhaustedError(absl::StrCat(
         "the coordinator has ", live_.size(),
         " transactions in flight (limit ", limits.max_inflight,
         "); retry with backoff")));
@@ -527,9 +567,10 @@ absl::StatusOr<uint32_t> TransactionManager::AddMessages(
 }
 
 void TransactionManager::Commit(const v1::CommitRequest& request, Done done) {
+  ReplyScope replies;
   absl::MutexLock lock(&mu_);
   if (absl::Status running = CheckRunningLocked(); !running.ok()) {
-    done(running);
+    ReplyScope::Reply(done, running);
     return;
   }
   Entry* entry = FindLiveLocked(request.transaction_id());
@@ -537,16 +578,16 @@ void TransactionManager::Commit(const v1::CommitRequest& request, Done done) {
     absl::StatusOr<internal::TransactionRecord> record =
         LookupLocked(RefById(request.transaction_id()));
     if (!record.ok()) {
-      done(record.status());
+      ReplyScope::Reply(done, record.status());
     } else {
-      done(Outcome(*record));  // a retry after the transaction finished
+      ReplyScope::Reply(done, Outcome(*record));  // a retry after the transaction finished
     }
     return;
   }
   const std::string id = request.transaction_id();
   if (entry->machine.state() == v1::TRANSACTION_STATE_ACTIVE) {
     if (entry->machine.record().branches_size() == 0) {
-      done(absl::InvalidArgumentError(absl::StrCat(
+      ReplyScope::Reply(done, absl::InvalidArgumentError(absl::StrCat(
           "transaction ", id, " has no branch: AddBranch before Commit")));
       return;
     }
@@ -776,7 +817,9 @@ void TransactionManager::ApplyLocked(const std::string& transaction_id,
       } else {
         ++aborted_total_;
       }
-      for (Done& waiter : entry->on_decided) waiter(Outcome(record));
+      for (Done& waiter : entry->on_decided) {
+        ReplyScope::Reply(waiter, Outcome(record));
+      }
       entry->on_decided.clear();
     } else if (auto* wake = std::get_if<action::WakeAt>(&a)) {
       timers_.erase({entry->wake_at, transaction_id});
@@ -805,6 +848,7 @@ void TransactionManager::OnPersisted(
     const std::string& transaction_id, const absl::Status& status,
     std::vector<v1::MessagePosition> positions) {
   if (status.ok()) TWOPC_FAILPOINT("coordinator.after_decision_synced");
+  ReplyScope replies;
   absl::MutexLock lock(&mu_);
   Entry* entry = FindLiveLocked(transaction_id);
   if (entry == nullptr) return;
@@ -823,8 +867,8 @@ void TransactionManager::OnPersisted(
           info.set_transaction_id(transaction_id);
           return info;
         }());
-    for (Done& done : entry->on_decided) done(unknown);
-    for (Done& done : entry->on_finished) done(unknown);
+    for (Done& done : entry->on_decided) ReplyScope::Reply(done, unknown);
+    for (Done& done : entry->on_finished) ReplyScope::Reply(done, unknown);
     entry->on_decided.clear();
     entry->on_finished.clear();
     // Nothing more may be acknowledged; only a restart can tell what is
@@ -850,8 +894,8 @@ void TransactionManager::FinishLocked(const std::string& transaction_id) {
   if (it == live_.end()) return;
   Entry& entry = *it->second;
   const internal::TransactionRecord& record = entry.machine.record();
-  for (Done& waiter : entry.on_decided) waiter(Outcome(record));
-  for (Done& waiter : entry.on_finished) waiter(Outcome(record));
+  for (Done& waiter : entry.on_decided) ReplyScope::Reply(waiter, Outcome(record));
+  for (Done& waiter : entry.on_finished) ReplyScope::Reply(waiter, Outcome(record));
   if (!record.idempotency_key().empty()) {
     live_keys_.erase(record.idempotency_key());
   }
@@ -883,13 +927,24 @@ void TransactionManager::RememberRecentLocked(
 // ---------------------------------------------------------------------------
 // Participants
 
-void TransactionManager::OnReply(const std::string& participant_id,
-                                 const v1::BranchReply& reply) {
-  if (reply.result_case() == v1::BranchReply::kAck) {
-    TWOPC_FAILPOINT("coordinator.after_commit_ack");
+void TransactionManager::OnReplies(const std::string& participant_id,
+                                   absl::Span<const v1::BranchReply> replies) {
+  for (const v1::BranchReply& reply : replies) {
+    if (reply.result_case() == v1::BranchReply::kAck) {
+      TWOPC_FAILPOINT("coordinator.after_commit_ack");
+    }
   }
   const absl::Time now = clock_->Now();
+  ReplyScope client_replies;
   absl::MutexLock lock(&mu_);
+  for (const v1::BranchReply& reply : replies) {
+    OnReplyLocked(participant_id, reply, now);
+  }
+}
+
+void TransactionManager::OnReplyLocked(const std::string& participant_id,
+                                       const v1::BranchReply& reply,
+                                       absl::Time now) {
   const std::string& id = reply.transaction_id();
   Entry* entry = FindLiveLocked(id);
   if (entry == nullptr) {
@@ -935,6 +990,7 @@ void TransactionManager::OnReply(const std::string& participant_id,
 void TransactionManager::OnDeliveryFailure(const std::string& participant_id,
                                            const std::string& transaction_id,
                                            const std::string& error) {
+  ReplyScope replies;
   absl::MutexLock lock(&mu_);
   Entry* entry = FindLiveLocked(transaction_id);
   if (entry == nullptr) return;

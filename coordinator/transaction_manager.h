@@ -36,6 +36,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "absl/types/span.h"
 #include "common/clock.h"
 #include "coordinator/audit_log.h"
 #include "coordinator/limits.h"
@@ -112,7 +113,10 @@ class TransactionManager {
       const std::vector<std::string>& transaction_ids);
 
   // --- Link callbacks ---
-  void OnReply(const std::string& participant_id, const v1::BranchReply& reply)
+  // Replies from one participant, in the order received, under one
+  // acquisition of the lock.
+  void OnReplies(const std::string& participant_id,
+                 absl::Span<const v1::BranchReply> replies)
       ABSL_LOCKS_EXCLUDED(mu_);
   void OnDeliveryFailure(const std::string& participant_id,
                          const std::string& transaction_id,
@@ -190,6 +194,9 @@ class TransactionManager {
       const v1::TransactionRef& ref) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Waits on an existing transaction for Execute/Commit retries.
   void AttachLocked(Entry* entry, bool wait_for_completion, Done done)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void OnReplyLocked(const std::string& participant_id,
+                     const v1::BranchReply& reply, absl::Time now)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Carries out `actions` for `entry` in order; may destroy the entry.
   void ApplyLocked(const std::string& transaction_id, Actions actions)

@@ -1,0 +1,145 @@
+#include "coordinator/client_calls.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/grpc_status.h"
+#include "common/unparseable_request.h"
+
+namespace twopc::coordinator {
+namespace {
+
+// Calls of each method waiting for a client at any time, so a burst of
+// arrivals is matched at once rather than one re-request at a time.
+constexpr int kRequestsPerMethod = 16;
+
+// Parses the bytes of a raw method's request: INVALID_ARGUMENT naming
+// `method` (common/unparseable_request.h) when they do not parse.
+template <typename Request>
+absl::Status ParseRequest(grpc::ByteBuffer& bytes, absl::string_view method,
+                          Request* request) {
+  if (grpc::SerializationTraits<Request>::Deserialize(&bytes, request).ok()) {
+    return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError(UnparseableRequestMessage(absl::StrCat(
+      "/", v1::TransactionService::service_full_name(), "/", method)));
+}
+
+}  // namespace
+
+// One Execute or Commit call, from the request gRPC matched to it until its
+// answer is sent. Its tag on the queue is the Call itself.
+class ClientCalls::Call {
+ public:
+  Call(ClientCalls* owner, bool execute)
+      : owner_(owner), execute_(execute), responder_(&context_) {}
+
+  void Request() {
+    if (execute_) {
+      owner_->service_->RequestExecute(&context_, &request_, &responder_,
+                                       owner_->queue_.get(),
+                                       owner_->queue_.get(), this);
+    } else {
+      owner_->service_->RequestCommit(&context_, &request_, &responder_,
+                                      owner_->queue_.get(),
+                                      owner_->queue_.get(), this);
+    }
+  }
+
+  // The call's one event at a time: a request arrived (or, !ok, the server
+  // is shutting down), then the answer went out (or could not).
+  void OnEvent(bool ok) {
+    if (answering_ || !ok) {
+      delete this;
+      return;
+    }
+    answering_ = true;
+    owner_->Request(execute_);  // the next call of this method
+    if (execute_) {
+      Start<v1::ExecuteRequest, v1::ExecuteResponse>(
+          "Execute", [this](const v1::ExecuteRequest& request,
+                            TransactionManager::Done done) {
+            owner_->manager_->Execute(request, std::move(done));
+          });
+    } else {
+      Start<v1::CommitRequest, v1::CommitResponse>(
+          "Commit", [this](const v1::CommitRequest& request,
+                           TransactionManager::Done done) {
+            owner_->manager_->Commit(request, std::move(done));
+          });
+    }
+  }
+
+ private:
+  // Parses the request and hands it to `start` (the manager) with the
+  // callback that answers; the manager calls it exactly once.
+  template <typename RequestType, typename Response, typename StartFn>
+  void Start(absl::string_view method, StartFn start) {
+    auto answer = [this](absl::StatusOr<v1::Transaction> result) {
+      if (!result.ok()) {
+        responder_.FinishWithError(ToGrpcStatus(result.status()), this);
+        return;
+      }
+      Response response;
+      *response.mutable_transaction() = std::move(*result);
+      grpc::ByteBuffer bytes;
+      bool own_buffer = false;
+      grpc::Status status = grpc::SerializationTraits<Response>::Serialize(
+          response, &bytes, &own_buffer);
+      if (status.ok()) {
+        responder_.Finish(bytes, grpc::Status::OK, this);
+      } else {
+        responder_.FinishWithError(status, this);
+      }
+    };
+    RequestType request;
+    absl::Status parsed = ParseRequest(request_, method, &request);
+    if (!parsed.ok()) {
+      answer(parsed);
+      return;
+    }
+    start(request, std::move(answer));
+  }
+
+  ClientCalls* const owner_;
+  const bool execute_;
+  bool answering_ = false;
+  SelfParsingContext context_;  // no unparseable-request interceptor
+  grpc::ByteBuffer request_;
+  grpc::ServerAsyncResponseWriter<grpc::ByteBuffer> responder_;
+};
+
+ClientCalls::ClientCalls(TransactionServiceImpl* service,
+                         TransactionManager* manager,
+                         std::unique_ptr<grpc::ServerCompletionQueue> queue)
+    : service_(service), manager_(manager), queue_(std::move(queue)) {
+  for (int i = 0; i < kRequestsPerMethod; ++i) {
+    Request(/*execute=*/true);
+    Request(/*execute=*/false);
+  }
+  thread_ = std::thread([this] { Loop(); });
+}
+
+ClientCalls::~ClientCalls() {
+  {
+    absl::MutexLock lock(&mu_);
+    shut_down_ = true;
+    queue_->Shutdown();
+  }
+  thread_.join();
+}
+
+void ClientCalls::Request(bool execute) {
+  // No new request may reach a queue that is shut down.
+  absl::MutexLock lock(&mu_);
+  if (shut_down_) return;
+  (new Call(this, execute))->Request();
+}
+
+void ClientCalls::Loop() {
+  void* tag = nullptr;
+  bool ok = false;
+  while (queue_->Next(&tag, &ok)) static_cast<Call*>(tag)->OnEvent(ok);
+}
+
+}  // namespace twopc::coordinator

@@ -1,0 +1,65 @@
+// ClientCalls: serves TransactionService.Execute and Commit, the client hot
+// path, with gRPC's asynchronous API: one completion queue, drained by one
+// thread that also polls the connections bound to it.
+//
+// Why not the callback API: there every call is read by a poller thread and
+// handed to one of gRPC's callback threads, a thread switch per call. Here a
+// request that this thread reads is handled on the spot, and one wake-up
+// serves every event that is ready, so the prepares of many calls reach the
+// participant links together.
+//
+// Each call: the request bytes are parsed here (so bytes that are not a
+// request get INVALID_ARGUMENT naming the method, instead of gRPC's empty
+// UNIMPLEMENTED), handed to the TransactionManager, and answered from the
+// manager's callback on whatever thread makes it. A client that cancels
+// does not free its call early: the call is answered (into the void) when
+// the manager decides, which the transaction's deadline bounds.
+//
+// Thread-safety: internal. Lifetime: construct after the server started;
+// destroy after the server has shut down and the manager has answered every
+// waiting call (TransactionManager::Stop), which drains the queue.
+#ifndef TWOPC_COORDINATOR_CLIENT_CALLS_H_
+#define TWOPC_COORDINATOR_CLIENT_CALLS_H_
+
+#include <memory>
+#include <thread>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+
+#include "coordinator/services.h"
+#include "coordinator/transaction_manager.h"
+
+namespace twopc::coordinator {
+
+class ClientCalls {
+ public:
+  // `service` and `manager` are not owned and must outlive this object;
+  // `queue` is the server's completion queue for asynchronous methods.
+  ClientCalls(TransactionServiceImpl* service, TransactionManager* manager,
+              std::unique_ptr<grpc::ServerCompletionQueue> queue);
+  ~ClientCalls();
+
+  ClientCalls(const ClientCalls&) = delete;
+  ClientCalls& operator=(const ClientCalls&) = delete;
+
+ private:
+  class Call;
+
+  // Asks gRPC for the next call of `method` (Execute or Commit).
+  void Request(bool execute) ABSL_LOCKS_EXCLUDED(mu_);
+  void Loop();
+
+  TransactionServiceImpl* const service_;
+  TransactionManager* const manager_;
+  const std::unique_ptr<grpc::ServerCompletionQueue> queue_;
+  absl::Mutex mu_;
+  bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread thread_;  // last: starts after everything above is ready
+};
+
+}  // namespace twopc::coordinator
+
+#endif  // TWOPC_COORDINATOR_CLIENT_CALLS_H_
