@@ -28,7 +28,9 @@ absl::StatusOr<std::unique_ptr<RocksDbBranchStore>> RocksDbBranchStore::Open(
   ASSIGN_OR_RETURN(
       auto store,
       storage::Store::Open(dir, {.role = "participant",
-                                 .column_families = {kBranchesFamily, kKvFamily}}));
+                                 .column_families = {kBranchesFamily, kKvFamily},
+                                 // Branch records are only read by Recover.
+                                 .scan_only_families = {kBranchesFamily}}));
   return std::unique_ptr<RocksDbBranchStore>(
       new RocksDbBranchStore(std::move(store)));
 }

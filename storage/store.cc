@@ -9,6 +9,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/status_macros.h"
+#include "rocksdb/memtablerep.h"
 #include "storage/coding.h"
 
 namespace twopc::storage {
@@ -165,9 +166,20 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& dir,
 
   std::vector<rocksdb::ColumnFamilyDescriptor> families;
   for (const std::string& name : wanted) {
-    families.emplace_back(name, rocksdb::ColumnFamilyOptions());
+    rocksdb::ColumnFamilyOptions family_options;
+    if (std::find(options.scan_only_families.begin(),
+                  options.scan_only_families.end(),
+                  name) != options.scan_only_families.end()) {
+      family_options.memtable_factory =
+          std::make_shared<rocksdb::VectorRepFactory>();
+    }
+    families.emplace_back(name, family_options);
   }
   rocksdb::Options db_options = BaseOptions();
+  // The vector memtable takes one writer at a time.
+  if (!options.scan_only_families.empty()) {
+    db_options.allow_concurrent_memtable_write = false;
+  }
   db_options.create_if_missing = !state.has_database;
   rocksdb::DB* raw = nullptr;
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
