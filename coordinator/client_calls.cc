@@ -57,13 +57,13 @@ class ClientCalls::Call {
     owner_->Request(execute_);  // the next call of this method
     if (execute_) {
       Start<v1::ExecuteRequest, v1::ExecuteResponse>(
-          "Execute", [this](const v1::ExecuteRequest& request,
+          "Execute", [this](v1::ExecuteRequest request,
                             TransactionManager::Done done) {
-            owner_->manager_->Execute(request, std::move(done));
+            owner_->manager_->Execute(std::move(request), std::move(done));
           });
     } else {
       Start<v1::CommitRequest, v1::CommitResponse>(
-          "Commit", [this](const v1::CommitRequest& request,
+          "Commit", [this](v1::CommitRequest request,
                            TransactionManager::Done done) {
             owner_->manager_->Commit(request, std::move(done));
           });
@@ -98,7 +98,7 @@ class ClientCalls::Call {
       answer(parsed);
       return;
     }
-    start(request, std::move(answer));
+    start(std::move(request), std::move(answer));
   }
 
   ClientCalls* const owner_;

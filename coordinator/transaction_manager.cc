@@ -275,7 +275,7 @@ void TransactionManager::AttachLocked(Entry* entry, bool wait_for_completion,
   }
 }
 
-void TransactionManager::Execute(const v1::ExecuteRequest& request, Done done) {
+void TransactionManager::Execute(v1::ExecuteRequest request, Done done) {
   ReplyScope replies;  // declared before the lock: replies go out after it
   const Limits& limits = options_.limits;
   absl::Status valid = ValidateIdempotencyKey(request.idempotency_key(), limits);
@@ -385,14 +385,15 @@ void TransactionManager::Execute(const v1::ExecuteRequest& request, Done done) {
   }
   Entry* entry =
       CreateLocked(key, fingerprint, *timeout, request.labels());
-  for (const v1::Branch& branch : request.branches()) {
+  for (v1::Branch& branch : *request.mutable_branches()) {
     entry->machine.AddBranch(branch.participant_id());
-    entry->work[branch.participant_id()] = branch;
+    std::string participant_id = branch.participant_id();
+    entry->work[std::move(participant_id)] = std::move(branch);
   }
   const std::string id = entry->machine.record().transaction_id();
-  for (const v1::Message& message : request.messages()) {
+  for (v1::Message& message : *request.mutable_messages()) {
     // Checked above: routing cannot fail now (topics are never deleted).
-    AddMessageLocked(*entry, message).IgnoreError();
+    AddMessageLocked(*entry, std::move(message)).IgnoreError();
   }
   AttachLocked(entry, request.wait_for_completion(), std::move(done));
   ApplyLocked(id, entry->machine.Commit(clock_->Now()));

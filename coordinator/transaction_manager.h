@@ -94,7 +94,7 @@ class TransactionManager {
   void Stop() ABSL_LOCKS_EXCLUDED(mu_);
 
   // --- TransactionService (codes as documented in transaction.proto) ---
-  void Execute(const v1::ExecuteRequest& request, Done done);
+  void Execute(v1::ExecuteRequest request, Done done);
   absl::StatusOr<v1::BeginResponse> Begin(const v1::BeginRequest& request);
   absl::Status AddBranch(const v1::AddBranchRequest& request);
   absl::StatusOr<uint32_t> AddMessages(const v1::AddMessagesRequest& request);

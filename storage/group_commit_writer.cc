@@ -84,20 +84,21 @@ void GroupCommitWriter::Run() {
       if (queue_.empty()) return;  // stopping, and everything is written
     }
 
-    // Build the batch outside the lock so submitters are never blocked by a
-    // sync. Only this thread pops, so the front of the queue is stable.
+    // Take the round in one go (submitters contend for the lock), and build
+    // the batch outside the lock, so submitters are never blocked by a sync.
     rocksdb::WriteBatch batch;
     round.clear();
     absl::Status failure;
     {
       absl::MutexLock lock(&mu_);
       failure = failure_;
-      if (!failure.ok()) {
-        // Failed for good: nothing more is written, everything fails.
-        while (!queue_.empty()) {
-          round.push_back(std::move(queue_.front()));
-          queue_.pop_front();
-        }
+      // Failed for good: nothing more is written, everything fails.
+      const size_t limit =
+          failure.ok() ? static_cast<size_t>(options_.max_records_per_sync)
+                       : queue_.size();
+      while (!queue_.empty() && round.size() < limit) {
+        round.push_back(std::move(queue_.front()));
+        queue_.pop_front();
       }
     }
     if (!failure.ok()) {
@@ -107,20 +108,19 @@ void GroupCommitWriter::Run() {
       }
       continue;
     }
-    while (true) {
-      Pending next;
-      {
-        absl::MutexLock lock(&mu_);
-        if (queue_.empty() ||
-            static_cast<int>(round.size()) >= options_.max_records_per_sync ||
-            batch.GetDataSize() >= options_.max_bytes_per_sync) {
-          break;
-        }
-        next = std::move(queue_.front());
-        queue_.pop_front();
+    size_t filled = 0;
+    while (filled < round.size() &&
+           (filled == 0 || batch.GetDataSize() < options_.max_bytes_per_sync)) {
+      round[filled++].fill(batch);
+    }
+    if (filled < round.size()) {
+      // The batch is full: the rest goes back to the front, in order, for
+      // the next round. Only this thread pops, so the front is stable.
+      absl::MutexLock lock(&mu_);
+      for (size_t i = round.size(); i-- > filled;) {
+        queue_.push_front(std::move(round[i]));
       }
-      next.fill(batch);
-      round.push_back(std::move(next));
+      round.resize(filled);
     }
 
     // Nobody waits for a round without callbacks, so it needs no fsync of

@@ -142,6 +142,43 @@ TEST_F(GroupCommitWriterTest, ManyQueuedRecordsGoOutInFewSyncs) {
   EXPECT_GE(writer.stats().max_records_per_sync, 50u);
 }
 
+// A round stops at max_records_per_sync records or once its batch reaches
+// max_bytes_per_sync; what it leaves goes out in later rounds, in order.
+TEST_F(GroupCommitWriterTest, RoundsRespectTheirLimitsAndKeepTheOrder) {
+  for (const bool by_bytes : {false, true}) {
+    SCOPED_TRACE(by_bytes ? "bytes" : "records");
+    GroupCommitWriter::Options options;
+    if (by_bytes) {
+      // Each record is ~110 bytes: the third one takes a round past 250.
+      options.max_bytes_per_sync = 250;
+    } else {
+      options.max_records_per_sync = 3;
+    }
+    GroupCommitWriter writer(store_->db(), options);
+    std::vector<int> filled;  // fills run on the writer thread, one at a time
+    std::atomic<int> done{0};
+    {
+      WakeupBatch queued_together;  // the writer wakes to all 10 at once
+      for (int i = 0; i < 10; ++i) {
+        writer.Submit(
+            [i, &filled](rocksdb::WriteBatch& b) {
+              filled.push_back(i);
+              b.Put(absl::StrCat("k", i), std::string(100, 'v'));
+            },
+            [&done](const absl::Status& status) {
+              EXPECT_THAT(status, IsOk());
+              ++done;
+            });
+      }
+    }
+    ASSERT_THAT(writer.Write([](rocksdb::WriteBatch&) {}), IsOk());
+    EXPECT_EQ(done.load(), 10);
+    EXPECT_EQ(filled, (std::vector<int>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}));
+    EXPECT_EQ(writer.stats().max_records_per_sync, 3u);
+    EXPECT_GE(writer.stats().syncs, 4u);
+  }
+}
+
 TEST_F(GroupCommitWriterTest, DestructorFlushesTheQueue) {
   std::atomic<int> done{0};
   {
