@@ -156,21 +156,25 @@ void KvResource::Prepare(const std::string& transaction_id,
 
 PrepareResult KvResource::Evaluate(const v1::KvBranch& branch,
                                    const std::vector<std::string>& keys) {
-  // Working state: key -> value (nullopt = absent), starting from committed.
+  // Working state: key -> value (nullopt = absent). A key's committed value
+  // is read only when an add or an expect needs it before this branch
+  // overwrote it: a put or a delete does not depend on it, and a point read
+  // was ~7% of a sidecar's CPU in `twopc-bench txn` (puts only).
   absl::flat_hash_map<std::string, std::optional<std::string>> state;
-  for (const std::string& key : keys) {
-    absl::StatusOr<std::optional<std::string>> value = store_->Get(key);
-    if (!value.ok()) {
-      return PrepareResult::No(absl::StrCat("cannot read ", Show(key), ": ",
-                             value.status().message()));
-    }
-    state[key] = std::move(*value);
-  }
   absl::flat_hash_set<std::string> written;
   for (int i = 0; i < branch.operations_size(); ++i) {
     const v1::KvOperation& op = branch.operations(i);
     const std::string& key = KeyOf(op);
-    std::optional<std::string>& current = state[key];
+    auto [slot, fresh] = state.try_emplace(key);
+    std::optional<std::string>& current = slot->second;
+    if (fresh && (op.has_add() || op.has_expect())) {
+      absl::StatusOr<std::optional<std::string>> value = store_->Get(key);
+      if (!value.ok()) {
+        return PrepareResult::No(absl::StrCat("cannot read ", Show(key), ": ",
+                                              value.status().message()));
+      }
+      current = std::move(*value);
+    }
     switch (op.op_case()) {
       case v1::KvOperation::kPut:
         current = op.put().value();

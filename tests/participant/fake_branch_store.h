@@ -59,6 +59,7 @@ class FakeBranchStore : public BranchStore {
   absl::StatusOr<std::optional<std::string>> Get(
       absl::string_view key) override {
     absl::MutexLock lock(&mu_);
+    ++gets_;
     auto it = kv_.find(std::string(key));
     if (it == kv_.end()) return std::optional<std::string>();
     return std::optional<std::string>(it->second);
@@ -148,6 +149,11 @@ class FakeBranchStore : public BranchStore {
     absl::MutexLock lock(&mu_);
     return epoch_;
   }
+  // Point reads of kv keys so far.
+  int gets() const {
+    absl::MutexLock lock(&mu_);
+    return gets_;
+  }
 
  private:
   struct Pending {
@@ -178,6 +184,7 @@ class FakeBranchStore : public BranchStore {
   absl::Status failure_ ABSL_GUARDED_BY(mu_);
   int syncs_ ABSL_GUARDED_BY(mu_) = 0;
   int writes_ ABSL_GUARDED_BY(mu_) = 0;
+  int gets_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace twopc::participant

@@ -65,6 +65,36 @@ TEST_F(KvResourceTest, PutDeleteAndAddApplyInOrderAtCommit) {
   EXPECT_EQ(kv_.locked_keys(), 0u);
 }
 
+// A committed value is read only when an add or an expect depends on it:
+// puts and deletes overwrite whatever was there, and an operation after a
+// put or delete of its key in the same branch sees the branch's own value.
+TEST_F(KvResourceTest, CommittedValuesAreReadOnlyWhenAnOperationDependsOnThem) {
+  store_.SetKv("a", "old");
+  store_.SetKv("n", "10");
+  PrepareResult puts =
+      Prepare("t1", KvBranch({Put("a", "1"), Delete("b"), Put("c", "3")}));
+  ASSERT_EQ(puts.vote, v1::VOTE_YES) << puts.reason;
+  EXPECT_EQ(store_.gets(), 0);
+  Abort("t1", puts);
+
+  PrepareResult own = Prepare(
+      "t2", KvBranch({Put("a", "7"), ExpectValue("a", "7"), Delete("n"),
+                      Add("n", 2)}));
+  ASSERT_EQ(own.vote, v1::VOTE_YES) << own.reason;
+  EXPECT_EQ(store_.gets(), 0);
+  Commit("t2", own);
+  EXPECT_EQ(Value("a"), "7");
+  EXPECT_EQ(Value("n"), "2");  // added to the deleted (absent) value
+
+  const int before = store_.gets();  // Value() reads too
+  PrepareResult reads =
+      Prepare("t3", KvBranch({Add("n", 5), ExpectValue("a", "7"), Add("n", 1)}));
+  ASSERT_EQ(reads.vote, v1::VOTE_YES) << reads.reason;
+  EXPECT_EQ(store_.gets() - before, 2);  // n and a, once each
+  Commit("t3", reads);
+  EXPECT_EQ(Value("n"), "8");
+}
+
 TEST_F(KvResourceTest, ConflictingPrepareVotesNoAtOnceUntilRelease) {
   PrepareResult first = Prepare("t1", KvBranch({Put("k", "1")}));
   ASSERT_EQ(first.vote, v1::VOTE_YES);
