@@ -30,23 +30,32 @@ if [[ -z "$out" ]]; then
 fi
 mkdir -p "$out"
 
+# run_once NAME I FLAGS...: NAME.I.json
+run_once() {
+  local name=$1 i=$2
+  shift 2
+  echo "bench.sh: $name ($*), run $i of $runs" >&2
+  "$bin/twopc-bench" txn --local --json --participants 2 \
+    --duration "$duration" --warmup "$warmup" "${extra[@]}" "$@" \
+    > "$out/$name.$i.json"
+}
+
 # run NAME FLAGS...: NAME.1.json .. NAME.$runs.json
 run() {
   local name=$1
   shift
-  for ((i = 1; i <= runs; i++)); do
-    echo "bench.sh: $name ($*), run $i of $runs" >&2
-    "$bin/twopc-bench" txn --local --json --participants 2 \
-      --duration "$duration" --warmup "$warmup" "${extra[@]}" "$@" \
-      > "$out/$name.$i.json"
-  done
+  for ((i = 1; i <= runs; i++)); do run_once "$name" "$i" "$@"; done
 }
 
 start=$(date +%s)
-run clients64 --clients 64
+# With and without a message alternate, so that the ratio of their medians
+# compares runs made close together (this machine drifts between runs).
+for ((i = 1; i <= runs; i++)); do
+  run_once clients64 "$i" --clients 64
+  run_once message64 "$i" --clients 64 --messages 1
+done
 run clients1 --clients 1
 run sweep --sweep "$sweep"
-run message64 --clients 64 --messages 1
 echo "bench.sh: done in $(($(date +%s) - start)) s" >&2
 
 /usr/bin/python3 - "$out" "$runs" "$(nproc)" <<'PYTHON'
