@@ -14,6 +14,7 @@
 #include "absl/synchronization/mutex.h"
 #include "common/grpc_server.h"
 #include "common/grpc_status.h"
+#include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/status_matchers.h"
@@ -64,6 +65,64 @@ TEST_F(CoordinatorServerTest, DeadlineAbortsWhenAParticipantHangs) {
   absl::StatusOr<v1::Transaction> t = Execute(request);
   EXPECT_THAT(t, twopc::testing::StatusIs(absl::StatusCode::kAborted,
                                           HasSubstr("no vote from b")));
+}
+
+// A client that gives up (its deadline passes, or it cancels) gets an
+// ambiguous status from its own gRPC; the transaction still goes on to its
+// decision, and the coordinator answers the abandoned call into the void.
+TEST_F(CoordinatorServerTest, AClientThatGivesUpDoesNotStopItsTransaction) {
+  b_->set_on_prepare(FakeParticipant::OnPrepare::kSilent);
+  v1::ExecuteRequest request = TwoBranches("gave-up");
+  request.mutable_timeout()->set_nanos(300'000'000);
+  {
+    grpc::ClientContext context;
+    context.set_deadline(
+        absl::ToChronoTime(absl::Now() + absl::Milliseconds(50)));
+    v1::ExecuteResponse response;
+    EXPECT_EQ(transactions_->Execute(&context, request, &response).error_code(),
+              grpc::StatusCode::DEADLINE_EXCEEDED);
+  }
+  {
+    v1::ExecuteRequest cancelled = TwoBranches("cancelled");
+    cancelled.mutable_timeout()->set_nanos(300'000'000);
+    grpc::ClientContext context;
+    v1::ExecuteResponse response;
+    grpc::Status status;
+    absl::Notification done;
+    transactions_->async()->Execute(&context, &cancelled, &response,
+                                    [&](grpc::Status s) {
+                                      status = std::move(s);
+                                      done.Notify();
+                                    });
+    // Cancel once the coordinator has the call (a prepared "a" shows it).
+    const absl::Time deadline = absl::Now() + kWait;
+    auto prepares = [&] {
+      int n = 0;
+      for (const std::string& event : a_->received()) {
+        n += event.rfind("prepare:", 0) == 0;
+      }
+      return n;
+    };
+    while (prepares() < 2 && absl::Now() < deadline) {
+      absl::SleepFor(absl::Milliseconds(1));
+    }
+    ASSERT_EQ(prepares(), 2);
+    context.TryCancel();
+    ASSERT_TRUE(done.WaitForNotificationWithTimeout(kWait));
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::CANCELLED);
+  }
+  // Both reach their decision (abort at the deadline: b never votes).
+  for (const char* key : {"gave-up", "cancelled"}) {
+    v1::ExecuteRequest again = TwoBranches(key);
+    again.mutable_timeout()->set_nanos(300'000'000);
+    EXPECT_THAT(Execute(again),
+                twopc::testing::StatusIs(absl::StatusCode::kAborted,
+                                         HasSubstr("no vote from b")))
+        << key;
+  }
+  // And the coordinator serves new calls as before.
+  b_->set_on_prepare(FakeParticipant::OnPrepare::kYes);
+  EXPECT_THAT(Execute(TwoBranches()), IsOk());
 }
 
 TEST_F(CoordinatorServerTest, IdempotencyKeyReturnsTheSameTransaction) {
