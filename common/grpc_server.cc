@@ -32,8 +32,8 @@ absl::StatusOr<RunningServer> StartGrpcServer(
   // second mostly woke up to find nothing, costing a context switch per
   // event on this 2-core target (~5% of the coordinator's CPU per
   // transaction, `twopc-bench txn`). Handlers still get their own threads.
-  builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MAX_POLLERS,
-                              1);
+  builder.SetSyncServerOption(
+      grpc::ServerBuilder::SyncServerOption::MAX_POLLERS, 1);
   // Our own synchronous health service, not gRPC's default: that one uses
   // the callback API, whose completion queue comes with polling threads of
   // its own, and connections bound to it were read there and handed over

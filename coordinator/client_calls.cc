@@ -57,14 +57,14 @@ class ClientCalls::Call {
     owner_->Request(execute_);  // the next call of this method
     if (execute_) {
       Start<v1::ExecuteRequest, v1::ExecuteResponse>(
-          "Execute", [this](v1::ExecuteRequest request,
-                            TransactionManager::Done done) {
+          "Execute",
+          [this](v1::ExecuteRequest request, TransactionManager::Done done) {
             owner_->manager_->Execute(std::move(request), std::move(done));
           });
     } else {
       Start<v1::CommitRequest, v1::CommitResponse>(
-          "Commit", [this](v1::CommitRequest request,
-                           TransactionManager::Done done) {
+          "Commit",
+          [this](v1::CommitRequest request, TransactionManager::Done done) {
             owner_->manager_->Commit(request, std::move(done));
           });
     }

@@ -12,8 +12,8 @@
 // connection attempt is under way wait for its result. A failed request may
 // or may not have reached the participant; the protocol makes that safe
 // (prepares abort, phase 2 is retried, and the participant's barrier absorbs
-// duplicates). The link
-// reconnects with capped exponential backoff for as long as it exists.
+// duplicates). The link reconnects with capped exponential backoff for as
+// long as it exists.
 //
 // Callbacks run on the link's threads, never inside Send, so the caller may
 // hold its own lock while calling Send and take it again in a callback.

@@ -106,7 +106,6 @@ v1::TransactionRef RefById(const std::string& transaction_id) {
   return ref;
 }
 
-// Ids of records compare in creation order when parsed.
 // Client replies made while a ReplyScope is open on this thread run when the
 // outermost scope closes. Entry points open one before taking mu_ (so it
 // closes after mu_ is released): a reply's Finish writes to the client's
@@ -146,6 +145,7 @@ class ReplyScope {
 
 thread_local ReplyScope* ReplyScope::current_ = nullptr;
 
+// Ids of records compare in creation order when parsed.
 bool IdLessOrEqual(const std::string& a, const std::string& b) {
   absl::optional<TransactionId> x = TransactionId::Parse(a);
   absl::optional<TransactionId> y = TransactionId::Parse(b);
@@ -356,8 +356,9 @@ void TransactionManager::Execute(v1::ExecuteRequest request, Done done) {
         ReplyScope::Reply(done, record.status());
       } else if (record->request_fingerprint() != fingerprint) {
         ReplyScope::Reply(done, absl::AlreadyExistsError(absl::StrCat(
-            "idempotency_key '", key, "' was used by transaction ", existing,
-            " with a different request")));
+                                    "idempotency_key ", QuoteField(key),
+                                    " was used by transaction ", existing,
+                                    " with a different request")));
       } else if (Entry* entry = FindLiveLocked(existing)) {
         AttachLocked(entry, request.wait_for_completion(), std::move(done));
       } else {
@@ -367,9 +368,11 @@ void TransactionManager::Execute(v1::ExecuteRequest request, Done done) {
     }
     if (logged.has_value()) {
       if (logged->request_fingerprint() != fingerprint) {
-        ReplyScope::Reply(done, absl::AlreadyExistsError(
-            absl::StrCat("idempotency_key '", key, "' was used by transaction ",
-                         logged->transaction_id(), " with a different request")));
+        ReplyScope::Reply(
+            done, absl::AlreadyExistsError(absl::StrCat(
+                      "idempotency_key ", QuoteField(key),
+                      " was used by transaction ", logged->transaction_id(),
+                      " with a different request")));
       } else {
         ReplyScope::Reply(done, Outcome(*logged));
       }
@@ -378,9 +381,9 @@ void TransactionManager::Execute(v1::ExecuteRequest request, Done done) {
   }
   if (static_cast<int>(live_.size()) >= limits.max_inflight) {
     ReplyScope::Reply(done, absl::ResourceExhaustedError(absl::StrCat(
-        "the coordinator has ", live_.size(),
-        " transactions in flight (limit ", limits.max_inflight,
-        "); retry with backoff")));
+                                "the coordinator has ", live_.size(),
+                                " transactions in flight (limit ",
+                                limits.max_inflight, "); retry with backoff")));
     return;
   }
   Entry* entry =
@@ -429,9 +432,9 @@ absl::StatusOr<v1::BeginResponse> TransactionManager::Begin(
       ASSIGN_OR_RETURN(internal::TransactionRecord record,
                        LookupLocked(RefById(existing)));
       if (record.request_fingerprint() != fingerprint) {
-        return absl::AlreadyExistsError(
-            absl::StrCat("idempotency_key '", key, "' was used by transaction ",
-                         existing, " with a different request"));
+        return absl::AlreadyExistsError(absl::StrCat(
+            "idempotency_key ", QuoteField(key), " was used by transaction ",
+            existing, " with a different request"));
       }
       return response_for(record);
     }
@@ -581,7 +584,8 @@ void TransactionManager::Commit(const v1::CommitRequest& request, Done done) {
     if (!record.ok()) {
       ReplyScope::Reply(done, record.status());
     } else {
-      ReplyScope::Reply(done, Outcome(*record));  // a retry after the transaction finished
+      // A retry after the transaction finished.
+      ReplyScope::Reply(done, Outcome(*record));
     }
     return;
   }
@@ -589,7 +593,8 @@ void TransactionManager::Commit(const v1::CommitRequest& request, Done done) {
   if (entry->machine.state() == v1::TRANSACTION_STATE_ACTIVE) {
     if (entry->machine.record().branches_size() == 0) {
       ReplyScope::Reply(done, absl::InvalidArgumentError(absl::StrCat(
-          "transaction ", id, " has no branch: AddBranch before Commit")));
+                                  "transaction ", id,
+                                  " has no branch: AddBranch before Commit")));
       return;
     }
     AttachLocked(entry, request.wait_for_completion(), std::move(done));
@@ -895,8 +900,12 @@ void TransactionManager::FinishLocked(const std::string& transaction_id) {
   if (it == live_.end()) return;
   Entry& entry = *it->second;
   const internal::TransactionRecord& record = entry.machine.record();
-  for (Done& waiter : entry.on_decided) ReplyScope::Reply(waiter, Outcome(record));
-  for (Done& waiter : entry.on_finished) ReplyScope::Reply(waiter, Outcome(record));
+  for (Done& waiter : entry.on_decided) {
+    ReplyScope::Reply(waiter, Outcome(record));
+  }
+  for (Done& waiter : entry.on_finished) {
+    ReplyScope::Reply(waiter, Outcome(record));
+  }
   if (!record.idempotency_key().empty()) {
     live_keys_.erase(record.idempotency_key());
   }

@@ -6,7 +6,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/escaping.h"
+#include "common/identifiers.h"
 
 namespace twopc::participant {
 
@@ -28,14 +28,6 @@ const std::string& KeyOf(const v1::KvOperation& op) {
 }
 
 namespace {
-
-// Printable form of a key for reasons: quoted, escaped, shortened.
-std::string Show(absl::string_view key) {
-  if (key.size() > 64) {
-    return absl::StrCat("'", absl::CHexEscape(key.substr(0, 64)), "...'");
-  }
-  return absl::StrCat("'", absl::CHexEscape(key), "'");
-}
 
 // Strict decimal int64: optional '-', digits only.
 std::optional<int64_t> ParseInt(absl::string_view text) {
@@ -76,15 +68,16 @@ std::string KvResource::CheckLimits(const v1::KvBranch& branch) const {
     }
     if (op.has_put() && op.put().value().size() > limits_.max_value_bytes) {
       return absl::StrCat("operation ", i, " puts a value of ",
-                          op.put().value().size(), " bytes to ", Show(key),
-                          "; the limit is ", limits_.max_value_bytes);
+                          op.put().value().size(), " bytes to ",
+                          QuoteField(key), "; the limit is ",
+                          limits_.max_value_bytes);
     }
     if (op.has_expect()) {
       const auto& expect = op.expect();
       if (expect.condition_case() ==
               v1::KvOperation::Expect::CONDITION_NOT_SET ||
           (expect.has_absent() && !expect.absent())) {
-        return absl::StrCat("operation ", i, " (expect on ", Show(key),
+        return absl::StrCat("operation ", i, " (expect on ", QuoteField(key),
                             ") is malformed: set a value or absent = true");
       }
       if (expect.has_value() &&
@@ -96,7 +89,7 @@ std::string KvResource::CheckLimits(const v1::KvBranch& branch) const {
     }
     if (op.has_add() && op.add().has_min() && op.add().has_max() &&
         op.add().min() > op.add().max()) {
-      return absl::StrCat("operation ", i, " (add to ", Show(key),
+      return absl::StrCat("operation ", i, " (add to ", QuoteField(key),
                           ") has min ", op.add().min(), " > max ",
                           op.add().max());
     }
@@ -134,7 +127,7 @@ void KvResource::Prepare(const std::string& transaction_id,
     for (const std::string& key : keys) {
       auto it = locks_.find(key);
       if (it != locks_.end() && it->second != transaction_id) {
-        conflict = absl::StrCat("key ", Show(key),
+        conflict = absl::StrCat("key ", QuoteField(key),
                                 " is locked by prepared transaction ",
                                 it->second, "; retry after it finishes");
         break;
@@ -170,8 +163,8 @@ PrepareResult KvResource::Evaluate(const v1::KvBranch& branch,
     if (fresh && (op.has_add() || op.has_expect())) {
       absl::StatusOr<std::optional<std::string>> value = store_->Get(key);
       if (!value.ok()) {
-        return PrepareResult::No(absl::StrCat("cannot read ", Show(key), ": ",
-                                              value.status().message()));
+        return PrepareResult::No(absl::StrCat("cannot read ", QuoteField(key),
+                                              ": ", value.status().message()));
       }
       current = std::move(*value);
     }
@@ -190,27 +183,30 @@ PrepareResult KvResource::Evaluate(const v1::KvBranch& branch,
         if (current.has_value()) {
           std::optional<int64_t> parsed = ParseInt(*current);
           if (!parsed.has_value()) {
-            return PrepareResult::No(absl::StrCat("operation ", i, ": ", Show(key),
-                                   " does not hold a decimal integer, cannot "
-                                   "add to it"));
+            return PrepareResult::No(
+                absl::StrCat("operation ", i, ": ", QuoteField(key),
+                             " does not hold a decimal integer, cannot "
+                             "add to it"));
           }
           base = *parsed;
         }
         int64_t sum = 0;
         if (__builtin_add_overflow(base, add.delta(), &sum)) {
-          return PrepareResult::No(absl::StrCat("operation ", i, ": adding ", add.delta(),
-                                 " to ", Show(key), " (", base,
-                                 ") overflows int64"));
+          return PrepareResult::No(
+              absl::StrCat("operation ", i, ": adding ", add.delta(), " to ",
+                           QuoteField(key), " (", base, ") overflows int64"));
         }
         if (add.has_min() && sum < add.min()) {
-          return PrepareResult::No(absl::StrCat("operation ", i, ": adding ", add.delta(),
-                                 " to ", Show(key), " (", base, ") gives ", sum,
-                                 ", below the minimum ", add.min()));
+          return PrepareResult::No(
+              absl::StrCat("operation ", i, ": adding ", add.delta(), " to ",
+                           QuoteField(key), " (", base, ") gives ", sum,
+                           ", below the minimum ", add.min()));
         }
         if (add.has_max() && sum > add.max()) {
-          return PrepareResult::No(absl::StrCat("operation ", i, ": adding ", add.delta(),
-                                 " to ", Show(key), " (", base, ") gives ", sum,
-                                 ", above the maximum ", add.max()));
+          return PrepareResult::No(
+              absl::StrCat("operation ", i, ": adding ", add.delta(), " to ",
+                           QuoteField(key), " (", base, ") gives ", sum,
+                           ", above the maximum ", add.max()));
         }
         current = absl::StrCat(sum);
         written.insert(key);
@@ -220,15 +216,18 @@ PrepareResult KvResource::Evaluate(const v1::KvBranch& branch,
         const auto& expect = op.expect();
         if (expect.has_absent()) {
           if (current.has_value()) {
-            return PrepareResult::No(absl::StrCat("operation ", i, ": expected ", Show(key),
-                                   " to be absent, but it is set"));
+            return PrepareResult::No(
+                absl::StrCat("operation ", i, ": expected ", QuoteField(key),
+                             " to be absent, but it is set"));
           }
         } else if (!current.has_value()) {
-          return PrepareResult::No(absl::StrCat("operation ", i, ": expected ", Show(key),
-                                 " to hold a value, but the key is absent"));
+          return PrepareResult::No(
+              absl::StrCat("operation ", i, ": expected ", QuoteField(key),
+                           " to hold a value, but the key is absent"));
         } else if (*current != expect.value()) {
-          return PrepareResult::No(absl::StrCat("operation ", i, ": ", Show(key),
-                                 " does not hold the expected value"));
+          return PrepareResult::No(
+              absl::StrCat("operation ", i, ": ", QuoteField(key),
+                           " does not hold the expected value"));
         }
         break;
       }
