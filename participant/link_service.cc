@@ -21,11 +21,8 @@ constexpr size_t kMaxRepliesPerBatch = 4096;
 // Replies waiting to be written on one stream. Shared with the reply
 // callbacks, which may outlive the stream. A Push made while a WakeupBatch
 // is open wakes the writer when the batch closes.
-class Outbox final : public Waker,
-                     public std::enable_shared_from_this<Outbox> {
+class Outbox final {
  public:
-  void Wake() override { ready_.Signal(); }
-
   // A request was handed over; its reply will be Pushed.
   void Expect() ABSL_LOCKS_EXCLUDED(mu_) {
     absl::MutexLock lock(&mu_);
@@ -37,7 +34,7 @@ class Outbox final : public Waker,
     --outstanding_;
     if (closed_) return;
     queue_.push_back(std::move(reply));
-    if (!WakeupBatch::Defer(shared_from_this())) ready_.Signal();
+    if (!WakeupBatch::Defer(ready_)) ready_->cv.Signal();
   }
 
   // Waits up to `timeout` until every expected reply has been written (or
@@ -59,7 +56,7 @@ class Outbox final : public Waker,
   // closed (false).
   bool Take(v1::ParticipantBatch* batch) ABSL_LOCKS_EXCLUDED(mu_) {
     absl::MutexLock lock(&mu_);
-    while (!closed_ && queue_.empty()) ready_.Wait(&mu_);
+    while (!closed_ && queue_.empty()) ready_->cv.Wait(&mu_);
     if (closed_) return false;
     writing_ = true;
     while (!queue_.empty() &&
@@ -74,13 +71,15 @@ class Outbox final : public Waker,
     absl::MutexLock lock(&mu_);
     closed_ = true;
     queue_.clear();
-    ready_.Signal();
+    ready_->cv.Signal();
   }
 
  private:
   absl::Mutex mu_;
-  // Signalled when a reply is queued or the outbox closes.
-  absl::CondVar ready_;
+  // Signalled when a reply is queued or the outbox closes; shared with
+  // WakeupBatch.
+  const std::shared_ptr<CondVarWaker> ready_ =
+      std::make_shared<CondVarWaker>();
   std::deque<v1::BranchReply> queue_ ABSL_GUARDED_BY(mu_);
   int64_t outstanding_ ABSL_GUARDED_BY(mu_) = 0;
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
