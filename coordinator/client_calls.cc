@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
 #include "common/unparseable_request.h"
+#include "common/wakeup_batch.h"
 
 namespace twopc::coordinator {
 namespace {
@@ -139,7 +140,16 @@ void ClientCalls::Request(bool execute) {
 void ClientCalls::Loop() {
   void* tag = nullptr;
   bool ok = false;
-  while (queue_->Next(&tag, &ok)) static_cast<Call*>(tag)->OnEvent(ok);
+  while (queue_->Next(&tag, &ok)) {
+    // The calls that are ready now reach the participant links together:
+    // the links are woken once, when the batch closes.
+    WakeupBatch wakeups;
+    static_cast<Call*>(tag)->OnEvent(ok);
+    while (queue_->AsyncNext(&tag, &ok, gpr_time_0(GPR_CLOCK_MONOTONIC)) ==
+           grpc::CompletionQueue::GOT_EVENT) {
+      static_cast<Call*>(tag)->OnEvent(ok);
+    }
+  }
 }
 
 }  // namespace twopc::coordinator

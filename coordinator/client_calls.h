@@ -5,8 +5,8 @@
 // Why not the callback API: there every call is read by a poller thread and
 // handed to one of gRPC's callback threads, a thread switch per call. Here a
 // request that this thread reads is handled on the spot, and one wake-up
-// serves every event that is ready, so the prepares of many calls reach the
-// participant links together.
+// serves every event that is ready: a WakeupBatch spans them, so the
+// prepares of many calls reach the participant links together.
 //
 // Each call: the request bytes are parsed here (so bytes that are not a
 // request get INVALID_ARGUMENT naming the method, instead of gRPC's empty

@@ -1,7 +1,7 @@
 #include "coordinator/participant_link.h"
 
 #include <algorithm>
-#include <random>
+#include <chrono>
 #include <utility>
 #include <vector>
 
@@ -16,7 +16,9 @@ ParticipantLink::ParticipantLink(std::string participant_id,
       endpoint_(std::move(endpoint)),
       epoch_(epoch),
       callbacks_(std::move(callbacks)),
-      options_(options) {
+      options_(options),
+      delay_(options_.min_reconnect_delay),
+      rng_(std::hash<std::string>()(participant_id_)) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(64 << 20);
   args.SetMaxSendMessageSize(64 << 20);
@@ -28,21 +30,20 @@ ParticipantLink::ParticipantLink(std::string participant_id,
   args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
   stub_ = v1::ParticipantService::NewStub(grpc::CreateCustomChannel(
       endpoint_, grpc::InsecureChannelCredentials(), args));
-  reader_ = std::thread([this] { ReaderLoop(); });
-  writer_ = std::thread([this] { WriterLoop(); });
+  thread_ = std::thread([this] { Loop(); });
 }
 
 void ParticipantLink::Stop() {
   absl::MutexLock lock(&mu_);
+  if (stopping_) return;
   stopping_ = true;
-  WakeWriterLocked();
   if (context_ != nullptr) context_->TryCancel();
+  waker_->Wake();
 }
 
 ParticipantLink::~ParticipantLink() {
   Stop();
-  writer_.join();
-  reader_.join();
+  thread_.join();
   std::map<uint64_t, std::string> leftovers;
   {
     absl::MutexLock lock(&mu_);
@@ -59,7 +60,11 @@ void ParticipantLink::Send(v1::BranchRequest request) {
   absl::MutexLock lock(&mu_);
   request.set_request_id(next_request_id_++);
   queue_.push_back(std::move(request));
-  if (!WakeupBatch::Defer(writer_wakeup_)) WakeWriterLocked();
+  // In on_replies, the link's own thread writes when the callback returns.
+  if (std::this_thread::get_id() == thread_.get_id() && delivering_replies_) {
+    return;
+  }
+  if (!WakeupBatch::Defer(waker_)) waker_->Wake();
 }
 
 bool ParticipantLink::connected() const {
@@ -84,193 +89,265 @@ void ParticipantLink::FailAll(std::map<uint64_t, std::string> requests,
   }
 }
 
-void ParticipantLink::WriterLoop() {
-  while (true) {
-    v1::CoordinatorBatch batch;
-    std::map<uint64_t, std::string> failed;
-    std::string failure;
-    Stream* stream = nullptr;
-    {
-      absl::MutexLock lock(&mu_);
-      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return (!queue_.empty() && state_ != State::kConnecting) || stopping_;
-      };
-      while (!ready()) writer_wakeup_->cv.Wait(&mu_);
-      if (stopping_) return;
-      if (state_ == State::kDown) {
-        // Nothing is buffered for a participant that is down: fail fast so
-        // prepares abort and phase 2 waits for its retry timer.
-        for (const v1::BranchRequest& request : queue_) {
-          failed.emplace(request.request_id(), request.transaction_id());
-        }
-        queue_.clear();
-        failure = absl::StrCat("UNAVAILABLE: participant ", participant_id_,
-                               " at ", endpoint_, " is not connected (",
-                               last_error_, ")");
-      } else {
-        batch.set_coordinator_epoch(epoch_);
-        batch.set_expected_participant_id(participant_id_);
-        size_t bytes = 0;
-        while (!queue_.empty() && batch.requests_size() < options_.max_batch) {
-          v1::BranchRequest& request = queue_.front();
-          // Stay well under the sidecar's receive limit (at least one).
-          const size_t size = request.ByteSizeLong();
-          if (batch.requests_size() > 0 && bytes + size > options_.max_batch_bytes) {
-            break;
-          }
-          bytes += size;
-          in_flight_.emplace(request.request_id(), request.transaction_id());
-          *batch.add_requests() = std::move(request);
-          queue_.pop_front();
-        }
-        stream = stream_.get();
-        writing_ = true;
-      }
-    }
-    if (!failed.empty()) {
-      FailAll(std::move(failed), failure);
-      continue;
-    }
-    const bool ok = stream->Write(batch);
-    {
-      absl::MutexLock lock(&mu_);
-      writing_ = false;
-    }
-    // A failed write shows up as a failed Read in the reader, which
-    // disconnects and fails everything in flight, this batch included.
-    (void)ok;
+void ParticipantLink::Loop() {
+  StartConnection();
+  void* tag = nullptr;
+  bool ok = false;
+  while (completion_queue_.Next(&tag, &ok)) {
+    Handle(static_cast<Event>(static_cast<char*>(tag) - tags_), ok);
   }
 }
 
-bool ParticipantLink::Connect() {
-  grpc::ClientContext* context = nullptr;
-  {
-    // The context lives in context_ from the start, so the destructor can
-    // cancel a connection attempt that hangs (e.g. a frozen participant).
-    absl::MutexLock lock(&mu_);
-    if (stopping_) return false;
-    context_ = std::make_unique<grpc::ClientContext>();
-    context = context_.get();
+void ParticipantLink::Handle(Event event, bool ok) {
+  switch (event) {
+    case kWoken:
+      waker_->OnWoken();
+      WriteQueued();
+      break;
+    case kRetryDue:
+      retry_pending_ = false;
+      StartConnection();
+      break;
+    case kStarted:
+      --outstanding_;
+      if (ok) {
+        OnStarted();
+      } else {
+        OnBroken();
+      }
+      break;
+    case kWritten:
+      --outstanding_;
+      writing_ = false;
+      if (ok) {
+        WriteQueued();
+      } else {
+        OnBroken();
+      }
+      break;
+    case kRead:
+      --outstanding_;
+      if (!ok || finishing_) {
+        OnBroken();
+      } else if (!hello_done_) {
+        OnHello();
+      } else {
+        OnReplies();
+      }
+      break;
+    case kFinished:
+      --outstanding_;
+      finished_ = true;
+      break;
   }
-  std::unique_ptr<Stream> stream = stub_->Link(context);
-  v1::CoordinatorBatch hello;
-  hello.set_coordinator_epoch(epoch_);
-  hello.set_expected_participant_id(participant_id_);
-  v1::ParticipantBatch answer;
-  std::string error;
-  if (!stream->Write(hello) || !stream->Read(&answer)) {
-    const grpc::Status status = stream->Finish();
-    error = absl::StrCat(status.error_code() == grpc::StatusCode::UNAVAILABLE
+  MaybeClosed();
+  MaybeShutDown();
+}
+
+void ParticipantLink::StartConnection() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_) return;
+    state_ = State::kConnecting;
+    // In context_ from the start, so Stop can cancel an attempt that hangs
+    // (e.g. a frozen participant).
+    context_ = std::make_unique<grpc::ClientContext>();
+    stream_ = stub_->PrepareAsyncLink(context_.get(), &completion_queue_);
+  }
+  hello_done_ = finishing_ = finished_ = false;
+  refusal_.clear();
+  stream_->StartCall(Tag(kStarted));
+  outstanding_ = 1;
+}
+
+void ParticipantLink::OnStarted() {
+  outgoing_.Clear();
+  outgoing_.set_coordinator_epoch(epoch_);
+  outgoing_.set_expected_participant_id(participant_id_);
+  stream_->Write(outgoing_, Tag(kWritten));
+  stream_->Read(&incoming_, Tag(kRead));
+  outstanding_ += 2;
+  writing_ = true;
+}
+
+void ParticipantLink::OnHello() {
+  if (incoming_.hello().participant_id() != participant_id_) {
+    refusal_ = absl::StrCat("endpoint ", endpoint_, " is participant '",
+                            incoming_.hello().participant_id(), "', expected '",
+                            participant_id_, "'");
+    OnBroken();
+    return;
+  }
+  hello_done_ = true;
+  connected_at_ = absl::Now();
+  {
+    absl::MutexLock lock(&mu_);
+    state_ = State::kConnected;
+    last_error_.clear();
+  }
+  stream_->Read(&incoming_, Tag(kRead));
+  ++outstanding_;
+  // Requests queued while connecting go out now.
+  WriteQueued();
+}
+
+void ParticipantLink::OnReplies() {
+  v1::ParticipantBatch batch;
+  batch.Swap(&incoming_);
+  // Read on while this batch is handled.
+  stream_->Read(&incoming_, Tag(kRead));
+  ++outstanding_;
+  std::vector<v1::BranchReply> replies;
+  replies.reserve(batch.replies_size());
+  {
+    absl::MutexLock lock(&mu_);
+    for (v1::BranchReply& reply : *batch.mutable_replies()) {
+      auto it = in_flight_.find(reply.request_id());
+      if (it == in_flight_.end()) continue;  // duplicate or unknown
+      // Trust our own record of which transaction this answers.
+      reply.set_transaction_id(std::move(it->second));
+      in_flight_.erase(it);
+      replies.push_back(std::move(reply));
+    }
+  }
+  if (replies.empty()) return;
+  {
+    // What the callbacks send in answer to this batch goes out together:
+    // other links are woken when the batch closes, and this one writes
+    // below without being woken.
+    WakeupBatch wakeups;
+    delivering_replies_ = true;
+    callbacks_.on_replies(participant_id_, replies);
+    delivering_replies_ = false;
+  }
+  WriteQueued();
+}
+
+void ParticipantLink::WriteQueued() {
+  std::map<uint64_t, std::string> failed;
+  std::string failure;
+  {
+    absl::MutexLock lock(&mu_);
+    if (queue_.empty() || stopping_) return;
+    if (state_ == State::kDown) {
+      // Nothing is buffered for a participant that is down: fail fast so
+      // prepares abort and phase 2 waits for its retry timer.
+      for (const v1::BranchRequest& request : queue_) {
+        failed.emplace(request.request_id(), request.transaction_id());
+      }
+      queue_.clear();
+      failure =
+          absl::StrCat("UNAVAILABLE: participant ", participant_id_, " at ",
+                       endpoint_, " is not connected (", last_error_, ")");
+    } else {
+      if (state_ != State::kConnected || writing_ || finishing_) return;
+      outgoing_.Clear();
+      outgoing_.set_coordinator_epoch(epoch_);
+      outgoing_.set_expected_participant_id(participant_id_);
+      size_t bytes = 0;
+      while (!queue_.empty() &&
+             outgoing_.requests_size() < options_.max_batch) {
+        v1::BranchRequest& request = queue_.front();
+        // Stay well under the sidecar's receive limit (at least one).
+        const size_t size = request.ByteSizeLong();
+        if (outgoing_.requests_size() > 0 &&
+            bytes + size > options_.max_batch_bytes) {
+          break;
+        }
+        bytes += size;
+        in_flight_.emplace(request.request_id(), request.transaction_id());
+        *outgoing_.add_requests() = std::move(request);
+        queue_.pop_front();
+      }
+    }
+  }
+  if (!failed.empty()) {
+    FailAll(std::move(failed), failure);
+    return;
+  }
+  // A failed write breaks the stream, which fails everything in flight,
+  // this batch included.
+  stream_->Write(outgoing_, Tag(kWritten));
+  ++outstanding_;
+  writing_ = true;
+}
+
+void ParticipantLink::OnBroken() {
+  if (finishing_) return;
+  finishing_ = true;
+  {
+    // Whatever else is outstanding (a write stalled by flow control, a
+    // read) comes back at once.
+    absl::MutexLock lock(&mu_);
+    context_->TryCancel();
+  }
+  stream_->Finish(&status_, Tag(kFinished));
+  ++outstanding_;
+}
+
+void ParticipantLink::MaybeClosed() {
+  if (stream_ == nullptr || !finished_ || outstanding_ > 0) return;
+  std::string error = refusal_;
+  if (error.empty() && hello_done_) {
+    error = absl::StrCat("stream closed: ", status_.error_message());
+  } else if (error.empty()) {
+    error = absl::StrCat(status_.error_code() == grpc::StatusCode::UNAVAILABLE
                              ? "unreachable: "
                              : "stream refused: ",
-                         status.error_message());
-  } else if (answer.hello().participant_id() != participant_id_) {
-    error = absl::StrCat("endpoint ", endpoint_, " is participant '",
-                         answer.hello().participant_id(), "', expected '",
-                         participant_id_, "'");
-    context->TryCancel();
-    (void)stream->Finish();
+                         status_.error_message());
   }
-  absl::MutexLock lock(&mu_);
-  // Requests queued while connecting are written, or failed, now.
-  WakeWriterLocked();
-  if (!error.empty() || stopping_) {
-    last_error_ = error.empty() ? "stopping" : error;
-    context_.reset();
-    state_ = State::kDown;
-    return false;
-  }
-  stream_ = std::move(stream);
-  state_ = State::kConnected;
-  last_error_.clear();
-  return true;
-}
-
-void ParticipantLink::Disconnect(const std::string& error) {
   std::map<uint64_t, std::string> failed;
-  std::unique_ptr<grpc::ClientContext> context;
-  std::unique_ptr<Stream> stream;
+  bool stopping = false;
   {
     absl::MutexLock lock(&mu_);
+    stopping = stopping_;
     state_ = State::kDown;
-    last_error_ = error;
-    WakeWriterLocked();
-    if (context_ != nullptr) context_->TryCancel();
-    // Wait for the writer to leave the stream before destroying it.
-    auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      return !writing_;
-    };
-    mu_.Await(absl::Condition(&idle));
+    last_error_ = stopping ? "stopping" : error;
     failed.swap(in_flight_);
-    context = std::move(context_);
-    stream = std::move(stream_);
+    stream_.reset();
+    context_.reset();
   }
-  if (stream != nullptr) (void)stream->Finish();
-  FailAll(std::move(failed), absl::StrCat("UNAVAILABLE: link to ",
-                                          participant_id_, " broke: ", error));
+  FailAll(std::move(failed),
+          stopping ? "coordinator shutting down"
+                   : absl::StrCat("UNAVAILABLE: link to ", participant_id_,
+                                  " broke: ", error));
+  if (stopping) return;
+  // Requests queued while the attempt was under way fail now.
+  WriteQueued();
+  absl::Duration wait = delay_;
+  if (!hello_done_) {
+    // Spread the attempts of many links over the interval.
+    wait *= std::uniform_real_distribution<double>(0.5, 1.0)(rng_);
+  } else if (absl::Now() - connected_at_ >= absl::Seconds(1)) {
+    // A stream that lived is retried at once; one that closes right after
+    // opening (e.g. the participant refuses our epoch) must not spin.
+    delay_ = options_.min_reconnect_delay;
+    StartConnection();
+    return;
+  }
+  delay_ = std::min(delay_ * 2, options_.max_reconnect_delay);
+  retry_pending_ = true;
+  retry_timer_.Set(
+      &completion_queue_,
+      std::chrono::system_clock::now() + absl::ToChronoMicroseconds(wait),
+      Tag(kRetryDue));
 }
 
-void ParticipantLink::ReaderLoop() {
-  std::mt19937_64 rng(std::hash<std::string>()(participant_id_));
-  absl::Duration delay = options_.min_reconnect_delay;
-  while (true) {
-    {
-      absl::MutexLock lock(&mu_);
-      if (stopping_) return;
-    }
-    if (!Connect()) {
-      // Wait `delay` (with jitter) or until stopping.
-      std::uniform_real_distribution<double> jitter(0.5, 1.0);
-      absl::MutexLock lock(&mu_);
-      auto stopping = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return stopping_;
-      };
-      mu_.AwaitWithTimeout(absl::Condition(&stopping), delay * jitter(rng));
-      delay = std::min(delay * 2, options_.max_reconnect_delay);
-      state_ = State::kConnecting;
-      continue;
-    }
-    Stream* stream = nullptr;
-    {
-      absl::MutexLock lock(&mu_);
-      stream = stream_.get();
-    }
-    v1::ParticipantBatch batch;
-    const absl::Time connected_at = absl::Now();
-    while (stream->Read(&batch)) {
-      // What the callbacks send in answer to this batch goes out together.
-      WakeupBatch wakeups;
-      std::vector<v1::BranchReply> replies;
-      replies.reserve(batch.replies_size());
-      {
-        absl::MutexLock lock(&mu_);
-        for (v1::BranchReply& reply : *batch.mutable_replies()) {
-          auto it = in_flight_.find(reply.request_id());
-          if (it == in_flight_.end()) continue;  // duplicate or unknown
-          // Trust our own record of which transaction this answers.
-          reply.set_transaction_id(std::move(it->second));
-          in_flight_.erase(it);
-          replies.push_back(std::move(reply));
-        }
-      }
-      if (!replies.empty()) callbacks_.on_replies(participant_id_, replies);
-    }
-    Disconnect("stream closed");
-    // A stream that closes right after opening (e.g. the participant
-    // refuses our epoch) must not make the loop spin.
-    if (absl::Now() - connected_at < absl::Seconds(1)) {
-      absl::MutexLock lock(&mu_);
-      auto stopping = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return stopping_;
-      };
-      mu_.AwaitWithTimeout(absl::Condition(&stopping), delay);
-      delay = std::min(delay * 2, options_.max_reconnect_delay);
-    } else {
-      delay = options_.min_reconnect_delay;
-    }
+void ParticipantLink::MaybeShutDown() {
+  if (shut_down_) return;
+  {
     absl::MutexLock lock(&mu_);
-    state_ = State::kConnecting;
+    if (!stopping_) return;
   }
+  if (retry_pending_) {
+    // Its tag comes back (not ok) and lands here again.
+    if (!retry_cancelled_) retry_timer_.Cancel();
+    retry_cancelled_ = true;
+    return;
+  }
+  if (stream_ != nullptr || waker_->Close()) return;
+  shut_down_ = true;
+  completion_queue_.Shutdown();
 }
 
 }  // namespace twopc::coordinator

@@ -1,9 +1,14 @@
 // ParticipantLink: the coordinator's one long-lived ParticipantService.Link
 // stream to one participant sidecar.
 //
-// Send() never blocks: requests are queued, and a writer thread packs
+// Send() never blocks: requests are queued, and the link's thread packs
 // everything queued into one CoordinatorBatch per write, so concurrent
-// transactions share messages. A reader thread matches replies to requests.
+// transactions share messages. The stream is driven with gRPC's
+// asynchronous API from that one thread, which drains the link's completion
+// queue: it connects, writes batches (one at a time, the next packed from
+// what queued meanwhile), reads replies and matches them to requests, and
+// waits out the reconnect backoff, without a thread switch between reading
+// a reply and writing the requests it causes.
 //
 // Failure contract: every request gets exactly one answer: its reply in an
 // `on_replies` call, or `on_failure` when the reply cannot come: the link is
@@ -15,14 +20,14 @@
 // duplicates). The link reconnects with capped exponential backoff for as
 // long as it exists.
 //
-// Callbacks run on the link's threads, never inside Send, so the caller may
+// Callbacks run on the link's thread, never inside Send, so the caller may
 // hold its own lock while calling Send and take it again in a callback.
 //
-// Batching: Send wakes the writer at once, unless a WakeupBatch
-// (common/wakeup_batch.h) is open on the calling thread: then the writer is
-// woken when the batch closes and packs everything sent meanwhile into one
-// write. The link opens one itself around the replies of each received
-// batch, so the requests its callbacks send go out together.
+// Batching: Send wakes the link's thread at once, unless a WakeupBatch
+// (common/wakeup_batch.h) is open on the calling thread: then it is woken
+// when the batch closes and packs everything sent meanwhile into one write.
+// The link opens one itself around the replies of each received batch, so
+// the requests its callbacks send (to any link) go out together.
 //
 // Thread-safety: Send, connected and in_flight may be called from any thread.
 #ifndef TWOPC_COORDINATOR_PARTICIPANT_LINK_H_
@@ -33,16 +38,18 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <random>
 #include <string>
 #include <thread>
 
+#include <grpcpp/alarm.h>
 #include <grpcpp/grpcpp.h>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
-#include "common/wakeup_batch.h"
+#include "common/completion_queue_waker.h"
 #include "twopc/v1/participant.grpc.pb.h"
 
 namespace twopc::coordinator {
@@ -78,7 +85,7 @@ class ParticipantLink {
       : ParticipantLink(std::move(participant_id), std::move(endpoint), epoch,
                         std::move(callbacks), Options()) {}
 
-  // Closes the stream and joins the threads. Requests still queued or in
+  // Closes the stream and joins the thread. Requests still queued or in
   // flight get on_failure.
   ~ParticipantLink();
 
@@ -89,7 +96,7 @@ class ParticipantLink {
   void Send(v1::BranchRequest request) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Starts closing the link without waiting: no more connection attempts;
-  // the destructor joins the threads. Never blocks.
+  // the destructor joins the thread. Never blocks.
   void Stop() ABSL_LOCKS_EXCLUDED(mu_);
 
   const std::string& participant_id() const { return participant_id_; }
@@ -102,19 +109,31 @@ class ParticipantLink {
 
  private:
   using Stream =
-      grpc::ClientReaderWriter<v1::CoordinatorBatch, v1::ParticipantBatch>;
+      grpc::ClientAsyncReaderWriter<v1::CoordinatorBatch, v1::ParticipantBatch>;
+  // What a tag on the queue stands for. The tags are the addresses of
+  // tags_'s elements; each stream operation has at most one outstanding.
+  enum Event { kWoken, kRetryDue, kStarted, kWritten, kRead, kFinished };
 
-  void ReaderLoop();
-  void WriterLoop();
-  // Opens a stream and waits for the participant's hello. On success the
-  // link is connected.
-  bool Connect() ABSL_LOCKS_EXCLUDED(mu_);
-  // Wakes the writer to look at the queue and state again.
-  void WakeWriterLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    writer_wakeup_->cv.Signal();
-  }
-  // Marks the stream broken and fails every in-flight request.
-  void Disconnect(const std::string& error) ABSL_LOCKS_EXCLUDED(mu_);
+  void Loop();
+  void Handle(Event event, bool ok);
+  void* Tag(Event event) { return &tags_[event]; }
+
+  // Opens a stream; once started it sends the hello, and the participant's
+  // answer (kRead) makes the link connected.
+  void StartConnection() ABSL_LOCKS_EXCLUDED(mu_);
+  void OnStarted();
+  void OnHello() ABSL_LOCKS_EXCLUDED(mu_);
+  void OnReplies() ABSL_LOCKS_EXCLUDED(mu_);
+  // Writes what is queued when the stream is ready for it, or fails it when
+  // the link is down.
+  void WriteQueued() ABSL_LOCKS_EXCLUDED(mu_);
+  // A stream operation failed: asks for the stream's status (once).
+  void OnBroken() ABSL_LOCKS_EXCLUDED(mu_);
+  // Once the status is in and no operation is outstanding: the link is
+  // down, what was in flight fails, and the next attempt is scheduled.
+  void MaybeClosed() ABSL_LOCKS_EXCLUDED(mu_);
+  // Shuts the queue down once stopping and nothing is outstanding on it.
+  void MaybeShutDown() ABSL_LOCKS_EXCLUDED(mu_);
   void FailAll(std::map<uint64_t, std::string> requests,
                const std::string& error);
 
@@ -124,28 +143,47 @@ class ParticipantLink {
   const Callbacks callbacks_;
   const Options options_;
   std::unique_ptr<v1::ParticipantService::Stub> stub_;
+  grpc::CompletionQueue completion_queue_;
+  char tags_[kFinished + 1] = {};
+  // Wakes the thread for requests queued and for Stop. Shared with
+  // WakeupBatch, which may hold it past the link's end (it is closed then).
+  const std::shared_ptr<CompletionQueueWaker> waker_ =
+      std::make_shared<CompletionQueueWaker>(&completion_queue_, Tag(kWoken));
 
   mutable absl::Mutex mu_;
-  // Signalled (with or without mu_) whenever the writer may have work:
-  // requests queued, a state change, stopping. Shared with WakeupBatch,
-  // which may hold it past the link's end (waking it then is harmless).
-  const std::shared_ptr<CondVarWaker> writer_wakeup_ =
-      std::make_shared<CondVarWaker>();
   enum class State { kConnecting, kConnected, kDown };
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   State state_ ABSL_GUARDED_BY(mu_) = State::kConnecting;
   std::string last_error_ ABSL_GUARDED_BY(mu_) = "not connected yet";
   uint64_t next_request_id_ ABSL_GUARDED_BY(mu_) = 1;
-  std::deque<v1::BranchRequest> queue_ ABSL_GUARDED_BY(mu_);
+  std::deque<v1::BranchRequest> queue_ ABSL_GUARDED_BY(mu_);  // to write
   // request_id -> transaction_id of requests written, not yet answered.
   std::map<uint64_t, std::string> in_flight_ ABSL_GUARDED_BY(mu_);
-  // The current stream; the writer holds `writing_` while it uses it.
+  // The current stream's context (Stop cancels it from any thread).
   std::unique_ptr<grpc::ClientContext> context_ ABSL_GUARDED_BY(mu_);
-  std::unique_ptr<Stream> stream_ ABSL_GUARDED_BY(mu_);
-  bool writing_ ABSL_GUARDED_BY(mu_) = false;
 
-  std::thread reader_;
-  std::thread writer_;
+  // The link's thread only: the current stream and its operations.
+  std::unique_ptr<Stream> stream_;
+  int outstanding_ = 0;      // stream operations not yet come back
+  bool writing_ = false;     // a Write is outstanding
+  bool hello_done_ = false;  // the participant answered the hello
+  bool finishing_ = false;   // Finish was asked for
+  bool finished_ = false;    // ... and came back with status_
+  bool delivering_replies_ = false;  // in callbacks_.on_replies
+  grpc::Status status_;
+  std::string refusal_;  // why we closed the stream ourselves, if we did
+  v1::CoordinatorBatch outgoing_;
+  v1::ParticipantBatch incoming_;
+  absl::Time connected_at_;
+  // Reconnect backoff: the next delay, and the timer waiting it out.
+  absl::Duration delay_;
+  std::mt19937_64 rng_;
+  grpc::Alarm retry_timer_;
+  bool retry_pending_ = false;
+  bool retry_cancelled_ = false;
+  bool shut_down_ = false;
+
+  std::thread thread_;  // last: starts once everything above is ready
 };
 
 }  // namespace twopc::coordinator

@@ -114,7 +114,7 @@ absl::StatusOr<int> LocalCluster::WaitForExit(const std::string& name,
 }
 
 void LocalCluster::Freeze(const std::string& name) {
-  nodes_[name].process->Signal(SIGSTOP);
+  nodes_[name].process->Freeze();
 }
 
 void LocalCluster::Thaw(const std::string& name) {

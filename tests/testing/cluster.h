@@ -52,7 +52,7 @@ class LocalCluster {
   // `timeout`; NOT_FOUND for a process never started.
   absl::StatusOr<int> WaitForExit(const std::string& name,
                                   absl::Duration timeout);
-  // SIGSTOP / SIGCONT.
+  // SIGSTOP, returning once every thread of `name` has stopped / SIGCONT.
   void Freeze(const std::string& name);
   void Thaw(const std::string& name);
 

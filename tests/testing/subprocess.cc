@@ -1,5 +1,6 @@
 #include "tests/testing/subprocess.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -80,6 +81,17 @@ absl::StatusOr<std::string> Subprocess::WaitForLine(const std::string& needle,
 
 void Subprocess::Signal(int signal) {
   if (!wait_status_.has_value()) kill(pid_, signal);
+}
+
+void Subprocess::Freeze() {
+  if (wait_status_.has_value() || kill(pid_, SIGSTOP) != 0) return;
+  // Reported once the group stop is complete, or the exit if it dies first.
+  int status = 0;
+  pid_t reaped = 0;
+  do {
+    reaped = waitpid(pid_, &status, WUNTRACED);
+  } while (reaped == -1 && errno == EINTR);
+  if (reaped == pid_ && !WIFSTOPPED(status)) wait_status_ = status;
 }
 
 bool Subprocess::Poll() {

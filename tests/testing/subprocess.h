@@ -45,6 +45,11 @@ class Subprocess {
   // Sends `signal` (no-op once reaped).
   void Signal(int signal);
 
+  // SIGSTOP, returning once every thread of the process has stopped (kill
+  // returns before that: a thread running on another CPU may still read a
+  // request and answer it). No-op once reaped.
+  void Freeze();
+
   // Waits for the process to exit and returns its wait status (as from
   // waitpid); DEADLINE_EXCEEDED after `timeout` (the process keeps running).
   absl::StatusOr<int> Wait(absl::Duration timeout);
