@@ -221,6 +221,7 @@ absl::Status TransactionManager::Start() {
     auto entry = std::make_unique<Entry>(TransactionMachine::FromLog(
         std::move(record), options_.retry, std::hash<std::string>()(id)));
     Entry* raw = entry.get();
+    raw->key_indexed = true;
     live_.emplace(id, std::move(entry));
     if (!raw->machine.record().idempotency_key().empty()) {
       live_keys_[raw->machine.record().idempotency_key()] = id;
@@ -795,16 +796,18 @@ void TransactionManager::ApplyLocked(const std::string& transaction_id,
           entry->machine.record().abort_reason());
       send(abort->participant_id, std::move(request));
     } else if (auto* persist = std::get_if<action::Persist>(&a)) {
+      const bool index_key = !entry->key_indexed;
+      entry->key_indexed = true;
       if (persist->sync) {
         log_->AppendCommit(
-            entry->machine.record(),
+            entry->machine.record(), index_key,
             [this, transaction_id](
                 const absl::Status& status,
                 const std::vector<v1::MessagePosition>& positions) {
               OnPersisted(transaction_id, status, positions);
             });
       } else {
-        log_->Append(entry->machine.record(), nullptr);
+        log_->Append(entry->machine.record(), index_key, nullptr);
       }
     } else if (std::holds_alternative<action::Reply>(a)) {
       const internal::TransactionRecord& record = entry->machine.record();

@@ -173,6 +173,9 @@ class TransactionManager {
     // Bytes of the branches and messages added to an interactive
     // transaction so far (for max_transaction_bytes).
     size_t bytes = 0;
+    // The log holds the index entry of the idempotency key (written with
+    // the transaction's first record).
+    bool key_indexed = false;
   };
 
   // Creates a live transaction (ACTIVE). REQUIRES: validated input.

@@ -41,12 +41,12 @@ DecisionLog::DecisionLog(Store* store, GroupCommitWriter* writer,
       keys_(store->family(kKeysFamily)) {}
 
 void DecisionLog::Append(const internal::TransactionRecord& record,
-                         GroupCommitWriter::Done done) {
+                         bool index_key, GroupCommitWriter::Done done) {
   // Serialise now, on the caller's thread, so the record written is the one
   // the caller had at this moment.
   auto key = RecordKey(record.transaction_id());
   auto value = std::make_shared<std::string>(record.SerializeAsString());
-  std::string idempotency_key = record.idempotency_key();
+  std::string idempotency_key = index_key ? record.idempotency_key() : "";
   std::string id = record.transaction_id();
   writer_->Submit(
       [this, key = *key, value, idempotency_key = std::move(idempotency_key),
@@ -58,11 +58,11 @@ void DecisionLog::Append(const internal::TransactionRecord& record,
 }
 
 void DecisionLog::AppendCommit(const internal::TransactionRecord& record,
-                               CommitDone done) {
+                               bool index_key, CommitDone done) {
   auto key = RecordKey(record.transaction_id());
   auto pending = std::make_shared<internal::TransactionRecord>(record);
   writer_->Submit(
-      [this, key = *key, pending](rocksdb::WriteBatch& batch) {
+      [this, key = *key, pending, index_key](rocksdb::WriteBatch& batch) {
         // On the writer thread, in durability order: offsets taken here
         // follow commit order.
         pending->clear_message_positions();
@@ -83,7 +83,7 @@ void DecisionLog::AppendCommit(const internal::TransactionRecord& record,
         }
         pending->clear_messages();
         batch.Put(records_, key, pending->SerializeAsString());
-        if (!pending->idempotency_key().empty()) {
+        if (index_key && !pending->idempotency_key().empty()) {
           batch.Put(keys_, pending->idempotency_key(),
                     pending->transaction_id());
         }

@@ -40,11 +40,14 @@ class DecisionLog {
   // writer calls queues->MarkSynced() after each sync.
   DecisionLog(Store* store, GroupCommitWriter* writer, PartitionLogs* queues);
 
-  // Queues a write of `record` (and of its idempotency key, if any).
+  // Queues a write of `record`, and with `index_key` the index entry of its
+  // idempotency key (if it has one). Index the key with a transaction's
+  // first record only: records are written in order to one write-ahead log,
+  // so a later record of the transaction is never durable without the first.
   // `done` runs after the write is synced (OK) or failed; see
   // GroupCommitWriter for the threading rules.
   // REQUIRES: record.transaction_id() parses as a TransactionId.
-  void Append(const internal::TransactionRecord& record,
+  void Append(const internal::TransactionRecord& record, bool index_key,
               GroupCommitWriter::Done done);
 
   // Queues the COMMIT record of `record` together with its messages: in the
@@ -52,8 +55,10 @@ class DecisionLog {
   // offset it takes then, so offset order is commit order), and the record
   // is stored with message_positions set and the messages themselves
   // dropped (they live in the partitions). `done` runs after the sync.
+  // `index_key` as for Append.
   // REQUIRES: every message has its partition set, in a known topic.
-  void AppendCommit(const internal::TransactionRecord& record, CommitDone done);
+  void AppendCommit(const internal::TransactionRecord& record, bool index_key,
+                    CommitDone done);
 
   // The stored record; nullopt when there is none.
   absl::StatusOr<absl::optional<internal::TransactionRecord>> Read(

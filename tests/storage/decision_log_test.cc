@@ -57,10 +57,11 @@ class DecisionLogTest : public ::testing::Test {
     return record;
   }
 
-  absl::Status AppendSynced(const internal::TransactionRecord& record) {
+  absl::Status AppendSynced(const internal::TransactionRecord& record,
+                            bool index_key = true) {
     absl::Notification done;
     absl::Status result;
-    log_->Append(record, [&](const absl::Status& s) {
+    log_->Append(record, index_key, [&](const absl::Status& s) {
       result = s;
       done.Notify();
     });
@@ -99,6 +100,27 @@ TEST_F(DecisionLogTest, RecordsAndKeysSurviveAReopen) {
   EXPECT_FALSE(log_->Read("2-8")->has_value());
   EXPECT_FALSE(log_->Read("not-an-id")->has_value());
   EXPECT_FALSE(log_->FindByIdempotencyKey("nope")->has_value());
+}
+
+TEST_F(DecisionLogTest, OnlyAnIndexingAppendWritesTheKey) {
+  // A transaction's later records leave the key's index entry as the first
+  // one wrote it: here a record that (unlike any real one) names the key
+  // for another id does not move it.
+  ASSERT_THAT(AppendSynced(Record("1-1", v1::TRANSACTION_STATE_PREPARING, 1, 0,
+                                  "order-1")),
+              IsOk());
+  ASSERT_THAT(AppendSynced(Record("1-2", v1::TRANSACTION_STATE_COMMITTED, 1, 2,
+                                  "order-1"),
+                           /*index_key=*/false),
+              IsOk());
+  ASSERT_THAT(AppendSynced(Record("1-3", v1::TRANSACTION_STATE_COMMITTED, 1, 2,
+                                  "order-3"),
+                           /*index_key=*/false),
+              IsOk());
+  EXPECT_EQ(log_->FindByIdempotencyKey("order-1")->value_or(""), "1-1");
+  EXPECT_FALSE(log_->FindByIdempotencyKey("order-3")->has_value());
+  // The record itself keeps its key.
+  EXPECT_EQ((*log_->Read("1-3"))->idempotency_key(), "order-3");
 }
 
 TEST_F(DecisionLogTest, LaterAppendsOverwriteAndScanIsInCreationOrder) {
@@ -165,12 +187,13 @@ TEST_F(DecisionLogTest, CommitRecordAndItsMessagesAreOneAtomicWrite) {
       message->set_value(absl::StrCat("t", t, "m", m));
     }
     absl::Notification done;
-    log_->AppendCommit(record, [&](const absl::Status& status,
-                                   const std::vector<v1::MessagePosition>& p) {
-      EXPECT_THAT(status, IsOk());
-      results.push_back(p);
-      done.Notify();
-    });
+    log_->AppendCommit(record, /*index_key=*/true,
+                       [&](const absl::Status& status,
+                           const std::vector<v1::MessagePosition>& p) {
+                         EXPECT_THAT(status, IsOk());
+                         results.push_back(p);
+                         done.Notify();
+                       });
     done.WaitForNotification();
   }
   // Commit order is offset order, per partition, with no gaps.
