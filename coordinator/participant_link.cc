@@ -9,7 +9,8 @@
 
 namespace twopc::coordinator {
 
-ParticipantLink::ParticipantLink(std::string participant_id,
+ParticipantLink::ParticipantLink(CompletionQueueLoop* loop,
+                                 std::string participant_id,
                                  std::string endpoint, uint64_t epoch,
                                  Callbacks callbacks, Options options)
     : participant_id_(std::move(participant_id)),
@@ -17,8 +18,15 @@ ParticipantLink::ParticipantLink(std::string participant_id,
       epoch_(epoch),
       callbacks_(std::move(callbacks)),
       options_(options),
+      loop_(loop),
+      waker_(
+          std::make_shared<CompletionQueueWaker>(loop->queue(), Tag(kWoken))),
       delay_(options_.min_reconnect_delay),
       rng_(std::hash<std::string>()(participant_id_)) {
+  for (int event = 0; event < kEvents; ++event) {
+    tags_[event].link = this;
+    tags_[event].event = static_cast<Event>(event);
+  }
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(64 << 20);
   args.SetMaxSendMessageSize(64 << 20);
@@ -30,7 +38,8 @@ ParticipantLink::ParticipantLink(std::string participant_id,
   args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
   stub_ = v1::ParticipantService::NewStub(grpc::CreateCustomChannel(
       endpoint_, grpc::InsecureChannelCredentials(), args));
-  thread_ = std::thread([this] { Loop(); });
+  // The first connection attempt is made on the loop's thread.
+  waker_->Wake();
 }
 
 void ParticipantLink::Stop() {
@@ -43,10 +52,10 @@ void ParticipantLink::Stop() {
 
 ParticipantLink::~ParticipantLink() {
   Stop();
-  thread_.join();
   std::map<uint64_t, std::string> leftovers;
   {
     absl::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(&quiesced_));
     leftovers.swap(in_flight_);
     for (const v1::BranchRequest& request : queue_) {
       leftovers.emplace(request.request_id(), request.transaction_id());
@@ -60,11 +69,11 @@ void ParticipantLink::Send(v1::BranchRequest request) {
   absl::MutexLock lock(&mu_);
   request.set_request_id(next_request_id_++);
   queue_.push_back(std::move(request));
-  // In on_replies, the link's own thread writes when the callback returns.
-  if (std::this_thread::get_id() == thread_.get_id() && delivering_replies_) {
-    return;
+  if (loop_->InLoopThread()) {
+    loop_->RunSoon(Tag(kFlush));
+  } else if (!WakeupBatch::Defer(waker_)) {
+    waker_->Wake();
   }
-  if (!WakeupBatch::Defer(waker_)) waker_->Wake();
 }
 
 bool ParticipantLink::connected() const {
@@ -89,20 +98,20 @@ void ParticipantLink::FailAll(std::map<uint64_t, std::string> requests,
   }
 }
 
-void ParticipantLink::Loop() {
-  StartConnection();
-  void* tag = nullptr;
-  bool ok = false;
-  while (completion_queue_.Next(&tag, &ok)) {
-    Handle(static_cast<Event>(static_cast<char*>(tag) - tags_), ok);
-  }
-}
-
 void ParticipantLink::Handle(Event event, bool ok) {
   switch (event) {
     case kWoken:
       waker_->OnWoken();
+      if (!started_) {
+        started_ = true;
+        StartConnection();
+      }
       WriteQueued();
+      break;
+    case kFlush:
+      WriteQueued();
+      break;
+    case kEvents:
       break;
     case kRetryDue:
       retry_pending_ = false;
@@ -141,7 +150,7 @@ void ParticipantLink::Handle(Event event, bool ok) {
       break;
   }
   MaybeClosed();
-  MaybeShutDown();
+  MaybeQuiesce();
 }
 
 void ParticipantLink::StartConnection() {
@@ -152,7 +161,7 @@ void ParticipantLink::StartConnection() {
     // In context_ from the start, so Stop can cancel an attempt that hangs
     // (e.g. a frozen participant).
     context_ = std::make_unique<grpc::ClientContext>();
-    stream_ = stub_->PrepareAsyncLink(context_.get(), &completion_queue_);
+    stream_ = stub_->PrepareAsyncLink(context_.get(), loop_->queue());
   }
   hello_done_ = finishing_ = finished_ = false;
   refusal_.clear();
@@ -211,16 +220,10 @@ void ParticipantLink::OnReplies() {
     }
   }
   if (replies.empty()) return;
-  {
-    // What the callbacks send in answer to this batch goes out together:
-    // other links are woken when the batch closes, and this one writes
-    // below without being woken.
-    WakeupBatch wakeups;
-    delivering_replies_ = true;
-    callbacks_.on_replies(participant_id_, replies);
-    delivering_replies_ = false;
-  }
-  WriteQueued();
+  // What the callbacks hand to other threads (log writes) goes out when
+  // the batch closes; what they send to links, after this event.
+  WakeupBatch wakeups;
+  callbacks_.on_replies(participant_id_, replies);
 }
 
 void ParticipantLink::WriteQueued() {
@@ -328,16 +331,15 @@ void ParticipantLink::MaybeClosed() {
   delay_ = std::min(delay_ * 2, options_.max_reconnect_delay);
   retry_pending_ = true;
   retry_timer_.Set(
-      &completion_queue_,
+      loop_->queue(),
       std::chrono::system_clock::now() + absl::ToChronoMicroseconds(wait),
       Tag(kRetryDue));
 }
 
-void ParticipantLink::MaybeShutDown() {
-  if (shut_down_) return;
+void ParticipantLink::MaybeQuiesce() {
   {
     absl::MutexLock lock(&mu_);
-    if (!stopping_) return;
+    if (!stopping_ || quiesced_) return;
   }
   if (retry_pending_) {
     // Its tag comes back (not ok) and lands here again.
@@ -346,8 +348,8 @@ void ParticipantLink::MaybeShutDown() {
     return;
   }
   if (stream_ != nullptr || waker_->Close()) return;
-  shut_down_ = true;
-  completion_queue_.Shutdown();
+  absl::MutexLock lock(&mu_);
+  quiesced_ = true;
 }
 
 }  // namespace twopc::coordinator

@@ -1,14 +1,15 @@
 // ParticipantLink: the coordinator's one long-lived ParticipantService.Link
 // stream to one participant sidecar.
 //
-// Send() never blocks: requests are queued, and the link's thread packs
+// Send() never blocks: requests are queued, and the loop's thread packs
 // everything queued into one CoordinatorBatch per write, so concurrent
 // transactions share messages. The stream is driven with gRPC's
-// asynchronous API from that one thread, which drains the link's completion
-// queue: it connects, writes batches (one at a time, the next packed from
-// what queued meanwhile), reads replies and matches them to requests, and
-// waits out the reconnect backoff, without a thread switch between reading
-// a reply and writing the requests it causes.
+// asynchronous API from a CompletionQueueLoop (common/) that every link of
+// the coordinator shares: its one thread connects, writes batches (one at a
+// time per link, the next packed from what queued meanwhile), reads replies
+// and matches them to requests, and waits out the reconnect backoff, with no
+// thread switch between reading one link's replies and writing the requests
+// they cause on any link.
 //
 // Failure contract: every request gets exactly one answer: its reply in an
 // `on_replies` call, or `on_failure` when the reply cannot come: the link is
@@ -20,14 +21,14 @@
 // duplicates). The link reconnects with capped exponential backoff for as
 // long as it exists.
 //
-// Callbacks run on the link's thread, never inside Send, so the caller may
+// Callbacks run on the loop's thread, never inside Send, so the caller may
 // hold its own lock while calling Send and take it again in a callback.
 //
-// Batching: Send wakes the link's thread at once, unless a WakeupBatch
-// (common/wakeup_batch.h) is open on the calling thread: then it is woken
-// when the batch closes and packs everything sent meanwhile into one write.
-// The link opens one itself around the replies of each received batch, so
-// the requests its callbacks send (to any link) go out together.
+// Batching: Send from another thread wakes the loop at once, unless a
+// WakeupBatch (common/wakeup_batch.h) is open on the calling thread: then
+// it is woken when the batch closes and the link packs everything sent
+// meanwhile into one write. Send from the loop's thread (a callback) is
+// written after the event being handled, with everything else it sent.
 //
 // Thread-safety: Send, connected and in_flight may be called from any thread.
 #ifndef TWOPC_COORDINATOR_PARTICIPANT_LINK_H_
@@ -40,7 +41,6 @@
 #include <memory>
 #include <random>
 #include <string>
-#include <thread>
 
 #include <grpcpp/alarm.h>
 #include <grpcpp/grpcpp.h>
@@ -49,6 +49,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
+#include "common/completion_queue_loop.h"
 #include "common/completion_queue_waker.h"
 #include "twopc/v1/participant.grpc.pb.h"
 
@@ -77,16 +78,19 @@ class ParticipantLink {
     size_t max_batch_bytes = 4 << 20;
   };
 
-  // Starts connecting to `endpoint` at once.
-  ParticipantLink(std::string participant_id, std::string endpoint,
-                  uint64_t epoch, Callbacks callbacks, Options options);
-  ParticipantLink(std::string participant_id, std::string endpoint,
-                  uint64_t epoch, Callbacks callbacks)
-      : ParticipantLink(std::move(participant_id), std::move(endpoint), epoch,
-                        std::move(callbacks), Options()) {}
+  // Starts connecting to `endpoint` at once, on `loop` (not owned; it must
+  // outlive the link).
+  ParticipantLink(CompletionQueueLoop* loop, std::string participant_id,
+                  std::string endpoint, uint64_t epoch, Callbacks callbacks,
+                  Options options);
+  ParticipantLink(CompletionQueueLoop* loop, std::string participant_id,
+                  std::string endpoint, uint64_t epoch, Callbacks callbacks)
+      : ParticipantLink(loop, std::move(participant_id), std::move(endpoint),
+                        epoch, std::move(callbacks), Options()) {}
 
-  // Closes the stream and joins the thread. Requests still queued or in
-  // flight get on_failure.
+  // Closes the stream and waits until nothing of the link's is left on the
+  // loop. Requests still queued or in flight get on_failure.
+  // REQUIRES: not on the loop's thread.
   ~ParticipantLink();
 
   ParticipantLink(const ParticipantLink&) = delete;
@@ -96,7 +100,7 @@ class ParticipantLink {
   void Send(v1::BranchRequest request) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Starts closing the link without waiting: no more connection attempts;
-  // the destructor joins the thread. Never blocks.
+  // the destructor waits for the rest. Never blocks.
   void Stop() ABSL_LOCKS_EXCLUDED(mu_);
 
   const std::string& participant_id() const { return participant_id_; }
@@ -110,13 +114,29 @@ class ParticipantLink {
  private:
   using Stream =
       grpc::ClientAsyncReaderWriter<v1::CoordinatorBatch, v1::ParticipantBatch>;
-  // What a tag on the queue stands for. The tags are the addresses of
-  // tags_'s elements; each stream operation has at most one outstanding.
-  enum Event { kWoken, kRetryDue, kStarted, kWritten, kRead, kFinished };
+  // What an event of the link's on the loop stands for: kFlush is run from
+  // the loop's thread itself (RunSoon), the others come through the queue.
+  // Each stream operation has at most one outstanding.
+  enum Event {
+    kWoken,
+    kFlush,
+    kRetryDue,
+    kStarted,
+    kWritten,
+    kRead,
+    kFinished,
+    kEvents
+  };
+  // The tag of one event: tags_[event].
+  class EventTag final : public CompletionQueueLoop::Handler {
+   public:
+    void OnEvent(bool ok) override { link->Handle(event, ok); }
+    ParticipantLink* link = nullptr;
+    Event event = kWoken;
+  };
 
-  void Loop();
   void Handle(Event event, bool ok);
-  void* Tag(Event event) { return &tags_[event]; }
+  CompletionQueueLoop::Handler* Tag(Event event) { return &tags_[event]; }
 
   // Opens a stream; once started it sends the hello, and the participant's
   // answer (kRead) makes the link connected.
@@ -132,8 +152,9 @@ class ParticipantLink {
   // Once the status is in and no operation is outstanding: the link is
   // down, what was in flight fails, and the next attempt is scheduled.
   void MaybeClosed() ABSL_LOCKS_EXCLUDED(mu_);
-  // Shuts the queue down once stopping and nothing is outstanding on it.
-  void MaybeShutDown() ABSL_LOCKS_EXCLUDED(mu_);
+  // Once stopping and nothing of the link's is outstanding on the loop,
+  // lets the destructor go on.
+  void MaybeQuiesce() ABSL_LOCKS_EXCLUDED(mu_);
   void FailAll(std::map<uint64_t, std::string> requests,
                const std::string& error);
 
@@ -143,12 +164,11 @@ class ParticipantLink {
   const Callbacks callbacks_;
   const Options options_;
   std::unique_ptr<v1::ParticipantService::Stub> stub_;
-  grpc::CompletionQueue completion_queue_;
-  char tags_[kFinished + 1] = {};
-  // Wakes the thread for requests queued and for Stop. Shared with
+  CompletionQueueLoop* const loop_;
+  EventTag tags_[kEvents];
+  // Wakes the loop for requests queued and for Stop. Shared with
   // WakeupBatch, which may hold it past the link's end (it is closed then).
-  const std::shared_ptr<CompletionQueueWaker> waker_ =
-      std::make_shared<CompletionQueueWaker>(&completion_queue_, Tag(kWoken));
+  const std::shared_ptr<CompletionQueueWaker> waker_;
 
   mutable absl::Mutex mu_;
   enum class State { kConnecting, kConnected, kDown };
@@ -161,15 +181,17 @@ class ParticipantLink {
   std::map<uint64_t, std::string> in_flight_ ABSL_GUARDED_BY(mu_);
   // The current stream's context (Stop cancels it from any thread).
   std::unique_ptr<grpc::ClientContext> context_ ABSL_GUARDED_BY(mu_);
+  // Nothing of the link's is left on the loop (after Stop).
+  bool quiesced_ ABSL_GUARDED_BY(mu_) = false;
 
-  // The link's thread only: the current stream and its operations.
+  // The loop's thread only: the current stream and its operations.
+  bool started_ = false;  // the first connection attempt was made
   std::unique_ptr<Stream> stream_;
   int outstanding_ = 0;      // stream operations not yet come back
   bool writing_ = false;     // a Write is outstanding
   bool hello_done_ = false;  // the participant answered the hello
   bool finishing_ = false;   // Finish was asked for
   bool finished_ = false;    // ... and came back with status_
-  bool delivering_replies_ = false;  // in callbacks_.on_replies
   grpc::Status status_;
   std::string refusal_;  // why we closed the stream ourselves, if we did
   v1::CoordinatorBatch outgoing_;
@@ -181,9 +203,6 @@ class ParticipantLink {
   grpc::Alarm retry_timer_;
   bool retry_pending_ = false;
   bool retry_cancelled_ = false;
-  bool shut_down_ = false;
-
-  std::thread thread_;  // last: starts once everything above is ready
 };
 
 }  // namespace twopc::coordinator

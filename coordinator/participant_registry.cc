@@ -80,9 +80,10 @@ ParticipantRegistry::ParticipantRegistry(storage::Store* store, Clock* clock,
       heartbeat_interval_(heartbeat_interval) {}
 
 std::shared_ptr<ParticipantLink> ParticipantRegistry::MakeLink(
-    const internal::ParticipantRecord& record) const {
-  return std::make_shared<ParticipantLink>(
-      record.participant_id(), record.endpoint(), epoch_, callbacks_);
+    const internal::ParticipantRecord& record) {
+  return std::make_shared<ParticipantLink>(&link_loop_, record.participant_id(),
+                                           record.endpoint(), epoch_,
+                                           callbacks_);
 }
 
 absl::Status ParticipantRegistry::Load() {

@@ -19,6 +19,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
+#include "common/completion_queue_loop.h"
 #include "coordinator/participant_link.h"
 #include "storage/store.h"
 #include "twopc/internal/decision_log.pb.h"
@@ -76,7 +77,7 @@ class ParticipantRegistry {
   };
 
   std::shared_ptr<ParticipantLink> MakeLink(
-      const internal::ParticipantRecord& record) const;
+      const internal::ParticipantRecord& record);
 
   storage::Store* const store_;
   Clock* const clock_;
@@ -84,11 +85,14 @@ class ParticipantRegistry {
   const ParticipantLink::Callbacks callbacks_;
   const absl::Duration heartbeat_interval_;
 
+  // Drives every link's stream; outlives the links (declared before them).
+  CompletionQueueLoop link_loop_;
   mutable absl::Mutex mu_;
   std::map<std::string, Entry> participants_ ABSL_GUARDED_BY(mu_);
   // Links replaced by a re-registration. Kept (stopped) until Shutdown so
   // that the last reference is never dropped inside Send, which runs under
-  // the caller's lock that the link's threads may be waiting for.
+  // the caller's lock that the loop's thread may be waiting for (and a
+  // link's destructor waits for the loop).
   std::vector<std::shared_ptr<ParticipantLink>> retired_ ABSL_GUARDED_BY(mu_);
   // Serialises Register calls (which write to disk outside mu_).
   absl::Mutex register_mu_;

@@ -1,0 +1,63 @@
+// CompletionQueueLoop: one thread draining one gRPC completion queue, shared
+// by the objects that drive asynchronous operations on it, so their events
+// are handled without a thread switch between them.
+//
+// Every tag posted to queue() must be a Handler; its OnEvent runs on the
+// loop's thread. A handler may also be run soon from the loop's own thread
+// without going through the queue (RunSoon), e.g. to write what a callback
+// of another handler queued for it.
+//
+// Lifetime: the destructor shuts the queue down and joins the thread; every
+// operation posted to the queue must have come back by then (each user
+// quiesces first).
+//
+// Thread-safety: queue() and InLoopThread() from any thread; RunSoon from
+// the loop's thread only.
+#ifndef TWOPC_COMMON_COMPLETION_QUEUE_LOOP_H_
+#define TWOPC_COMMON_COMPLETION_QUEUE_LOOP_H_
+
+#include <thread>
+#include <vector>
+
+#include <grpcpp/completion_queue.h>
+
+namespace twopc {
+
+class CompletionQueueLoop {
+ public:
+  class Handler {
+   public:
+    // `ok` as CompletionQueue::Next reports it (always true for RunSoon).
+    virtual void OnEvent(bool ok) = 0;
+
+   protected:
+    ~Handler() = default;
+  };
+
+  CompletionQueueLoop();
+  ~CompletionQueueLoop();
+
+  CompletionQueueLoop(const CompletionQueueLoop&) = delete;
+  CompletionQueueLoop& operator=(const CompletionQueueLoop&) = delete;
+
+  grpc::CompletionQueue* queue() { return &queue_; }
+  bool InLoopThread() const {
+    return std::this_thread::get_id() == thread_.get_id();
+  }
+
+  // Runs `handler` (once, however often asked) after the event being
+  // handled, before the loop waits again.
+  // REQUIRES: InLoopThread().
+  void RunSoon(Handler* handler);
+
+ private:
+  void Run();
+
+  grpc::CompletionQueue queue_;
+  std::vector<Handler*> soon_;  // the loop's thread only
+  std::thread thread_;          // last: starts once everything above is ready
+};
+
+}  // namespace twopc
+
+#endif  // TWOPC_COMMON_COMPLETION_QUEUE_LOOP_H_

@@ -1,0 +1,258 @@
+#include "coordinator/participant_link.h"
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "common/completion_queue_loop.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace twopc::coordinator {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::SizeIs;
+
+constexpr absl::Duration kWait = absl::Seconds(20);
+
+// A participant sidecar's Link as far as the link cares: it answers the
+// hello as `id`, then (unless `hold`) answers each request with a YES vote
+// that names a wrong transaction (the link must trust its own record).
+class FakeParticipant final : public v1::ParticipantService::Service {
+ public:
+  explicit FakeParticipant(std::string id) : id_(std::move(id)) {
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
+                             &port_);
+    builder.RegisterService(this);
+    server_ = builder.BuildAndStart();
+  }
+  ~FakeParticipant() override { Stop(); }
+
+  std::string endpoint() const { return absl::StrCat("127.0.0.1:", port_); }
+  // Requests are read but never answered from now on.
+  void Hold() {
+    absl::MutexLock lock(&mu_);
+    hold_ = true;
+  }
+  int requests_seen() {
+    absl::MutexLock lock(&mu_);
+    return requests_seen_;
+  }
+  // Ends every stream (the link sees it break) and stops serving.
+  void Stop() {
+    if (server_ == nullptr) return;
+    server_->Shutdown(std::chrono::system_clock::now());
+    server_->Wait();
+    server_.reset();
+  }
+
+  grpc::Status Link(
+      grpc::ServerContext* /*context*/,
+      grpc::ServerReaderWriter<v1::ParticipantBatch, v1::CoordinatorBatch>*
+          stream) override {
+    v1::CoordinatorBatch batch;
+    if (!stream->Read(&batch)) return grpc::Status::OK;
+    v1::ParticipantBatch hello;
+    hello.mutable_hello()->set_participant_id(id_);
+    if (!stream->Write(hello)) return grpc::Status::OK;
+    while (stream->Read(&batch)) {
+      v1::ParticipantBatch replies;
+      {
+        absl::MutexLock lock(&mu_);
+        requests_seen_ += batch.requests_size();
+        if (hold_) continue;
+      }
+      for (const v1::BranchRequest& request : batch.requests()) {
+        v1::BranchReply* reply = replies.add_replies();
+        reply->set_request_id(request.request_id());
+        reply->set_transaction_id("not-" + request.transaction_id());
+        reply->set_vote(v1::VOTE_YES);
+      }
+      if (!stream->Write(replies)) break;
+    }
+    return grpc::Status::OK;
+  }
+
+ private:
+  const std::string id_;
+  int port_ = 0;
+  std::unique_ptr<grpc::Server> server_;
+  absl::Mutex mu_;
+  bool hold_ ABSL_GUARDED_BY(mu_) = false;
+  int requests_seen_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+// What a link's callbacks reported, by transaction id.
+class Answers {
+ public:
+  ParticipantLink::Callbacks callbacks() {
+    return {
+        .on_replies =
+            [this](const std::string& participant,
+                   absl::Span<const v1::BranchReply> replies) {
+              absl::MutexLock lock(&mu_);
+              for (const v1::BranchReply& reply : replies) {
+                answers_[reply.transaction_id()].push_back(
+                    absl::StrCat(participant, " replied"));
+              }
+            },
+        .on_failure =
+            [this](const std::string& participant,
+                   const std::string& transaction, const std::string& error) {
+              absl::MutexLock lock(&mu_);
+              answers_[transaction].push_back(
+                  absl::StrCat(participant, " failed: ", error));
+            }};
+  }
+
+  // Waits until `transaction` has an answer; returns them all.
+  std::vector<std::string> Await(const std::string& transaction) {
+    absl::MutexLock lock(&mu_);
+    auto answered = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return answers_.count(transaction) > 0;
+    };
+    mu_.AwaitWithTimeout(absl::Condition(&answered), kWait);
+    return answers_[transaction];
+  }
+
+  std::map<std::string, std::vector<std::string>> All() {
+    absl::MutexLock lock(&mu_);
+    return answers_;
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::map<std::string, std::vector<std::string>> answers_ ABSL_GUARDED_BY(mu_);
+};
+
+v1::BranchRequest Prepare(const std::string& transaction) {
+  v1::BranchRequest request;
+  request.set_transaction_id(transaction);
+  request.mutable_prepare();
+  return request;
+}
+
+ParticipantLink::Options FastRetries() {
+  ParticipantLink::Options options;
+  options.min_reconnect_delay = absl::Milliseconds(10);
+  options.max_reconnect_delay = absl::Milliseconds(50);
+  return options;
+}
+
+// Polls `condition` until it holds or kWait passes.
+template <typename Condition>
+bool Eventually(Condition condition) {
+  const absl::Time deadline = absl::Now() + kWait;
+  while (!condition()) {
+    if (absl::Now() > deadline) return false;
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  return true;
+}
+
+TEST(ParticipantLinkTest, RepliesReachTheCallbackUnderTheLinksOwnRecord) {
+  FakeParticipant participant("p1");
+  CompletionQueueLoop loop;
+  Answers answers;
+  ParticipantLink link(&loop, "p1", participant.endpoint(), 1,
+                       answers.callbacks());
+  // Sent before the link is connected: they wait for the connection.
+  for (int i = 0; i < 50; ++i) link.Send(Prepare(absl::StrCat("1-", i)));
+  for (int i = 0; i < 50; ++i) {
+    EXPECT_THAT(answers.Await(absl::StrCat("1-", i)),
+                ::testing::ElementsAre("p1 replied"));
+  }
+  EXPECT_TRUE(link.connected());
+  EXPECT_EQ(link.in_flight(), 0u);
+  EXPECT_THAT(answers.All(), SizeIs(50));  // nothing under the fake's ids
+}
+
+TEST(ParticipantLinkTest, AnEndpointServingAnotherParticipantIsRefused) {
+  FakeParticipant participant("p2");
+  CompletionQueueLoop loop;
+  Answers answers;
+  ParticipantLink link(&loop, "p1", participant.endpoint(), 1,
+                       answers.callbacks(), FastRetries());
+  ASSERT_TRUE(Eventually([&] {
+    return link.last_error().find("is participant 'p2', expected 'p1'") !=
+           std::string::npos;
+  })) << link.last_error();
+  link.Send(Prepare("1-1"));
+  EXPECT_THAT(answers.Await("1-1"),
+              ::testing::ElementsAre(HasSubstr("p1 failed: UNAVAILABLE")));
+  EXPECT_EQ(participant.requests_seen(), 0);
+}
+
+TEST(ParticipantLinkTest, AnUnreachableParticipantFailsRequestsAtOnce) {
+  CompletionQueueLoop loop;
+  Answers answers;
+  // Nothing listens on the port of a participant that was stopped.
+  std::string endpoint;
+  {
+    FakeParticipant gone("p1");
+    endpoint = gone.endpoint();
+  }
+  auto link = std::make_unique<ParticipantLink>(
+      &loop, "p1", endpoint, 1, answers.callbacks(), FastRetries());
+  ASSERT_TRUE(Eventually([&] {
+    return link->last_error().find("unreachable") != std::string::npos;
+  })) << link->last_error();
+  link->Send(Prepare("1-1"));
+  EXPECT_THAT(answers.Await("1-1"),
+              ::testing::ElementsAre(HasSubstr("is not connected")));
+  // Destroyed while a reconnect is scheduled: returns, and the loop goes on
+  // serving the other links.
+  link.reset();
+  FakeParticipant participant("p2");
+  ParticipantLink other(&loop, "p2", participant.endpoint(), 1,
+                        answers.callbacks());
+  other.Send(Prepare("1-2"));
+  EXPECT_THAT(answers.Await("1-2"), ::testing::ElementsAre("p2 replied"));
+}
+
+TEST(ParticipantLinkTest, EveryRequestInFlightFailsOnceWhenTheStreamBreaks) {
+  auto participant = std::make_unique<FakeParticipant>("p1");
+  participant->Hold();
+  CompletionQueueLoop loop;
+  Answers answers;
+  ParticipantLink link(&loop, "p1", participant->endpoint(), 1,
+                       answers.callbacks(), FastRetries());
+  for (int i = 0; i < 10; ++i) link.Send(Prepare(absl::StrCat("1-", i)));
+  ASSERT_TRUE(Eventually([&] { return participant->requests_seen() == 10; }));
+  EXPECT_EQ(link.in_flight(), 10u);
+  participant->Stop();
+  for (int i = 0; i < 10; ++i) {
+    EXPECT_THAT(answers.Await(absl::StrCat("1-", i)),
+                ::testing::ElementsAre(HasSubstr("link to p1 broke")));
+  }
+  EXPECT_EQ(link.in_flight(), 0u);
+}
+
+TEST(ParticipantLinkTest, DestroyingALinkFailsWhatItHeldExactlyOnce) {
+  FakeParticipant participant("p1");
+  participant.Hold();
+  CompletionQueueLoop loop;
+  Answers answers;
+  {
+    ParticipantLink link(&loop, "p1", participant.endpoint(), 1,
+                         answers.callbacks());
+    link.Send(Prepare("1-1"));
+    ASSERT_TRUE(Eventually([&] { return participant.requests_seen() == 1; }));
+    link.Send(Prepare("1-2"));  // may be written or still queued
+  }
+  for (const char* transaction : {"1-1", "1-2"}) {
+    EXPECT_THAT(answers.Await(transaction),
+                ::testing::ElementsAre(HasSubstr("coordinator shutting down")));
+  }
+}
+
+}  // namespace
+}  // namespace twopc::coordinator
