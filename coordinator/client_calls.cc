@@ -14,6 +14,9 @@ namespace {
 // arrivals is matched at once rather than one re-request at a time.
 constexpr int kRequestsPerMethod = 16;
 
+// Events handled under one WakeupBatch at most.
+constexpr int kEventsPerWakeupBatch = 64;
+
 // Parses the bytes of a raw method's request: INVALID_ARGUMENT naming
 // `method` (common/unparseable_request.h) when they do not parse.
 template <typename Request>
@@ -142,11 +145,15 @@ void ClientCalls::Loop() {
   bool ok = false;
   while (queue_->Next(&tag, &ok)) {
     // The calls that are ready now reach the participant links together:
-    // the links are woken once, when the batch closes.
+    // the links are woken once, when the batch closes. Bounded, so a steady
+    // stream of events cannot hold the first call's prepares back.
     WakeupBatch wakeups;
     static_cast<Call*>(tag)->OnEvent(ok);
-    while (queue_->AsyncNext(&tag, &ok, gpr_time_0(GPR_CLOCK_MONOTONIC)) ==
-           grpc::CompletionQueue::GOT_EVENT) {
+    for (int handled = 1;
+         handled < kEventsPerWakeupBatch &&
+         queue_->AsyncNext(&tag, &ok, gpr_time_0(GPR_CLOCK_MONOTONIC)) ==
+             grpc::CompletionQueue::GOT_EVENT;
+         ++handled) {
       static_cast<Call*>(tag)->OnEvent(ok);
     }
   }

@@ -1,6 +1,7 @@
 #include "coordinator/participant_link.h"
 
 #include <algorithm>
+#include <cassert>
 #include <chrono>
 #include <utility>
 #include <vector>
@@ -42,33 +43,41 @@ ParticipantLink::ParticipantLink(CompletionQueueLoop* loop,
   waker_->Wake();
 }
 
-void ParticipantLink::Stop() {
+void ParticipantLink::Stop(std::string reason) {
   absl::MutexLock lock(&mu_);
   if (stopping_) return;
   stopping_ = true;
+  stop_reason_ = std::move(reason);
   if (context_ != nullptr) context_->TryCancel();
   waker_->Wake();
 }
 
 ParticipantLink::~ParticipantLink() {
-  Stop();
+  // Only the loop's thread could let the wait below end.
+  assert(!loop_->InLoopThread());
+  Stop("coordinator shutting down");
   std::map<uint64_t, std::string> leftovers;
+  std::string reason;
   {
     absl::MutexLock lock(&mu_);
     mu_.Await(absl::Condition(&quiesced_));
+    reason = stop_reason_;
     leftovers.swap(in_flight_);
     for (const v1::BranchRequest& request : queue_) {
       leftovers.emplace(request.request_id(), request.transaction_id());
     }
     queue_.clear();
   }
-  FailAll(std::move(leftovers), "coordinator shutting down");
+  FailAll(std::move(leftovers), reason);
 }
 
 void ParticipantLink::Send(v1::BranchRequest request) {
   absl::MutexLock lock(&mu_);
   request.set_request_id(next_request_id_++);
   queue_.push_back(std::move(request));
+  // Once stopping, the loop fails what is queued on its next event, or the
+  // destructor does; a flush scheduled now could outlive the link.
+  if (stopping_) return;
   if (loop_->InLoopThread()) {
     loop_->RunSoon(Tag(kFlush));
   } else if (!WakeupBatch::Defer(waker_)) {
@@ -122,7 +131,7 @@ void ParticipantLink::Handle(Event event, bool ok) {
       if (ok) {
         OnStarted();
       } else {
-        OnBroken();
+        OnBroken(/*call_ended=*/false);
       }
       break;
     case kWritten:
@@ -131,13 +140,15 @@ void ParticipantLink::Handle(Event event, bool ok) {
       if (ok) {
         WriteQueued();
       } else {
-        OnBroken();
+        OnBroken(/*call_ended=*/false);
       }
       break;
     case kRead:
       --outstanding_;
-      if (!ok || finishing_) {
-        OnBroken();
+      if (!ok) {
+        OnBroken(/*call_ended=*/true);
+      } else if (finishing_) {
+        // Closing: what arrives now is dropped.
       } else if (!hello_done_) {
         OnHello();
       } else {
@@ -184,7 +195,7 @@ void ParticipantLink::OnHello() {
     refusal_ = absl::StrCat("endpoint ", endpoint_, " is participant '",
                             incoming_.hello().participant_id(), "', expected '",
                             participant_id_, "'");
-    OnBroken();
+    OnBroken(/*call_ended=*/false);
     return;
   }
   hello_done_ = true;
@@ -231,17 +242,19 @@ void ParticipantLink::WriteQueued() {
   std::string failure;
   {
     absl::MutexLock lock(&mu_);
-    if (queue_.empty() || stopping_) return;
-    if (state_ == State::kDown) {
+    if (queue_.empty()) return;
+    if (stopping_ || state_ == State::kDown) {
       // Nothing is buffered for a participant that is down: fail fast so
       // prepares abort and phase 2 waits for its retry timer.
       for (const v1::BranchRequest& request : queue_) {
         failed.emplace(request.request_id(), request.transaction_id());
       }
       queue_.clear();
-      failure =
-          absl::StrCat("UNAVAILABLE: participant ", participant_id_, " at ",
-                       endpoint_, " is not connected (", last_error_, ")");
+      failure = stopping_
+                    ? stop_reason_
+                    : absl::StrCat("UNAVAILABLE: participant ", participant_id_,
+                                   " at ", endpoint_, " is not connected (",
+                                   last_error_, ")");
     } else {
       if (state_ != State::kConnected || writing_ || finishing_) return;
       outgoing_.Clear();
@@ -275,10 +288,10 @@ void ParticipantLink::WriteQueued() {
   writing_ = true;
 }
 
-void ParticipantLink::OnBroken() {
+void ParticipantLink::OnBroken(bool call_ended) {
   if (finishing_) return;
   finishing_ = true;
-  {
+  if (!call_ended) {
     // Whatever else is outstanding (a write stalled by flow control, a
     // read) comes back at once.
     absl::MutexLock lock(&mu_);
@@ -301,6 +314,7 @@ void ParticipantLink::MaybeClosed() {
   }
   std::map<uint64_t, std::string> failed;
   bool stopping = false;
+  std::string failure;
   {
     absl::MutexLock lock(&mu_);
     stopping = stopping_;
@@ -309,14 +323,14 @@ void ParticipantLink::MaybeClosed() {
     failed.swap(in_flight_);
     stream_.reset();
     context_.reset();
+    failure = stopping ? stop_reason_
+                       : absl::StrCat("UNAVAILABLE: link to ", participant_id_,
+                                      " broke: ", error);
   }
-  FailAll(std::move(failed),
-          stopping ? "coordinator shutting down"
-                   : absl::StrCat("UNAVAILABLE: link to ", participant_id_,
-                                  " broke: ", error));
-  if (stopping) return;
+  FailAll(std::move(failed), failure);
   // Requests queued while the attempt was under way fail now.
   WriteQueued();
+  if (stopping) return;
   absl::Duration wait = delay_;
   if (!hello_done_) {
     // Spread the attempts of many links over the interval.

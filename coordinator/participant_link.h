@@ -99,9 +99,11 @@ class ParticipantLink {
   // Queues `request` (request_id is assigned here). Never blocks.
   void Send(v1::BranchRequest request) ABSL_LOCKS_EXCLUDED(mu_);
 
-  // Starts closing the link without waiting: no more connection attempts;
-  // the destructor waits for the rest. Never blocks.
-  void Stop() ABSL_LOCKS_EXCLUDED(mu_);
+  // Starts closing the link without waiting: no more connection attempts,
+  // and every request queued, in flight or sent later fails with `reason`
+  // (e.g. "participant p1 re-registered"); the destructor waits for the
+  // rest. Never blocks. Only the first call's reason counts.
+  void Stop(std::string reason) ABSL_LOCKS_EXCLUDED(mu_);
 
   const std::string& participant_id() const { return participant_id_; }
   const std::string& endpoint() const { return endpoint_; }
@@ -148,7 +150,10 @@ class ParticipantLink {
   // the link is down.
   void WriteQueued() ABSL_LOCKS_EXCLUDED(mu_);
   // A stream operation failed: asks for the stream's status (once).
-  void OnBroken() ABSL_LOCKS_EXCLUDED(mu_);
+  // `call_ended`: a read failed, so the call is over and its status is the
+  // peer's (or the transport's); otherwise the call is cancelled first, so
+  // that whatever else is outstanding comes back.
+  void OnBroken(bool call_ended) ABSL_LOCKS_EXCLUDED(mu_);
   // Once the status is in and no operation is outstanding: the link is
   // down, what was in flight fails, and the next attempt is scheduled.
   void MaybeClosed() ABSL_LOCKS_EXCLUDED(mu_);
@@ -173,6 +178,7 @@ class ParticipantLink {
   mutable absl::Mutex mu_;
   enum class State { kConnecting, kConnected, kDown };
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::string stop_reason_ ABSL_GUARDED_BY(mu_);
   State state_ ABSL_GUARDED_BY(mu_) = State::kConnecting;
   std::string last_error_ ABSL_GUARDED_BY(mu_) = "not connected yet";
   uint64_t next_request_id_ ABSL_GUARDED_BY(mu_) = 1;

@@ -137,7 +137,8 @@ absl::Status ParticipantRegistry::Register(const std::string& participant_id,
   absl::MutexLock lock(&mu_);
   Entry& entry = participants_[participant_id];
   if (entry.link != nullptr) {
-    entry.link->Stop();
+    entry.link->Stop(absl::StrCat("UNAVAILABLE: participant ", participant_id,
+                                  " re-registered; its old link is closed"));
     retired_.push_back(std::move(entry.link));
   }
   entry.link = std::move(link);
@@ -229,8 +230,8 @@ void ParticipantRegistry::Shutdown() {
     participants.swap(participants_);
     retired.swap(retired_);
   }
-  // Destroyed outside the lock (their destructors join threads and fail
-  // what was in flight through the callbacks).
+  // Destroyed outside the lock (their destructors wait for the link loop
+  // and fail what was in flight through the callbacks).
   participants.clear();
   retired.clear();
 }

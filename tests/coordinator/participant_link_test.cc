@@ -1,5 +1,10 @@
 #include "coordinator/participant_link.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <map>
 #include <memory>
 #include <string>
@@ -194,12 +199,19 @@ TEST(ParticipantLinkTest, AnEndpointServingAnotherParticipantIsRefused) {
 TEST(ParticipantLinkTest, AnUnreachableParticipantFailsRequestsAtOnce) {
   CompletionQueueLoop loop;
   Answers answers;
-  // Nothing listens on the port of a participant that was stopped.
-  std::string endpoint;
-  {
-    FakeParticipant gone("p1");
-    endpoint = gone.endpoint();
-  }
+  // A port that is bound but not listening refuses connections, and no
+  // other process can take it while the test holds it.
+  const int held = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(held, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof(address);
+  ASSERT_EQ(bind(held, reinterpret_cast<sockaddr*>(&address), length), 0);
+  ASSERT_EQ(getsockname(held, reinterpret_cast<sockaddr*>(&address), &length),
+            0);
+  const std::string endpoint =
+      absl::StrCat("127.0.0.1:", ntohs(address.sin_port));
   auto link = std::make_unique<ParticipantLink>(
       &loop, "p1", endpoint, 1, answers.callbacks(), FastRetries());
   ASSERT_TRUE(Eventually([&] {
@@ -216,6 +228,7 @@ TEST(ParticipantLinkTest, AnUnreachableParticipantFailsRequestsAtOnce) {
                         answers.callbacks());
   other.Send(Prepare("1-2"));
   EXPECT_THAT(answers.Await("1-2"), ::testing::ElementsAre("p2 replied"));
+  close(held);
 }
 
 TEST(ParticipantLinkTest, EveryRequestInFlightFailsOnceWhenTheStreamBreaks) {
@@ -251,6 +264,71 @@ TEST(ParticipantLinkTest, DestroyingALinkFailsWhatItHeldExactlyOnce) {
   for (const char* transaction : {"1-1", "1-2"}) {
     EXPECT_THAT(answers.Await(transaction),
                 ::testing::ElementsAre(HasSubstr("coordinator shutting down")));
+  }
+}
+
+TEST(ParticipantLinkTest, RequestsSentFromACallbackGoOutOnEveryLink) {
+  // The coordinator's hot path: a vote read on one link makes the manager
+  // send on this and other links, from the loop's own thread.
+  FakeParticipant p1("p1");
+  FakeParticipant p2("p2");
+  CompletionQueueLoop loop;
+  Answers answers;
+  std::unique_ptr<ParticipantLink> links[2];
+  ParticipantLink::Callbacks callbacks = answers.callbacks();
+  auto record = callbacks.on_replies;
+  callbacks.on_replies = [&](const std::string& participant,
+                             absl::Span<const v1::BranchReply> replies) {
+    record(participant, replies);
+    for (const v1::BranchReply& reply : replies) {
+      if (reply.transaction_id().rfind("prepare-", 0) != 0) continue;
+      const std::string id = reply.transaction_id().substr(8);
+      for (auto& link : links) {
+        link->Send(
+            Prepare(absl::StrCat("commit-", id, "-", link->participant_id())));
+      }
+    }
+  };
+  links[0] = std::make_unique<ParticipantLink>(&loop, "p1", p1.endpoint(), 1,
+                                               callbacks);
+  links[1] = std::make_unique<ParticipantLink>(&loop, "p2", p2.endpoint(), 1,
+                                               callbacks);
+  for (int i = 0; i < 20; ++i) {
+    links[i % 2]->Send(Prepare(absl::StrCat("prepare-", i)));
+  }
+  for (int i = 0; i < 20; ++i) {
+    for (const char* participant : {"p1", "p2"}) {
+      EXPECT_THAT(
+          answers.Await(absl::StrCat("commit-", i, "-", participant)),
+          ::testing::ElementsAre(absl::StrCat(participant, " replied")));
+    }
+  }
+  for (auto& link : links) link.reset();
+  // Exactly one answer each, also after the links are gone.
+  const auto all = answers.All();
+  EXPECT_THAT(all, SizeIs(60));
+  for (const auto& [transaction, answered] : all) {
+    EXPECT_THAT(answered, SizeIs(1)) << transaction;
+  }
+}
+
+TEST(ParticipantLinkTest, AStoppedLinkFailsWhatItHoldsAndIsSentWithTheReason) {
+  FakeParticipant participant("p1");
+  participant.Hold();
+  CompletionQueueLoop loop;
+  Answers answers;
+  ParticipantLink link(&loop, "p1", participant.endpoint(), 1,
+                       answers.callbacks());
+  link.Send(Prepare("1-1"));
+  ASSERT_TRUE(Eventually([&] { return participant.requests_seen() == 1; }));
+  link.Stop("participant p1 re-registered");
+  link.Send(Prepare("1-2"));
+  // Answered while the link still exists, not only when it is destroyed.
+  for (const char* transaction : {"1-1", "1-2"}) {
+    EXPECT_THAT(
+        answers.Await(transaction),
+        ::testing::ElementsAre("p1 failed: participant p1 re-registered"))
+        << transaction;
   }
 }
 

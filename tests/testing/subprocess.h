@@ -48,6 +48,8 @@ class Subprocess {
   // SIGSTOP, returning once every thread of the process has stopped (kill
   // returns before that: a thread running on another CPU may still read a
   // request and answer it). No-op once reaped.
+  // REQUIRES: the process is not stopped already (a second stop is never
+  // reported, so this would wait forever).
   void Freeze();
 
   // Waits for the process to exit and returns its wait status (as from
