@@ -1,15 +1,23 @@
 #include "common/completion_queue_loop.h"
 
 #include <algorithm>
+#include <utility>
+
+#include "common/wakeup_batch.h"
 
 namespace twopc {
 
-CompletionQueueLoop::CompletionQueueLoop() {
+CompletionQueueLoop::CompletionQueueLoop()
+    : CompletionQueueLoop(std::make_unique<grpc::CompletionQueue>()) {}
+
+CompletionQueueLoop::CompletionQueueLoop(
+    std::unique_ptr<grpc::CompletionQueue> queue)
+    : queue_(std::move(queue)) {
   thread_ = std::thread([this] { Run(); });
 }
 
 CompletionQueueLoop::~CompletionQueueLoop() {
-  queue_.Shutdown();
+  queue_->Shutdown();
   thread_.join();
 }
 
@@ -20,16 +28,29 @@ void CompletionQueueLoop::RunSoon(Handler* handler) {
   }
 }
 
+void CompletionQueueLoop::RunSoonHandlers() {
+  std::vector<Handler*> due;
+  while (!soon_.empty()) {
+    due.swap(soon_);
+    for (Handler* handler : due) handler->OnEvent(true);
+    due.clear();
+  }
+}
+
 void CompletionQueueLoop::Run() {
   void* tag = nullptr;
   bool ok = false;
-  std::vector<Handler*> due;
-  while (queue_.Next(&tag, &ok)) {
+  while (queue_->Next(&tag, &ok)) {
+    WakeupBatch wakeups;
     static_cast<Handler*>(tag)->OnEvent(ok);
-    while (!soon_.empty()) {
-      due.swap(soon_);
-      for (Handler* handler : due) handler->OnEvent(true);
-      due.clear();
+    RunSoonHandlers();
+    for (int handled = 1;
+         handled < kEventsPerBatch &&
+         queue_->AsyncNext(&tag, &ok, gpr_time_0(GPR_CLOCK_MONOTONIC)) ==
+             grpc::CompletionQueue::GOT_EVENT;
+         ++handled) {
+      static_cast<Handler*>(tag)->OnEvent(ok);
+      RunSoonHandlers();
     }
   }
 }

@@ -7,6 +7,12 @@
 // without going through the queue (RunSoon), e.g. to write what a callback
 // of another handler queued for it.
 //
+// One wake-up serves every event that is ready (up to kEventsPerBatch): a
+// WakeupBatch (common/wakeup_batch.h) spans them, so what they hand to
+// other threads (requests for links, records for the log writer) wakes
+// each consumer once. Bounded, so a steady stream of events cannot hold the
+// first event's hand-overs back.
+//
 // Lifetime: the destructor shuts the queue down and joins the thread; every
 // operation posted to the queue must have come back by then (each user
 // quiesces first).
@@ -16,6 +22,7 @@
 #ifndef TWOPC_COMMON_COMPLETION_QUEUE_LOOP_H_
 #define TWOPC_COMMON_COMPLETION_QUEUE_LOOP_H_
 
+#include <memory>
 #include <thread>
 #include <vector>
 
@@ -34,13 +41,16 @@ class CompletionQueueLoop {
     ~Handler() = default;
   };
 
+  // Drains a queue of its own, or `queue` (e.g. a server's completion queue
+  // for asynchronous methods).
   CompletionQueueLoop();
+  explicit CompletionQueueLoop(std::unique_ptr<grpc::CompletionQueue> queue);
   ~CompletionQueueLoop();
 
   CompletionQueueLoop(const CompletionQueueLoop&) = delete;
   CompletionQueueLoop& operator=(const CompletionQueueLoop&) = delete;
 
-  grpc::CompletionQueue* queue() { return &queue_; }
+  grpc::CompletionQueue* queue() { return queue_.get(); }
   bool InLoopThread() const {
     return std::this_thread::get_id() == thread_.get_id();
   }
@@ -51,9 +61,12 @@ class CompletionQueueLoop {
   void RunSoon(Handler* handler);
 
  private:
-  void Run();
+  static constexpr int kEventsPerBatch = 64;
 
-  grpc::CompletionQueue queue_;
+  void Run();
+  void RunSoonHandlers();
+
+  const std::unique_ptr<grpc::CompletionQueue> queue_;
   std::vector<Handler*> soon_;  // the loop's thread only
   std::thread thread_;          // last: starts once everything above is ready
 };

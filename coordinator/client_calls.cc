@@ -5,7 +5,6 @@
 #include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
 #include "common/unparseable_request.h"
-#include "common/wakeup_batch.h"
 
 namespace twopc::coordinator {
 namespace {
@@ -13,9 +12,6 @@ namespace {
 // Calls of each method waiting for a client at any time, so a burst of
 // arrivals is matched at once rather than one re-request at a time.
 constexpr int kRequestsPerMethod = 16;
-
-// Events handled under one WakeupBatch at most.
-constexpr int kEventsPerWakeupBatch = 64;
 
 // Parses the bytes of a raw method's request: INVALID_ARGUMENT naming
 // `method` (common/unparseable_request.h) when they do not parse.
@@ -33,7 +29,7 @@ absl::Status ParseRequest(grpc::ByteBuffer& bytes, absl::string_view method,
 
 // One Execute or Commit call, from the request gRPC matched to it until its
 // answer is sent. Its tag on the queue is the Call itself.
-class ClientCalls::Call {
+class ClientCalls::Call final : public CompletionQueueLoop::Handler {
  public:
   Call(ClientCalls* owner, bool execute)
       : owner_(owner), execute_(execute), responder_(&context_) {}
@@ -41,18 +37,16 @@ class ClientCalls::Call {
   void Request() {
     if (execute_) {
       owner_->service_->RequestExecute(&context_, &request_, &responder_,
-                                       owner_->queue_.get(),
-                                       owner_->queue_.get(), this);
+                                       owner_->queue_, owner_->queue_, tag());
     } else {
       owner_->service_->RequestCommit(&context_, &request_, &responder_,
-                                      owner_->queue_.get(),
-                                      owner_->queue_.get(), this);
+                                      owner_->queue_, owner_->queue_, tag());
     }
   }
 
   // The call's one event at a time: a request arrived (or, !ok, the server
   // is shutting down), then the answer went out (or could not).
-  void OnEvent(bool ok) {
+  void OnEvent(bool ok) override {
     if (answering_ || !ok) {
       delete this;
       return;
@@ -81,7 +75,7 @@ class ClientCalls::Call {
   void Start(absl::string_view method, StartFn start) {
     auto answer = [this](absl::StatusOr<v1::Transaction> result) {
       if (!result.ok()) {
-        responder_.FinishWithError(ToGrpcStatus(result.status()), this);
+        responder_.FinishWithError(ToGrpcStatus(result.status()), tag());
         return;
       }
       Response response;
@@ -91,9 +85,9 @@ class ClientCalls::Call {
       grpc::Status status = grpc::SerializationTraits<Response>::Serialize(
           response, &bytes, &own_buffer);
       if (status.ok()) {
-        responder_.Finish(bytes, grpc::Status::OK, this);
+        responder_.Finish(bytes, grpc::Status::OK, tag());
       } else {
-        responder_.FinishWithError(status, this);
+        responder_.FinishWithError(status, tag());
       }
     };
     RequestType request;
@@ -104,6 +98,9 @@ class ClientCalls::Call {
     }
     start(std::move(request), std::move(answer));
   }
+
+  // The call's tag: the loop casts tags back to Handler*.
+  void* tag() { return static_cast<Handler*>(this); }
 
   ClientCalls* const owner_;
   const bool execute_;
@@ -116,21 +113,23 @@ class ClientCalls::Call {
 ClientCalls::ClientCalls(TransactionServiceImpl* service,
                          TransactionManager* manager,
                          std::unique_ptr<grpc::ServerCompletionQueue> queue)
-    : service_(service), manager_(manager), queue_(std::move(queue)) {
+    : service_(service),
+      manager_(manager),
+      queue_(queue.get()),
+      loop_(std::make_unique<CompletionQueueLoop>(std::move(queue))) {
   for (int i = 0; i < kRequestsPerMethod; ++i) {
     Request(/*execute=*/true);
     Request(/*execute=*/false);
   }
-  thread_ = std::thread([this] { Loop(); });
 }
 
 ClientCalls::~ClientCalls() {
   {
+    // No new request may reach the queue once it is shut down.
     absl::MutexLock lock(&mu_);
     shut_down_ = true;
-    queue_->Shutdown();
   }
-  thread_.join();
+  loop_.reset();  // shuts the queue down and drains it
 }
 
 void ClientCalls::Request(bool execute) {
@@ -138,25 +137,6 @@ void ClientCalls::Request(bool execute) {
   absl::MutexLock lock(&mu_);
   if (shut_down_) return;
   (new Call(this, execute))->Request();
-}
-
-void ClientCalls::Loop() {
-  void* tag = nullptr;
-  bool ok = false;
-  while (queue_->Next(&tag, &ok)) {
-    // The calls that are ready now reach the participant links together:
-    // the links are woken once, when the batch closes. Bounded, so a steady
-    // stream of events cannot hold the first call's prepares back.
-    WakeupBatch wakeups;
-    static_cast<Call*>(tag)->OnEvent(ok);
-    for (int handled = 1;
-         handled < kEventsPerWakeupBatch &&
-         queue_->AsyncNext(&tag, &ok, gpr_time_0(GPR_CLOCK_MONOTONIC)) ==
-             grpc::CompletionQueue::GOT_EVENT;
-         ++handled) {
-      static_cast<Call*>(tag)->OnEvent(ok);
-    }
-  }
 }
 
 }  // namespace twopc::coordinator

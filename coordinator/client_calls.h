@@ -1,12 +1,13 @@
 // ClientCalls: serves TransactionService.Execute and Commit, the client hot
-// path, with gRPC's asynchronous API: one completion queue, drained by one
-// thread that also polls the connections bound to it.
+// path, with gRPC's asynchronous API: the server's completion queue,
+// drained by a CompletionQueueLoop (common/) whose one thread also polls the
+// connections bound to it.
 //
 // Why not the callback API: there every call is read by a poller thread and
 // handed to one of gRPC's callback threads, a thread switch per call. Here a
 // request that this thread reads is handled on the spot, and one wake-up
-// serves every event that is ready: a WakeupBatch spans them, so the
-// prepares of many calls reach the participant links together.
+// serves every event that is ready, so the prepares of many calls reach the
+// participant links together.
 //
 // Each call: the request bytes are parsed here (so bytes that are not a
 // request get INVALID_ARGUMENT naming the method, instead of gRPC's empty
@@ -22,13 +23,12 @@
 #define TWOPC_COORDINATOR_CLIENT_CALLS_H_
 
 #include <memory>
-#include <thread>
 
 #include <grpcpp/grpcpp.h>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
-
+#include "common/completion_queue_loop.h"
 #include "coordinator/services.h"
 #include "coordinator/transaction_manager.h"
 
@@ -50,14 +50,13 @@ class ClientCalls {
 
   // Asks gRPC for the next call of `method` (Execute or Commit).
   void Request(bool execute) ABSL_LOCKS_EXCLUDED(mu_);
-  void Loop();
 
   TransactionServiceImpl* const service_;
   TransactionManager* const manager_;
-  const std::unique_ptr<grpc::ServerCompletionQueue> queue_;
+  grpc::ServerCompletionQueue* const queue_;  // owned by loop_
   absl::Mutex mu_;
   bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
-  std::thread thread_;  // last: starts after everything above is ready
+  std::unique_ptr<CompletionQueueLoop> loop_;
 };
 
 }  // namespace twopc::coordinator

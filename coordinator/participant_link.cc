@@ -180,10 +180,14 @@ void ParticipantLink::StartConnection() {
   outstanding_ = 1;
 }
 
-void ParticipantLink::OnStarted() {
+void ParticipantLink::StartOutgoing() {
   outgoing_.Clear();
   outgoing_.set_coordinator_epoch(epoch_);
   outgoing_.set_expected_participant_id(participant_id_);
+}
+
+void ParticipantLink::OnStarted() {
+  StartOutgoing();  // the hello: no requests
   stream_->Write(outgoing_, Tag(kWritten));
   stream_->Read(&incoming_, Tag(kRead));
   outstanding_ += 2;
@@ -230,11 +234,10 @@ void ParticipantLink::OnReplies() {
       replies.push_back(std::move(reply));
     }
   }
-  if (replies.empty()) return;
   // What the callbacks hand to other threads (log writes) goes out when
-  // the batch closes; what they send to links, after this event.
-  WakeupBatch wakeups;
-  callbacks_.on_replies(participant_id_, replies);
+  // the loop's WakeupBatch closes; what they send to links, after this
+  // event (RunSoon).
+  if (!replies.empty()) callbacks_.on_replies(participant_id_, replies);
 }
 
 void ParticipantLink::WriteQueued() {
@@ -257,9 +260,7 @@ void ParticipantLink::WriteQueued() {
                                    last_error_, ")");
     } else {
       if (state_ != State::kConnected || writing_ || finishing_) return;
-      outgoing_.Clear();
-      outgoing_.set_coordinator_epoch(epoch_);
-      outgoing_.set_expected_participant_id(participant_id_);
+      StartOutgoing();
       size_t bytes = 0;
       while (!queue_.empty() &&
              outgoing_.requests_size() < options_.max_batch) {

@@ -144,6 +144,8 @@ class ParticipantLink {
   // answer (kRead) makes the link connected.
   void StartConnection() ABSL_LOCKS_EXCLUDED(mu_);
   void OnStarted();
+  // Clears outgoing_ to a batch with this link's header and no requests.
+  void StartOutgoing();
   void OnHello() ABSL_LOCKS_EXCLUDED(mu_);
   void OnReplies() ABSL_LOCKS_EXCLUDED(mu_);
   // Writes what is queued when the stream is ready for it, or fails it when

@@ -145,6 +145,14 @@ class ReplyScope {
 
 thread_local ReplyScope* ReplyScope::current_ = nullptr;
 
+// A request that reuses `key` of another request's transaction.
+absl::Status KeyReusedError(const std::string& key,
+                            const std::string& transaction_id) {
+  return absl::AlreadyExistsError(absl::StrCat(
+      "idempotency_key ", QuoteField(key), " was used by transaction ",
+      transaction_id, " with a different request"));
+}
+
 // Ids of records compare in creation order when parsed.
 bool IdLessOrEqual(const std::string& a, const std::string& b) {
   absl::optional<TransactionId> x = TransactionId::Parse(a);
@@ -356,10 +364,7 @@ void TransactionManager::Execute(v1::ExecuteRequest request, Done done) {
       if (!record.ok()) {
         ReplyScope::Reply(done, record.status());
       } else if (record->request_fingerprint() != fingerprint) {
-        ReplyScope::Reply(done, absl::AlreadyExistsError(absl::StrCat(
-                                    "idempotency_key ", QuoteField(key),
-                                    " was used by transaction ", existing,
-                                    " with a different request")));
+        ReplyScope::Reply(done, KeyReusedError(key, existing));
       } else if (Entry* entry = FindLiveLocked(existing)) {
         AttachLocked(entry, request.wait_for_completion(), std::move(done));
       } else {
@@ -369,11 +374,7 @@ void TransactionManager::Execute(v1::ExecuteRequest request, Done done) {
     }
     if (logged.has_value()) {
       if (logged->request_fingerprint() != fingerprint) {
-        ReplyScope::Reply(
-            done, absl::AlreadyExistsError(absl::StrCat(
-                      "idempotency_key ", QuoteField(key),
-                      " was used by transaction ", logged->transaction_id(),
-                      " with a different request")));
+        ReplyScope::Reply(done, KeyReusedError(key, logged->transaction_id()));
       } else {
         ReplyScope::Reply(done, Outcome(*logged));
       }
@@ -433,9 +434,7 @@ absl::StatusOr<v1::BeginResponse> TransactionManager::Begin(
       ASSIGN_OR_RETURN(internal::TransactionRecord record,
                        LookupLocked(RefById(existing)));
       if (record.request_fingerprint() != fingerprint) {
-        return absl::AlreadyExistsError(absl::StrCat(
-            "idempotency_key ", QuoteField(key), " was used by transaction ",
-            existing, " with a different request"));
+        return KeyReusedError(key, existing);
       }
       return response_for(record);
     }
