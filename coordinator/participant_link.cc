@@ -61,6 +61,11 @@ ParticipantLink::~ParticipantLink() {
   {
     absl::MutexLock lock(&mu_);
     mu_.Await(absl::Condition(&quiesced_));
+    // The waker stayed open for requests sent after Stop (the loop fails
+    // them when woken): a wake-up still on its way must come back first.
+    wake_pending_ = waker_->Close();
+    mu_.Await(absl::Condition(
+        +[](bool* pending) { return !*pending; }, &wake_pending_));
     reason = stop_reason_;
     leftovers.swap(in_flight_);
     for (const v1::BranchRequest& request : queue_) {
@@ -75,10 +80,10 @@ void ParticipantLink::Send(v1::BranchRequest request) {
   absl::MutexLock lock(&mu_);
   request.set_request_id(next_request_id_++);
   queue_.push_back(std::move(request));
-  // Once stopping, the loop fails what is queued on its next event, or the
-  // destructor does; a flush scheduled now could outlive the link.
-  if (stopping_) return;
-  if (loop_->InLoopThread()) {
+  // Once stopping, the loop fails what is queued when woken (the waker
+  // keeps the link until its tag is back), or, once it is closed, the
+  // destructor does; a RunSoon flush could outlive the link.
+  if (loop_->InLoopThread() && !stopping_) {
     loop_->RunSoon(Tag(kFlush));
   } else if (!WakeupBatch::Defer(waker_)) {
     waker_->Wake();
@@ -161,7 +166,7 @@ void ParticipantLink::Handle(Event event, bool ok) {
       break;
   }
   MaybeClosed();
-  MaybeQuiesce();
+  MaybeQuiesce(/*woken=*/event == kWoken);
 }
 
 void ParticipantLink::StartConnection() {
@@ -351,20 +356,26 @@ void ParticipantLink::MaybeClosed() {
       Tag(kRetryDue));
 }
 
-void ParticipantLink::MaybeQuiesce() {
+void ParticipantLink::MaybeQuiesce(bool woken) {
+  bool stopping;
   {
     absl::MutexLock lock(&mu_);
-    if (!stopping_ || quiesced_) return;
+    stopping = stopping_ && !quiesced_;
   }
-  if (retry_pending_) {
+  bool idle = false;
+  if (stopping && retry_pending_) {
     // Its tag comes back (not ok) and lands here again.
     if (!retry_cancelled_) retry_timer_.Cancel();
     retry_cancelled_ = true;
-    return;
+  } else if (stopping) {
+    idle = stream_ == nullptr;
   }
-  if (stream_ != nullptr || waker_->Close()) return;
+  if (!idle && !woken) return;
+  // The last thing an event does: once either is set, the destructor may
+  // go on.
   absl::MutexLock lock(&mu_);
-  quiesced_ = true;
+  if (idle) quiesced_ = true;
+  if (woken) wake_pending_ = false;
 }
 
 }  // namespace twopc::coordinator

@@ -159,9 +159,10 @@ class ParticipantLink {
   // Once the status is in and no operation is outstanding: the link is
   // down, what was in flight fails, and the next attempt is scheduled.
   void MaybeClosed() ABSL_LOCKS_EXCLUDED(mu_);
-  // Once stopping and nothing of the link's is outstanding on the loop,
-  // lets the destructor go on.
-  void MaybeQuiesce() ABSL_LOCKS_EXCLUDED(mu_);
+  // Once stopping and no stream or timer of the link's is left on the
+  // loop, lets the destructor go on; `woken`: the event was a wake-up (one
+  // the destructor may wait for). The last thing an event does.
+  void MaybeQuiesce(bool woken) ABSL_LOCKS_EXCLUDED(mu_);
   void FailAll(std::map<uint64_t, std::string> requests,
                const std::string& error);
 
@@ -189,8 +190,11 @@ class ParticipantLink {
   std::map<uint64_t, std::string> in_flight_ ABSL_GUARDED_BY(mu_);
   // The current stream's context (Stop cancels it from any thread).
   std::unique_ptr<grpc::ClientContext> context_ ABSL_GUARDED_BY(mu_);
-  // Nothing of the link's is left on the loop (after Stop).
+  // No stream or timer of the link's is left on the loop (after Stop). Its
+  // waker stays open until the destructor closes it.
   bool quiesced_ ABSL_GUARDED_BY(mu_) = false;
+  // The destructor closed the waker while a wake-up was on its way.
+  bool wake_pending_ ABSL_GUARDED_BY(mu_) = false;
 
   // The loop's thread only: the current stream and its operations.
   bool started_ = false;  // the first connection attempt was made
