@@ -21,18 +21,40 @@ CompletionQueueLoop::~CompletionQueueLoop() {
   thread_.join();
 }
 
-void CompletionQueueLoop::RunSoon(Handler* handler) {
-  // Few distinct handlers are due at once (one per link): a scan beats a set.
-  if (std::find(soon_.begin(), soon_.end(), handler) == soon_.end()) {
-    soon_.push_back(handler);
+namespace {
+
+// Adds `handler` to `handlers` unless it is there already. Few distinct
+// handlers are due at once (one per link or stream): a scan beats a set.
+void AddOnce(std::vector<CompletionQueueLoop::Handler*>& handlers,
+             CompletionQueueLoop::Handler* handler) {
+  if (std::find(handlers.begin(), handlers.end(), handler) == handlers.end()) {
+    handlers.push_back(handler);
   }
 }
 
-void CompletionQueueLoop::RunSoonHandlers() {
+}  // namespace
+
+void CompletionQueueLoop::RunSoon(Handler* handler) { AddOnce(soon_, handler); }
+
+void CompletionQueueLoop::RunBeforeWaiting(Handler* handler) {
+  AddOnce(before_waiting_, handler);
+}
+
+void CompletionQueueLoop::Dispatch(Handler* handler, bool ok) {
+  handler->OnEvent(ok);
   std::vector<Handler*> due;
   while (!soon_.empty()) {
     due.swap(soon_);
-    for (Handler* handler : due) handler->OnEvent(true);
+    for (Handler* soon : due) soon->OnEvent(true);
+    due.clear();
+  }
+}
+
+void CompletionQueueLoop::RunBeforeWaitingHandlers() {
+  std::vector<Handler*> due;
+  while (!before_waiting_.empty()) {
+    due.swap(before_waiting_);
+    for (Handler* handler : due) Dispatch(handler, true);
     due.clear();
   }
 }
@@ -42,16 +64,15 @@ void CompletionQueueLoop::Run() {
   bool ok = false;
   while (queue_->Next(&tag, &ok)) {
     WakeupBatch wakeups;
-    static_cast<Handler*>(tag)->OnEvent(ok);
-    RunSoonHandlers();
+    Dispatch(static_cast<Handler*>(tag), ok);
     for (int handled = 1;
          handled < kEventsPerBatch &&
          queue_->AsyncNext(&tag, &ok, gpr_time_0(GPR_CLOCK_MONOTONIC)) ==
              grpc::CompletionQueue::GOT_EVENT;
          ++handled) {
-      static_cast<Handler*>(tag)->OnEvent(ok);
-      RunSoonHandlers();
+      Dispatch(static_cast<Handler*>(tag), ok);
     }
+    RunBeforeWaitingHandlers();
   }
 }
 

@@ -71,6 +71,14 @@ class BranchStore {
   // it), and a failure to write it shows as that batch's error.
   virtual void Write(StoreBatch batch, Done done) = 0;
 
+  // Writes the batches queued so far on the calling thread instead of the
+  // store's own writer, and calls their `done` here: for a thread that has
+  // just queued many batches and would otherwise wait for the answers from
+  // another thread (the sidecar's link loop). Stores that write as soon as
+  // asked do nothing.
+  // REQUIRES: the caller holds no lock that a `done` callback takes.
+  virtual void WriteQueuedHere() {}
+
   // Notes a new highest coordinator epoch, synchronously (call it before
   // acting on any request of that epoch). Every batch written afterwards
   // makes it durable too, and the stored epoch never goes backwards, so a

@@ -1,13 +1,10 @@
 #include "participant/link_service.h"
 
 #include <deque>
-#include <memory>
-#include <thread>
 #include <utility>
 
-#include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
+#include "common/completion_queue_waker.h"
 #include "common/grpc_status.h"
 #include "common/identifiers.h"
 #include "common/wakeup_batch.h"
@@ -19,10 +16,15 @@ namespace {
 constexpr size_t kMaxRepliesPerBatch = 4096;
 
 // Replies waiting to be written on one stream. Shared with the reply
-// callbacks, which may outlive the stream. A Push made while a WakeupBatch
-// is open wakes the writer when the batch closes.
+// callbacks, which may outlive the stream. A Push has the stream write:
+// on the loop's thread after the event being handled (RunSoon), from any
+// other thread through `waker`.
 class Outbox final {
  public:
+  Outbox(CompletionQueueLoop* loop, CompletionQueueLoop::Handler* write,
+         std::shared_ptr<CompletionQueueWaker> waker)
+      : loop_(loop), write_(write), waker_(std::move(waker)) {}
+
   // A request was handed over; its reply will be Pushed.
   void Expect() ABSL_LOCKS_EXCLUDED(mu_) {
     absl::MutexLock lock(&mu_);
@@ -30,35 +32,26 @@ class Outbox final {
   }
 
   void Push(v1::BranchReply reply) ABSL_LOCKS_EXCLUDED(mu_) {
-    absl::MutexLock lock(&mu_);
-    --outstanding_;
-    if (closed_) return;
-    queue_.push_back(std::move(reply));
-    if (!WakeupBatch::Defer(ready_)) ready_->cv.Signal();
+    {
+      absl::MutexLock lock(&mu_);
+      --outstanding_;
+      if (closed_) return;
+      queue_.push_back(std::move(reply));
+    }
+    // The stream closes the outbox on the loop's thread before it goes, so
+    // a Push there that found it open schedules a live stream.
+    if (loop_->InLoopThread()) {
+      loop_->RunSoon(write_);
+    } else if (!WakeupBatch::Defer(waker_)) {
+      waker_->Wake();
+    }
   }
 
-  // Waits up to `timeout` until every expected reply has been written (or
-  // the outbox closed); true when so.
-  bool WaitDrained(absl::Duration timeout) ABSL_LOCKS_EXCLUDED(mu_) {
-    absl::MutexLock lock(&mu_);
-    auto drained = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      return closed_ || (outstanding_ == 0 && queue_.empty() && !writing_);
-    };
-    return mu_.AwaitWithTimeout(absl::Condition(&drained), timeout);
-  }
-
-  void WriteDone() ABSL_LOCKS_EXCLUDED(mu_) {
-    absl::MutexLock lock(&mu_);
-    writing_ = false;
-  }
-
-  // Blocks until replies are ready (true, `batch` filled) or the outbox is
-  // closed (false).
+  // Moves the ready replies (at most kMaxRepliesPerBatch) into `batch`;
+  // false when there are none.
   bool Take(v1::ParticipantBatch* batch) ABSL_LOCKS_EXCLUDED(mu_) {
     absl::MutexLock lock(&mu_);
-    while (!closed_ && queue_.empty()) ready_->cv.Wait(&mu_);
-    if (closed_) return false;
-    writing_ = true;
+    if (queue_.empty()) return false;
     while (!queue_.empty() &&
            static_cast<size_t>(batch->replies_size()) < kMaxRepliesPerBatch) {
       *batch->add_replies() = std::move(queue_.front());
@@ -67,122 +60,296 @@ class Outbox final {
     return true;
   }
 
+  // Every expected reply was pushed and taken.
+  bool Drained() ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    return outstanding_ == 0 && queue_.empty();
+  }
+
+  // Later replies are dropped.
   void Close() ABSL_LOCKS_EXCLUDED(mu_) {
     absl::MutexLock lock(&mu_);
     closed_ = true;
     queue_.clear();
-    ready_->cv.Signal();
   }
 
  private:
+  CompletionQueueLoop* const loop_;
+  CompletionQueueLoop::Handler* const write_;
+  const std::shared_ptr<CompletionQueueWaker> waker_;
   absl::Mutex mu_;
-  // Signalled when a reply is queued or the outbox closes; shared with
-  // WakeupBatch.
-  const std::shared_ptr<CondVarWaker> ready_ =
-      std::make_shared<CondVarWaker>();
   std::deque<v1::BranchReply> queue_ ABSL_GUARDED_BY(mu_);
   int64_t outstanding_ ABSL_GUARDED_BY(mu_) = 0;
-  bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace
 
+// One Link call, from the request gRPC matched to it until every operation
+// on it has come back. Lives on the loop's thread; deletes itself.
+class LinkService::Stream final {
+ public:
+  explicit Stream(LinkService* service)
+      : service_(service),
+        waker_(std::make_shared<CompletionQueueWaker>(service->queue_,
+                                                      Tag(kWoken))),
+        outbox_(std::make_shared<Outbox>(service->loop_.get(), Tag(kWrite),
+                                         waker_)) {
+    for (int event = 0; event < kEvents; ++event) {
+      tags_[event].stream = this;
+      tags_[event].event = static_cast<Event>(event);
+    }
+  }
+
+  // Asks gRPC for the next Link call.
+  void Request() {
+    // The done tag only comes back for a call that was accepted.
+    context_.AsyncNotifyWhenDone(Tag(kDone));
+    service_->RequestLink(&context_, &stream_, service_->queue_,
+                          service_->queue_, Tag(kAccepted));
+  }
+
+  // Thread-safe.
+  void Cancel() { context_.TryCancel(); }
+
+ private:
+  // What an event of the stream's stands for: kWrite is run from the loop's
+  // thread itself (RunSoon), the others come through the queue. Each stream
+  // operation has at most one outstanding.
+  enum Event { kAccepted, kRead, kWritten, kFinished, kDone, kWoken, kWrite,
+               kEvents };
+  class EventTag final : public CompletionQueueLoop::Handler {
+   public:
+    void OnEvent(bool ok) override { stream->Handle(event, ok); }
+    Stream* stream = nullptr;
+    Event event = kAccepted;
+  };
+
+  CompletionQueueLoop::Handler* Tag(Event event) { return &tags_[event]; }
+
+  void Handle(Event event, bool ok) {
+    switch (event) {
+      case kAccepted:
+        if (!ok) {  // shutting down: no call, and no done tag to wait for
+          delete this;
+          return;
+        }
+        OnAccepted();
+        break;
+      case kRead:
+        --outstanding_;
+        if (ok) {
+          OnRead();
+        } else {
+          read_closed_ = true;  // half-closed by the coordinator, or broken
+        }
+        break;
+      case kWritten:
+        --outstanding_;
+        writing_ = false;
+        if (ok) {
+          WriteReplies();
+        } else {
+          Break();
+        }
+        break;
+      case kWoken:
+        waker_->OnWoken();
+        WriteReplies();
+        break;
+      case kWrite:
+        WriteReplies();
+        break;
+      case kFinished:
+        --outstanding_;
+        break;
+      case kDone:
+        --outstanding_;
+        done_ = true;
+        // Cancelled, or the connection went: nothing more can be written.
+        if (!finishing_) Break();
+        break;
+      case kEvents:
+        break;
+    }
+    MaybeFinish();
+    MaybeDelete();
+  }
+
+  void OnAccepted() {
+    accepted_ = true;
+    ++outstanding_;  // the done tag
+    service_->RequestStream();
+    if (!service_->Opened(this)) {
+      Refuse(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                          "participant is shutting down"));
+      return;
+    }
+    StartRead();
+  }
+
+  void StartRead() {
+    stream_.Read(&incoming_, Tag(kRead));
+    ++outstanding_;
+  }
+
+  void OnRead() {
+    const std::string& expected = incoming_.expected_participant_id();
+    if (!expected.empty() && expected != service_->participant_id_) {
+      Refuse(ToGrpcStatus(absl::FailedPreconditionError(absl::StrCat(
+          "this is participant ", QuoteField(service_->participant_id_),
+          ", not the expected ", QuoteField(expected),
+          "; check the registered endpoint"))));
+      return;
+    }
+    BranchManager* manager = service_->manager_;
+    const uint64_t epoch = incoming_.coordinator_epoch();
+    if (!hello_sent_) {
+      // The epoch counts before the hello reports it; a stale one is
+      // reported per request below.
+      manager->ObserveEpoch(epoch).IgnoreError();
+      outgoing_.Clear();
+      v1::ParticipantHello* hello = outgoing_.mutable_hello();
+      hello->set_participant_id(service_->participant_id_);
+      hello->set_highest_epoch(manager->highest_epoch());
+      hello->set_resource(manager->resource_kind());
+      hello_sent_ = true;
+      Write();
+    }
+    for (const v1::BranchRequest& request : incoming_.requests()) {
+      outbox_->Expect();
+      manager->Handle(epoch, request,
+                      [outbox = outbox_](v1::BranchReply reply) {
+                        outbox->Push(std::move(reply));
+                      });
+    }
+    if (incoming_.requests_size() > 0) {
+      // What the requests queued in the store is written once every ready
+      // event is handled, in one synced write for all of them.
+      service_->loop_->RunBeforeWaiting(&service_->store_writer_);
+    }
+    incoming_.Clear();
+    StartRead();
+  }
+
+  // Writes the replies ready, if the stream can write now.
+  void WriteReplies() {
+    if (!hello_sent_ || writing_ || finishing_ || broken_) return;
+    outgoing_.Clear();
+    if (outbox_->Take(&outgoing_)) Write();
+  }
+
+  // Writes outgoing_. A failed write breaks the stream.
+  void Write() {
+    stream_.Write(outgoing_, Tag(kWritten));
+    ++outstanding_;
+    writing_ = true;
+  }
+
+  // Ends the call with `status` (once no write is outstanding).
+  void Refuse(grpc::Status status) {
+    refusal_ = std::move(status);
+    refused_ = true;
+  }
+
+  // The call cannot go on (a write failed, or it ended without our Finish):
+  // what is outstanding comes back, replies due are dropped.
+  void Break() {
+    if (broken_) return;
+    broken_ = true;
+    outbox_->Close();
+    context_.TryCancel();
+  }
+
+  // Finishes the call once it is refused, or half-closed with every reply
+  // due written.
+  void MaybeFinish() {
+    if (!accepted_ || finishing_ || broken_ || writing_) return;
+    if (!refused_ && !(read_closed_ && outbox_->Drained())) return;
+    finishing_ = true;
+    outbox_->Close();
+    stream_.Finish(refused_ ? refusal_ : grpc::Status::OK, Tag(kFinished));
+    ++outstanding_;
+  }
+
+  // Once the call is done and nothing of the stream's is outstanding.
+  void MaybeDelete() {
+    if (!done_ || outstanding_ > 0) return;
+    outbox_->Close();
+    if (waker_->Close()) return;  // its tag comes back, and lands here again
+    service_->Closed(this);
+    delete this;
+  }
+
+  LinkService* const service_;
+  grpc::ServerContext context_;
+  grpc::ServerAsyncReaderWriter<v1::ParticipantBatch, v1::CoordinatorBatch>
+      stream_{&context_};
+  EventTag tags_[kEvents];
+  // Wakes the loop for replies pushed on other threads. Shared with
+  // WakeupBatch and the outbox, which may hold it past the stream's end (it
+  // is closed then).
+  const std::shared_ptr<CompletionQueueWaker> waker_;
+  const std::shared_ptr<Outbox> outbox_;
+  v1::CoordinatorBatch incoming_;
+  v1::ParticipantBatch outgoing_;
+  int outstanding_ = 0;  // operations not yet come back, the done tag too
+  bool accepted_ = false;
+  bool hello_sent_ = false;
+  bool read_closed_ = false;
+  bool writing_ = false;
+  bool refused_ = false;
+  grpc::Status refusal_;
+  bool finishing_ = false;
+  bool broken_ = false;
+  bool done_ = false;
+};
+
+LinkService::LinkService(std::string participant_id, BranchManager* manager,
+                         BranchStore* store)
+    : participant_id_(std::move(participant_id)),
+      manager_(manager),
+      store_writer_(store) {}
+
+LinkService::~LinkService() = default;
+
+void LinkService::Start(std::unique_ptr<grpc::ServerCompletionQueue> queue) {
+  queue_ = queue.get();
+  loop_ = std::make_unique<CompletionQueueLoop>(std::move(queue));
+  RequestStream();
+}
+
+void LinkService::RequestStream() {
+  // No new request may reach a queue being shut down.
+  absl::MutexLock lock(&mu_);
+  if (stopping_) return;
+  (new Stream(this))->Request();
+}
+
+bool LinkService::Opened(Stream* stream) {
+  absl::MutexLock lock(&mu_);
+  open_.insert(stream);
+  return !cancelled_;
+}
+
+void LinkService::Closed(Stream* stream) {
+  absl::MutexLock lock(&mu_);
+  open_.erase(stream);
+}
+
 void LinkService::CancelAll() {
   absl::MutexLock lock(&mu_);
   cancelled_ = true;
-  for (grpc::ServerContext* context : open_) context->TryCancel();
+  // A stream leaves open_ (under mu_) before it is deleted.
+  for (Stream* stream : open_) stream->Cancel();
 }
 
-grpc::Status LinkService::Link(
-    grpc::ServerContext* context,
-    grpc::ServerReaderWriter<v1::ParticipantBatch, v1::CoordinatorBatch>*
-        stream) {
+void LinkService::Stop() {
   {
     absl::MutexLock lock(&mu_);
-    if (cancelled_) {
-      return grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                          "participant is shutting down");
-    }
-    open_.insert(context);
+    stopping_ = true;
   }
-  struct Unregister {
-    LinkService* service;
-    grpc::ServerContext* context;
-    ~Unregister() {
-      absl::MutexLock lock(&service->mu_);
-      service->open_.erase(context);
-    }
-  } unregister{this, context};
-  auto mismatch = [this](const v1::CoordinatorBatch& batch) {
-    return !batch.expected_participant_id().empty() &&
-           batch.expected_participant_id() != participant_id_;
-  };
-  auto mismatch_status = [this](const v1::CoordinatorBatch& batch) {
-    return ToGrpcStatus(absl::FailedPreconditionError(absl::StrCat(
-        "this is participant ", QuoteField(participant_id_),
-        ", not the expected ", QuoteField(batch.expected_participant_id()),
-        "; check the registered endpoint")));
-  };
-
-  v1::CoordinatorBatch batch;
-  if (!stream->Read(&batch)) return grpc::Status::OK;
-  if (mismatch(batch)) return mismatch_status(batch);
-  // The epoch counts before the hello reports it; a stale one is reported
-  // per request below.
-  manager_->ObserveEpoch(batch.coordinator_epoch()).IgnoreError();
-  {
-    v1::ParticipantBatch hello;
-    hello.mutable_hello()->set_participant_id(participant_id_);
-    hello.mutable_hello()->set_highest_epoch(manager_->highest_epoch());
-    hello.mutable_hello()->set_resource(manager_->resource_kind());
-    if (!stream->Write(hello)) return grpc::Status::OK;
-  }
-
-  auto outbox = std::make_shared<Outbox>();
-  std::thread writer([stream, outbox] {
-    while (true) {
-      v1::ParticipantBatch replies;
-      if (!outbox->Take(&replies)) return;
-      if (!stream->Write(replies)) {
-        outbox->Close();
-        return;
-      }
-      outbox->WriteDone();
-    }
-  });
-
-  grpc::Status status = grpc::Status::OK;
-  while (true) {
-    {
-      // What handling this batch queues (replies ready at once, records for
-      // the store's writer) is handed over once, before the next Read.
-      WakeupBatch wakeups;
-      for (const v1::BranchRequest& request : batch.requests()) {
-        outbox->Expect();
-        manager_->Handle(batch.coordinator_epoch(), request,
-                         [outbox](v1::BranchReply reply) {
-                           outbox->Push(std::move(reply));
-                         });
-      }
-    }
-    batch.Clear();
-    if (!stream->Read(&batch)) {
-      // Half-closed by the coordinator: deliver the replies still due while
-      // it keeps listening.
-      while (!context->IsCancelled() &&
-             !outbox->WaitDrained(absl::Milliseconds(100))) {
-      }
-      break;
-    }
-    if (mismatch(batch)) {
-      status = mismatch_status(batch);
-      break;
-    }
-  }
-  outbox->Close();
-  writer.join();
-  return status;
+  loop_.reset();  // shuts the queue down and drains it
 }
 
 }  // namespace twopc::participant

@@ -55,14 +55,17 @@ absl::StatusOr<std::unique_ptr<ParticipantServer>> ParticipantServer::Start(
                  std::_Exit(70);
                }},
           s.store_.get(), resource, Clock::Real()));
-  s.link_service_ = std::make_unique<LinkService>(opts.id, s.manager_.get());
+  s.link_service_ = std::make_unique<LinkService>(opts.id, s.manager_.get(),
+                                                  s.store_.get());
   std::vector<grpc::Service*> services = {s.link_service_.get()};
   if (s.kv_ != nullptr) {
     s.kv_service_ = std::make_unique<KvServiceImpl>(s.store_.get());
     services.push_back(s.kv_service_.get());
   }
   ASSIGN_OR_RETURN(s.server_,
-                   StartGrpcServer(opts.listen, services, opts.max_message_bytes));
+                   StartGrpcServer(opts.listen, services, opts.max_message_bytes,
+                                   /*async_queue=*/true));
+  s.link_service_->Start(std::move(s.server_.async_queue));
   {
     s.coordinator_client_ = std::make_unique<CoordinatorClient>(
         CoordinatorClientOptions{
@@ -88,6 +91,7 @@ void ParticipantServer::Shutdown(absl::Duration grace) {
   link_service_->CancelAll();
   server_.server->Shutdown(absl::ToChronoTime(absl::Now() + grace));
   server_.server->Wait();
+  link_service_->Stop();  // drains the streams' queue; before the server
   server_.server.reset();
   // No new work from here on. Stop the application deliveries, then drain
   // the store (its callbacks still reach the manager and the resource).

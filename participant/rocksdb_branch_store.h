@@ -32,6 +32,7 @@ class RocksDbBranchStore : public BranchStore {
   ~RocksDbBranchStore() override;
 
   void Write(StoreBatch batch, Done done) override;
+  void WriteQueuedHere() override { writer_->WriteQueuedHere(); }
   absl::StatusOr<RecoveredState> Recover() override;
   absl::StatusOr<std::optional<std::string>> Get(absl::string_view key) override;
   absl::StatusOr<std::vector<KvEntry>> Scan(absl::string_view prefix,
@@ -57,7 +58,8 @@ class RocksDbBranchStore : public BranchStore {
   // destructor drains the writer may still Write (the writer thread takes
   // those too before it stops).
   storage::GroupCommitWriter* writer_;
-  // Highest epoch noted (any thread) and highest written (writer thread).
+  // Highest epoch noted (any thread) and highest written (in `fill`, on
+  // whichever thread runs the round; rounds never overlap).
   std::atomic<uint64_t> noted_epoch_{0};
   uint64_t written_epoch_ = 0;
 };

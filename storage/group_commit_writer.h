@@ -26,15 +26,25 @@
 //
 // Batching: Submit wakes the writer thread at once unless a WakeupBatch
 // (common/wakeup_batch.h) is open on the calling thread; then the writer
-// wakes when the batch closes and finds every record submitted meanwhile.
+// wakes when the batch closes and finds every record submitted meanwhile
+// (unless WriteQueuedHere wrote them first: then it is not woken at all).
 // The writer opens one around each round's `done` callbacks.
 //
-// Thread-safety: Submit, Write and stats may be called from any thread.
-// `fill` and `done` run on the writer thread, without the writer's lock held;
-// they must be quick and must not call Write (that would deadlock).
+// Writing on the caller's thread: a thread that has just submitted many
+// records and would otherwise wait for the writer thread's answers (the
+// sidecar's link loop) can run the round itself with WriteQueuedHere,
+// saving two thread switches. Rounds never overlap, whichever thread runs
+// them, so records stay in submission order.
+//
+// Thread-safety: Submit, Write, WriteQueuedHere and stats may be called from
+// any thread. `fill` and `done` run on the thread running the round (the
+// writer thread, or WriteQueuedHere's caller), without the writer's lock
+// held; they must be quick and must not call Write or WriteQueuedHere (that
+// would deadlock).
 #ifndef TWOPC_STORAGE_GROUP_COMMIT_WRITER_H_
 #define TWOPC_STORAGE_GROUP_COMMIT_WRITER_H_
 
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -100,6 +110,13 @@ class GroupCommitWriter {
   // Submit and wait for the result. Must not be called from `fill`/`done`.
   absl::Status Write(Fill fill) ABSL_LOCKS_EXCLUDED(mu_);
 
+  // Runs a round on the calling thread now, after any round already
+  // running on the writer thread: writes what is queued (synced if anyone
+  // waits; past a round's limits the writer thread writes the rest) and
+  // calls its `done` callbacks here. Returns at once when nothing is queued.
+  // REQUIRES: the caller holds no lock that a `done` callback takes.
+  void WriteQueuedHere() ABSL_LOCKS_EXCLUDED(mu_, round_mu_);
+
   Stats stats() const ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
@@ -108,7 +125,24 @@ class GroupCommitWriter {
     Done done;
   };
 
+  // Wakes the writer thread unless nothing is queued any more (a
+  // WriteQueuedHere may have written it since the wake-up was deferred).
+  // Shared with WakeupBatch, which may hold it past the writer's end.
+  class Wakeup final : public Waker {
+   public:
+    void Wake() override {
+      if (queued.load(std::memory_order_acquire) > 0) cv.Signal();
+    }
+    absl::CondVar cv;
+    // The length of queue_, set under mu_.
+    std::atomic<size_t> queued{0};
+  };
+
   void Run();
+  // Takes what is queued (up to a round's limits), writes it and calls its
+  // callbacks. Returns at once when nothing is queued.
+  void RunRound() ABSL_EXCLUSIVE_LOCKS_REQUIRED(round_mu_)
+      ABSL_LOCKS_EXCLUDED(mu_);
   // One synced write of `batch` (or the failure a failure point injects in
   // its place). Errors name the data directory.
   absl::Status SyncedWrite(rocksdb::WriteBatch& batch);
@@ -116,11 +150,11 @@ class GroupCommitWriter {
   rocksdb::DB* const db_;
   const Options options_;
 
+  // Held for a whole round, by whichever thread runs it; before mu_.
+  absl::Mutex round_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   mutable absl::Mutex mu_;
-  // Signalled when something is queued or stopping_ is set; shared with
-  // WakeupBatch.
-  const std::shared_ptr<CondVarWaker> wakeup_ =
-      std::make_shared<CondVarWaker>();
+  // Signalled when something is queued or stopping_ is set.
+  const std::shared_ptr<Wakeup> wakeup_ = std::make_shared<Wakeup>();
   std::deque<Pending> queue_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   // Set by the first failed write; returned to everything after it.

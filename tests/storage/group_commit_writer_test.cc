@@ -68,6 +68,57 @@ TEST_F(GroupCommitWriterTest, WriteInsideAWakeupBatchDoesNotWaitForItsEnd) {
   EXPECT_EQ(Get("b"), "2");
 }
 
+// A thread that queued many records writes them itself: one synced round,
+// every callback on that thread before WriteQueuedHere returns.
+TEST_F(GroupCommitWriterTest, WriteQueuedHereWritesOnTheCallingThread) {
+  GroupCommitWriter writer(store_->db());
+  const uint64_t syncs_before = writer.stats().syncs;
+  const std::thread::id caller = std::this_thread::get_id();
+  int done_here = 0;
+  {
+    // The writer thread is not woken for these before the batch closes.
+    WakeupBatch batch;
+    for (int i = 0; i < 10; ++i) {
+      writer.Submit(
+          [i](rocksdb::WriteBatch& b) { b.Put(absl::StrCat("k", i), "v"); },
+          [&](const absl::Status& status) {
+            EXPECT_THAT(status, IsOk());
+            done_here += std::this_thread::get_id() == caller;
+          });
+    }
+    writer.WriteQueuedHere();
+    EXPECT_EQ(done_here, 10);
+  }
+  EXPECT_EQ(writer.stats().syncs - syncs_before, 1u);
+  EXPECT_EQ(Get("k9"), "v");
+  writer.WriteQueuedHere();  // nothing queued: returns at once
+  EXPECT_EQ(writer.stats().syncs - syncs_before, 1u);
+}
+
+// Rounds never overlap: WriteQueuedHere waits for the writer thread's round
+// and runs after it, so records stay in submission order.
+TEST_F(GroupCommitWriterTest, WriteQueuedHereRunsAfterTheWritersRound) {
+  GroupCommitWriter writer(store_->db());
+  absl::Notification filling, release;
+  std::vector<std::string> order;
+  writer.Submit(
+      [&](rocksdb::WriteBatch& b) {
+        filling.Notify();
+        release.WaitForNotification();
+        b.Put("first", "1");
+      },
+      [&](const absl::Status&) { order.push_back("first"); });
+  filling.WaitForNotification();  // the writer thread is inside its round
+  writer.Submit([](rocksdb::WriteBatch& b) { b.Put("second", "2"); },
+                [&](const absl::Status&) { order.push_back("second"); });
+  std::thread here([&] { writer.WriteQueuedHere(); });
+  release.Notify();
+  here.join();
+  // WriteQueuedHere returned after its own round, so both are done.
+  EXPECT_EQ(order, (std::vector<std::string>{"first", "second"}));
+  EXPECT_EQ(Get("second"), "2");
+}
+
 TEST_F(GroupCommitWriterTest, RoundsNobodyWaitsForAreWrittenWithoutASync) {
   GroupCommitWriter writer(store_->db());
   // Submissions without a callback: written in order, but no fsync.
