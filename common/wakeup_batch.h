@@ -22,7 +22,6 @@
 
 #include <memory>
 
-#include "absl/synchronization/mutex.h"
 
 namespace twopc {
 
@@ -59,13 +58,6 @@ class WakeupBatch {
   static void Remember(std::shared_ptr<Waker> waker);
 
   const bool outermost_;
-};
-
-// A Waker for a consumer thread that sleeps on `cv` (with its own mutex).
-class CondVarWaker final : public Waker {
- public:
-  void Wake() override { cv.Signal(); }
-  absl::CondVar cv;
 };
 
 }  // namespace twopc
