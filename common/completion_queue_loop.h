@@ -11,19 +11,21 @@
 // WakeupBatch (common/wakeup_batch.h) spans them, so what they hand to
 // other threads (requests for links, records for the log writer) wakes
 // each consumer once. Bounded, so a steady stream of events cannot hold the
-// first event's hand-overs back. A handler may also ask to run once those
-// events are handled, before the loop waits again (RunBeforeWaiting), e.g.
-// to write to disk, in one go, what all of them queued.
+// first event's hand-overs back. Once those events are handled, before the
+// loop waits again, it runs its `before_waiting` handler, if it has one:
+// e.g. to write to disk, in one go and on this thread, what all of them
+// queued.
 //
 // Lifetime: the destructor shuts the queue down and joins the thread; every
 // operation posted to the queue must have come back by then (each user
 // quiesces first).
 //
-// Thread-safety: queue() and InLoopThread() from any thread; RunSoon and
-// RunBeforeWaiting from the loop's thread only.
+// Thread-safety: queue() and InLoopThread() from any thread; RunSoon from
+// the loop's thread only.
 #ifndef TWOPC_COMMON_COMPLETION_QUEUE_LOOP_H_
 #define TWOPC_COMMON_COMPLETION_QUEUE_LOOP_H_
 
+#include <functional>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -44,9 +46,12 @@ class CompletionQueueLoop {
   };
 
   // Drains a queue of its own, or `queue` (e.g. a server's completion queue
-  // for asynchronous methods).
+  // for asynchronous methods). `before_waiting` (optional) runs after each
+  // round of ready events, inside their WakeupBatch; what it asks to
+  // RunSoon runs right after it.
   CompletionQueueLoop();
-  explicit CompletionQueueLoop(std::unique_ptr<grpc::CompletionQueue> queue);
+  explicit CompletionQueueLoop(std::unique_ptr<grpc::CompletionQueue> queue,
+                               std::function<void()> before_waiting = nullptr);
   ~CompletionQueueLoop();
 
   CompletionQueueLoop(const CompletionQueueLoop&) = delete;
@@ -62,25 +67,15 @@ class CompletionQueueLoop {
   // REQUIRES: InLoopThread().
   void RunSoon(Handler* handler);
 
-  // Runs `handler` (once, however often asked) after every event that is
-  // ready now has been handled, still inside their WakeupBatch, before the
-  // loop waits for more. Handlers run in the order first asked for; what
-  // they ask to RunSoon runs after each of them.
-  // REQUIRES: InLoopThread().
-  void RunBeforeWaiting(Handler* handler);
-
  private:
   static constexpr int kEventsPerBatch = 64;
 
   void Run();
-  // Runs `handler`, then what it asked to run soon.
-  void Dispatch(Handler* handler, bool ok);
-  void RunBeforeWaitingHandlers();
+  void RunSoonHandlers();
 
   const std::unique_ptr<grpc::CompletionQueue> queue_;
-  // The loop's thread only.
-  std::vector<Handler*> soon_;
-  std::vector<Handler*> before_waiting_;
+  const std::function<void()> before_waiting_;
+  std::vector<Handler*> soon_;  // the loop's thread only
   std::thread thread_;          // last: starts once everything above is ready
 };
 

@@ -112,11 +112,8 @@ class ClientCalls::Call final : public CompletionQueueLoop::Handler {
 
 ClientCalls::ClientCalls(TransactionServiceImpl* service,
                          TransactionManager* manager,
-                         std::unique_ptr<grpc::ServerCompletionQueue> queue)
-    : service_(service),
-      manager_(manager),
-      queue_(queue.get()),
-      loop_(std::make_unique<CompletionQueueLoop>(std::move(queue))) {
+                         grpc::ServerCompletionQueue* queue)
+    : service_(service), manager_(manager), queue_(queue) {
   for (int i = 0; i < kRequestsPerMethod; ++i) {
     Request(/*execute=*/true);
     Request(/*execute=*/false);
@@ -124,12 +121,9 @@ ClientCalls::ClientCalls(TransactionServiceImpl* service,
 }
 
 ClientCalls::~ClientCalls() {
-  {
-    // No new request may reach the queue once it is shut down.
-    absl::MutexLock lock(&mu_);
-    shut_down_ = true;
-  }
-  loop_.reset();  // shuts the queue down and drains it
+  // No new request may reach the queue once it is shut down.
+  absl::MutexLock lock(&mu_);
+  shut_down_ = true;
 }
 
 void ClientCalls::Request(bool execute) {

@@ -6,8 +6,9 @@
 // Why not the callback API: there every call is read by a poller thread and
 // handed to one of gRPC's callback threads, a thread switch per call. Here a
 // request that this thread reads is handled on the spot, and one wake-up
-// serves every event that is ready, so the prepares of many calls reach the
-// participant links together.
+// serves every event that is ready. The same loop drives the participant
+// links (coordinator_server.cc), so the prepares of the calls it read are
+// written to the links after the event, on the same thread.
 //
 // Each call: the request bytes are parsed here (so bytes that are not a
 // request get INVALID_ARGUMENT naming the method, instead of gRPC's empty
@@ -18,7 +19,8 @@
 //
 // Thread-safety: internal. Lifetime: construct after the server started;
 // destroy after the server has shut down and the manager has answered every
-// waiting call (TransactionManager::Stop), which drains the queue.
+// waiting call (TransactionManager::Stop). The calls still on the queue then
+// end when the loop drains it.
 #ifndef TWOPC_COORDINATOR_CLIENT_CALLS_H_
 #define TWOPC_COORDINATOR_CLIENT_CALLS_H_
 
@@ -36,10 +38,13 @@ namespace twopc::coordinator {
 
 class ClientCalls {
  public:
-  // `service` and `manager` are not owned and must outlive this object;
-  // `queue` is the server's completion queue for asynchronous methods.
+  // Nothing is owned. `service` and `manager` must outlive this object;
+  // `queue` is the server's completion queue for asynchronous methods,
+  // drained by a CompletionQueueLoop until every call has ended (destroy
+  // the loop after this object).
   ClientCalls(TransactionServiceImpl* service, TransactionManager* manager,
-              std::unique_ptr<grpc::ServerCompletionQueue> queue);
+              grpc::ServerCompletionQueue* queue);
+  // Requests no more calls.
   ~ClientCalls();
 
   ClientCalls(const ClientCalls&) = delete;
@@ -53,10 +58,9 @@ class ClientCalls {
 
   TransactionServiceImpl* const service_;
   TransactionManager* const manager_;
-  grpc::ServerCompletionQueue* const queue_;  // owned by loop_
+  grpc::ServerCompletionQueue* const queue_;
   absl::Mutex mu_;
   bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
-  std::unique_ptr<CompletionQueueLoop> loop_;
 };
 
 }  // namespace twopc::coordinator

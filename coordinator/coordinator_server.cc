@@ -43,6 +43,21 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   s->log_ = std::make_unique<storage::DecisionLog>(
       s->store_.get(), s->writer_.get(), s->queues_.get());
 
+  // One thread drains the server's queue for asynchronous methods (the
+  // client hot path, ClientCalls), drives every participant link, and
+  // writes the decision-log records that a round of its events queued
+  // itself, before it waits again (GroupCommitWriter::WriteQueuedHere). So
+  // a transaction goes from its Execute through the prepares, the votes,
+  // the synced COMMIT record to its answer and its commits on one thread,
+  // without a hand-over. The queue exists before the server starts, so the
+  // links can start (and recovery can use them) before anyone is served.
+  GrpcServerBuilder builder(options.listen, options.max_message_bytes);
+  std::unique_ptr<grpc::ServerCompletionQueue> queue = builder.AddAsyncQueue();
+  grpc::ServerCompletionQueue* server_queue = queue.get();
+  storage::GroupCommitWriter* log_writer = s->writer_.get();
+  s->loop_ = std::make_unique<CompletionQueueLoop>(
+      std::move(queue), [log_writer] { log_writer->WriteQueuedHere(); });
+
   // Link callbacks reach the manager, which is created right after; links
   // only start (and so only call back) in registry_->Load().
   ParticipantLink::Callbacks callbacks{
@@ -57,8 +72,8 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
             s->manager_->OnDeliveryFailure(participant, transaction, error);
           }};
   s->registry_ = std::make_unique<ParticipantRegistry>(
-      s->store_.get(), Clock::Real(), s->epoch_, std::move(callbacks),
-      options.heartbeat_interval);
+      s->store_.get(), Clock::Real(), s->loop_.get(), s->epoch_,
+      std::move(callbacks), options.heartbeat_interval);
   ASSIGN_OR_RETURN(s->audit_, AuditLog::Open(s->store_.get()));
   s->manager_ = std::make_unique<TransactionManager>(
       s->epoch_, Clock::Real(), s->store_.get(), s->log_.get(),
@@ -78,14 +93,11 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
       s->topics_.get(), s->queues_.get(), s->groups_.get());
   ASSIGN_OR_RETURN(
       s->server_,
-      StartGrpcServer(options.listen,
-                      {s->transaction_service_.get(),
-                       s->coordinator_service_.get(), s->admin_service_.get(),
-                       s->queue_service_.get()},
-                      options.max_message_bytes, /*async_queue=*/true));
+      builder.Start({s->transaction_service_.get(),
+                     s->coordinator_service_.get(), s->admin_service_.get(),
+                     s->queue_service_.get()}));
   s->client_calls_ = std::make_unique<ClientCalls>(
-      s->transaction_service_.get(), s->manager_.get(),
-      std::move(s->server_.async_queue));
+      s->transaction_service_.get(), s->manager_.get(), server_queue);
   return server;
 }
 
@@ -96,13 +108,16 @@ void CoordinatorServer::Shutdown(absl::Duration grace) {
   if (server_.server != nullptr) {
     server_.server->Shutdown(absl::ToChronoTime(absl::Now() + grace));
     server_.server->Wait();
-    client_calls_.reset();  // drains the calls' queue; before the server
-    server_.server.reset();
   }
+  client_calls_.reset();
   // 3. Links (their failure callbacks reach the manager, which may queue
-  //    log writes), then the writer, which drains its queue into the log
-  //    and the manager, then everything it wrote through.
+  //    log writes); then the loop, which drains what is left of the calls
+  //    from its queue (before the server goes); then the writer, which
+  //    drains its queue into the log and the manager, then everything it
+  //    wrote through.
   if (registry_ != nullptr) registry_->Shutdown();
+  loop_.reset();
+  server_.server.reset();
   if (topics_ != nullptr) topics_->StopRetention();
   writer_.reset();
   log_.reset();

@@ -18,6 +18,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/completion_queue_loop.h"
 #include "common/grpc_server.h"
 #include "coordinator/client_calls.h"
 #include "coordinator/consumer_groups.h"
@@ -78,6 +79,9 @@ class CoordinatorServer {
   std::unique_ptr<storage::PartitionLogs> queues_;
   std::unique_ptr<storage::GroupCommitWriter> writer_;
   std::unique_ptr<storage::DecisionLog> log_;
+  // Drains the server's asynchronous queue: the client calls and every
+  // participant link.
+  std::unique_ptr<CompletionQueueLoop> loop_;
   std::unique_ptr<AuditLog> audit_;
   std::unique_ptr<TopicRegistry> topics_;
   std::unique_ptr<ConsumerGroups> groups_;

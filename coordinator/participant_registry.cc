@@ -70,18 +70,20 @@ absl::Status ValidateEndpoint(const std::string& endpoint) {
 }  // namespace
 
 ParticipantRegistry::ParticipantRegistry(storage::Store* store, Clock* clock,
+                                         CompletionQueueLoop* loop,
                                          uint64_t epoch,
                                          ParticipantLink::Callbacks callbacks,
                                          absl::Duration heartbeat_interval)
     : store_(store),
       clock_(clock),
+      loop_(loop),
       epoch_(epoch),
       callbacks_(std::move(callbacks)),
       heartbeat_interval_(heartbeat_interval) {}
 
 std::shared_ptr<ParticipantLink> ParticipantRegistry::MakeLink(
     const internal::ParticipantRecord& record) {
-  return std::make_shared<ParticipantLink>(&link_loop_, record.participant_id(),
+  return std::make_shared<ParticipantLink>(loop_, record.participant_id(),
                                            record.endpoint(), epoch_,
                                            callbacks_);
 }

@@ -31,8 +31,11 @@ class ParticipantRegistry {
  public:
   static constexpr char kFamily[] = "participants";
 
-  // `store` (opened with kFamily) and `clock` must outlive the registry.
-  ParticipantRegistry(storage::Store* store, Clock* clock, uint64_t epoch,
+  // `store` (opened with kFamily), `clock` and `loop` (which drives every
+  // link's stream) must outlive the registry; `loop` must keep running
+  // until Shutdown returned.
+  ParticipantRegistry(storage::Store* store, Clock* clock,
+                      CompletionQueueLoop* loop, uint64_t epoch,
                       ParticipantLink::Callbacks callbacks,
                       absl::Duration heartbeat_interval);
 
@@ -62,7 +65,8 @@ class ParticipantRegistry {
   // Everyone, with health, for operators.
   std::vector<v1::ParticipantInfo> List() const ABSL_LOCKS_EXCLUDED(mu_);
 
-  // Stops every link.
+  // Stops every link and waits until nothing of theirs is left on the
+  // loop. Call before the registry is destroyed (its links need the loop).
   void Shutdown() ABSL_LOCKS_EXCLUDED(mu_);
 
   absl::Duration heartbeat_interval() const { return heartbeat_interval_; }
@@ -81,12 +85,11 @@ class ParticipantRegistry {
 
   storage::Store* const store_;
   Clock* const clock_;
+  CompletionQueueLoop* const loop_;
   const uint64_t epoch_;
   const ParticipantLink::Callbacks callbacks_;
   const absl::Duration heartbeat_interval_;
 
-  // Drives every link's stream; outlives the links (declared before them).
-  CompletionQueueLoop link_loop_;
   mutable absl::Mutex mu_;
   std::map<std::string, Entry> participants_ ABSL_GUARDED_BY(mu_);
   // Links replaced by a re-registration. Kept (stopped) until Shutdown so

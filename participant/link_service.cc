@@ -223,11 +223,6 @@ class LinkService::Stream final {
                         outbox->Push(std::move(reply));
                       });
     }
-    if (incoming_.requests_size() > 0) {
-      // What the requests queued in the store is written once every ready
-      // event is handled, in one synced write for all of them.
-      service_->loop_->RunBeforeWaiting(&service_->store_writer_);
-    }
     incoming_.Clear();
     StartRead();
   }
@@ -309,13 +304,16 @@ LinkService::LinkService(std::string participant_id, BranchManager* manager,
                          BranchStore* store)
     : participant_id_(std::move(participant_id)),
       manager_(manager),
-      store_writer_(store) {}
+      store_(store) {}
 
 LinkService::~LinkService() = default;
 
 void LinkService::Start(std::unique_ptr<grpc::ServerCompletionQueue> queue) {
   queue_ = queue.get();
-  loop_ = std::make_unique<CompletionQueueLoop>(std::move(queue));
+  // What the requests of a round of events queued in the store is written
+  // on this thread, in one synced write, before the loop waits again.
+  loop_ = std::make_unique<CompletionQueueLoop>(
+      std::move(queue), [store = store_] { store->WriteQueuedHere(); });
   RequestStream();
 }
 

@@ -14,7 +14,7 @@
 //
 // One thread from socket to disk and back: the loop reads the batches that
 // have arrived, hands their requests to the manager, and once every ready
-// event is handled (CompletionQueueLoop::RunBeforeWaiting) writes what they
+// event is handled (the loop's before-waiting handler) writes what they
 // queued in the branch store itself, in one synced write
 // (BranchStore::WriteQueuedHere), and then the replies that became ready.
 // So a prepare's vote leaves on the thread that read the prepare, with no
@@ -78,16 +78,6 @@ class LinkService final : public v1::ParticipantService::AsyncService {
 
  private:
   class Stream;
-  // The loop's handler that writes what the streams' requests queued in
-  // the store, before the loop waits again.
-  class StoreWriter final : public CompletionQueueLoop::Handler {
-   public:
-    explicit StoreWriter(BranchStore* store) : store_(store) {}
-    void OnEvent(bool) override { store_->WriteQueuedHere(); }
-
-   private:
-    BranchStore* const store_;
-  };
 
   // Asks gRPC for the next Link call, unless stopping.
   void RequestStream() ABSL_LOCKS_EXCLUDED(mu_);
@@ -97,7 +87,7 @@ class LinkService final : public v1::ParticipantService::AsyncService {
 
   const std::string participant_id_;
   BranchManager* const manager_;
-  StoreWriter store_writer_;
+  BranchStore* const store_;
   grpc::ServerCompletionQueue* queue_ = nullptr;  // owned by loop_
   std::unique_ptr<CompletionQueueLoop> loop_;
 

@@ -62,10 +62,10 @@ absl::StatusOr<std::unique_ptr<ParticipantServer>> ParticipantServer::Start(
     s.kv_service_ = std::make_unique<KvServiceImpl>(s.store_.get());
     services.push_back(s.kv_service_.get());
   }
-  ASSIGN_OR_RETURN(s.server_,
-                   StartGrpcServer(opts.listen, services, opts.max_message_bytes,
-                                   /*async_queue=*/true));
-  s.link_service_->Start(std::move(s.server_.async_queue));
+  GrpcServerBuilder builder(opts.listen, opts.max_message_bytes);
+  std::unique_ptr<grpc::ServerCompletionQueue> queue = builder.AddAsyncQueue();
+  ASSIGN_OR_RETURN(s.server_, builder.Start(services));
+  s.link_service_->Start(std::move(queue));
   {
     s.coordinator_client_ = std::make_unique<CoordinatorClient>(
         CoordinatorClientOptions{

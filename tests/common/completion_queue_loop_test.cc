@@ -60,23 +60,23 @@ void Post(CompletionQueueLoop& loop, grpc::Alarm& alarm,
   alarm.Set(loop.queue(), gpr_inf_past(GPR_CLOCK_MONOTONIC), handler);
 }
 
-// A before-waiting handler runs once, after every event that was ready
-// together, however often they asked for it; what it asks to run soon runs
-// right after it.
+// The before-waiting handler runs once after every round of events that
+// were ready together; what it asks to run soon runs right after it.
 TEST(CompletionQueueLoopTest, BeforeWaitingRunsOnceAfterTheReadyEvents) {
   Log log;
-  CompletionQueueLoop loop;
   absl::Notification release;
+  CompletionQueueLoop* loop_ptr = nullptr;
   Recorder soon("soon", &log);
-  Recorder idle("idle", &log, [&] { loop.RunSoon(&soon); });
+  CompletionQueueLoop loop(std::make_unique<grpc::CompletionQueue>(), [&] {
+    log.Add("idle");
+    loop_ptr->RunSoon(&soon);
+  });
+  loop_ptr = &loop;
   Recorder blocker("blocker", &log, [&] { release.WaitForNotification(); });
   std::vector<std::unique_ptr<Recorder>> events;
   for (int i = 0; i < 3; ++i) {
-    events.push_back(std::make_unique<Recorder>(
-        "event" + std::to_string(i), &log, [&] {
-          loop.RunBeforeWaiting(&idle);
-          loop.RunBeforeWaiting(&idle);
-        }));
+    events.push_back(
+        std::make_unique<Recorder>("event" + std::to_string(i), &log));
   }
   grpc::Alarm blocker_alarm;
   Post(loop, blocker_alarm, &blocker);

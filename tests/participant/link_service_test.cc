@@ -44,11 +44,13 @@ class LinkServiceTest : public ::testing::Test {
     manager_ = std::move(*manager);
     service_ =
         std::make_unique<LinkService>("p1", manager_.get(), store_.get());
-    auto server = StartGrpcServer("127.0.0.1:0", {service_.get()}, 8 << 20,
-                                  /*async_queue=*/true);
+    GrpcServerBuilder builder("127.0.0.1:0", 8 << 20);
+    std::unique_ptr<grpc::ServerCompletionQueue> queue =
+        builder.AddAsyncQueue();
+    auto server = builder.Start({service_.get()});
     ASSERT_THAT(server, IsOk());
     server_ = std::move(*server);
-    service_->Start(std::move(server_.async_queue));
+    service_->Start(std::move(queue));
   }
 
   void TearDown() override {
