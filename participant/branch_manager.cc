@@ -39,40 +39,45 @@ absl::StatusOr<std::unique_ptr<BranchManager>> BranchManager::Create(
     manager->highest_epoch_ = recovered.highest_epoch;
     const absl::Time now = clock->Now();
     for (auto& [txid, record] : recovered.records) {
+      const BranchRecord::State recorded = record.state();
+      if (recorded != BranchRecord::PREPARED &&
+          recorded != BranchRecord::COMMITTED &&
+          recorded != BranchRecord::ABORTED) {
+        return absl::DataLossError(
+            absl::StrCat("branch record of ", txid, " has unknown state ",
+                         static_cast<int>(recorded)));
+      }
+      const bool commit = recorded == BranchRecord::COMMITTED;
+      if (recorded != BranchRecord::PREPARED && record.applied()) {
+        manager->RememberFinishedLocked(
+            txid,
+            Finished{
+                .state = commit ? State::kCommitted : State::kAborted,
+                .voted_yes = record.voted_yes(),
+                .forget_at =
+                    record.forget_at_micros() != 0
+                        ? absl::FromUnixMicros(record.forget_at_micros())
+                        : now + manager->options_
+                                    .finished_retention_without_deadline,
+                .reason = record.reason()});
+        continue;
+      }
       Entry& entry = manager->entries_[txid];
       entry.voted_yes = record.voted_yes();
       entry.reason = record.reason();
       if (record.deadline_micros() != 0) {
         entry.deadline = absl::FromUnixMicros(record.deadline_micros());
       }
-      switch (record.state()) {
-        case BranchRecord::PREPARED:
-          entry.state = State::kPrepared;
-          entry.next_query_at = now;  // found at start-up: ask at once
-          resource->Restore(txid, record);
-          entry.record = std::move(record);
-          manager->prepared_.insert(txid);
-          break;
-        case BranchRecord::COMMITTED:
-        case BranchRecord::ABORTED: {
-          const bool commit = record.state() == BranchRecord::COMMITTED;
-          if (record.applied()) {
-            entry.state = commit ? State::kCommitted : State::kAborted;
-            entry.forget_at =
-                record.forget_at_micros() != 0
-                    ? absl::FromUnixMicros(record.forget_at_micros())
-                    : now + manager->options_.finished_retention_without_deadline;
-            manager->forget_queue_.emplace(entry.forget_at, txid);
-          } else {
-            entry.state = commit ? State::kCommitting : State::kAborting;
-            to_apply.emplace_back(txid, std::move(record));
-          }
-          break;
-        }
-        default:
-          return absl::DataLossError(
-              absl::StrCat("branch record of ", txid, " has unknown state ",
-                           static_cast<int>(record.state())));
+      if (recorded == BranchRecord::PREPARED) {
+        entry.state = State::kPrepared;
+        entry.next_query_at = now;  // found at start-up: ask at once
+        resource->Restore(txid, record);
+        entry.record = std::move(record);
+        manager->prepared_.insert(txid);
+      } else {
+        // Recorded, not yet delivered to the resource.
+        entry.state = commit ? State::kCommitting : State::kAborting;
+        to_apply.emplace_back(txid, std::move(record));
       }
     }
   }
@@ -184,21 +189,21 @@ void BranchManager::Handle(uint64_t epoch, const v1::BranchRequest& request,
 void BranchManager::PrepareLocked(const std::string& txid,
                                   const v1::PrepareBranch& prepare,
                                   Waiter waiter, Actions* actions) {
-  auto it = entries_.find(txid);
-  if (it != entries_.end()) {
-    Entry& entry = it->second;
-    switch (entry.state) {
-      case State::kPreparing:
-      case State::kCommitting:
-      case State::kAborting:
-        entry.waiters.push_back(std::move(waiter));
-        return;
-      default:
-        Respond(std::move(waiter), Answer(txid, entry, waiter.kind), actions);
-        return;
+  if (AnswerIfFinishedLocked(txid, waiter, actions)) return;
+  auto [it, inserted] = entries_.try_emplace(txid);
+  Entry& entry = it->second;
+  if (!inserted) {
+    if (entry.state == State::kPrepared) {
+      const Kind kind = waiter.kind;
+      Respond(std::move(waiter),
+              Answer(entry.state, entry.voted_yes, entry.reason, kind),
+              actions);
+    } else {
+      // PREPARING, COMMITTING or ABORTING: answered once it gets further.
+      entry.waiters.push_back(std::move(waiter));
     }
+    return;
   }
-  Entry& entry = entries_[txid];
   entry.state = State::kPreparing;
   entry.one_phase = prepare.one_phase();
   entry.waiters.push_back(std::move(waiter));
@@ -230,9 +235,7 @@ void BranchManager::OnPrepared(const std::string& txid, PrepareResult result) {
     switch (result.vote) {
       case v1::VOTE_READ_ONLY:
         // Nothing to commit and nothing reserved: finished, not recorded.
-        entry.state = State::kReadOnly;
-        MarkFinishedLocked(txid, entry);
-        AnswerWaitersLocked(txid, entry, &actions);
+        FinishLocked(it, State::kReadOnly, &actions);
         break;
       case v1::VOTE_YES:
         entry.voted_yes = true;
@@ -293,7 +296,7 @@ void BranchManager::OnPreparedRecordSynced(const std::string& txid,
     entry.state = State::kPrepared;
     entry.next_query_at = clock_->Now() + options_.in_doubt_after;
     prepared_.insert(txid);
-    AnswerWaitersLocked(txid, entry, &actions);
+    AnswerWaitersLocked(entry, &actions);
     if (entry.abort_requested) {
       DecideLocked(txid, entry, /*commit=*/false, &actions);
     }
@@ -303,6 +306,7 @@ void BranchManager::OnPreparedRecordSynced(const std::string& txid,
 
 void BranchManager::CommitLocked(const std::string& txid, Waiter waiter,
                                  Actions* actions) {
+  if (AnswerIfFinishedLocked(txid, waiter, actions)) return;
   auto it = entries_.find(txid);
   if (it == entries_.end()) {
     // Unknown: see the header. Acknowledged without effect or record.
@@ -324,12 +328,9 @@ void BranchManager::CommitLocked(const std::string& txid, Waiter waiter,
       entry.waiters.push_back(std::move(waiter));
       DecideLocked(txid, entry, /*commit=*/true, actions);
       return;
-    case State::kCommitting:
-    case State::kAborting:
-      entry.waiters.push_back(std::move(waiter));
-      return;
     default:
-      Respond(std::move(waiter), Answer(txid, entry, Kind::kCommit), actions);
+      // COMMITTING or ABORTING: answered once it is finished.
+      entry.waiters.push_back(std::move(waiter));
       return;
   }
 }
@@ -337,10 +338,11 @@ void BranchManager::CommitLocked(const std::string& txid, Waiter waiter,
 void BranchManager::AbortLocked(const std::string& txid,
                                 const std::string& reason, Waiter waiter,
                                 Actions* actions) {
-  auto it = entries_.find(txid);
-  if (it == entries_.end()) {
+  if (AnswerIfFinishedLocked(txid, waiter, actions)) return;
+  auto [it, inserted] = entries_.try_emplace(txid);
+  Entry& entry = it->second;
+  if (inserted) {
     // Unknown: remember the abort durably, so a late prepare votes NO.
-    Entry& entry = entries_[txid];
     entry.state = State::kAborting;
     entry.reason = reason.empty() ? "aborted by the coordinator" : reason;
     entry.waiters.push_back(std::move(waiter));
@@ -348,7 +350,6 @@ void BranchManager::AbortLocked(const std::string& txid,
                       /*apply=*/resource_->applies_unknown_aborts(), actions);
     return;
   }
-  Entry& entry = it->second;
   switch (entry.state) {
     case State::kPreparing:
       entry.abort_requested = true;
@@ -360,12 +361,9 @@ void BranchManager::AbortLocked(const std::string& txid,
       entry.waiters.push_back(std::move(waiter));
       DecideLocked(txid, entry, /*commit=*/false, actions);
       return;
-    case State::kCommitting:
-    case State::kAborting:
-      entry.waiters.push_back(std::move(waiter));
-      return;
     default:
-      Respond(std::move(waiter), Answer(txid, entry, Kind::kAbort), actions);
+      // COMMITTING or ABORTING: answered once it is finished.
+      entry.waiters.push_back(std::move(waiter));
       return;
   }
 }
@@ -455,11 +453,7 @@ void BranchManager::OnApplied(const std::string& txid, BranchRecord record,
     absl::MutexLock lock(&mu_);
     auto it = entries_.find(txid);
     if (it == entries_.end()) return;
-    Entry& entry = it->second;
-    entry.state = commit ? State::kCommitted : State::kAborted;
-    entry.record.Clear();
-    MarkFinishedLocked(txid, entry);
-    AnswerWaitersLocked(txid, entry, &actions);
+    FinishLocked(it, commit ? State::kCommitted : State::kAborted, &actions);
   }
   RunAll(actions);
 }
@@ -493,8 +487,7 @@ void BranchManager::Fail(const std::string& txid, const absl::Status& status) {
   if (first && options_.on_fatal) options_.on_fatal(failure_.ToString());
 }
 
-void BranchManager::AnswerWaitersLocked(const std::string& txid, Entry& entry,
-                                        Actions* actions) {
+void BranchManager::AnswerWaitersLocked(Entry& entry, Actions* actions) {
   std::vector<Waiter> keep;
   for (Waiter& waiter : entry.waiters) {
     const bool answerable =
@@ -505,17 +498,30 @@ void BranchManager::AnswerWaitersLocked(const std::string& txid, Entry& entry,
       continue;
     }
     const Kind kind = waiter.kind;
-    Respond(std::move(waiter), Answer(txid, entry, kind), actions);
+    Respond(std::move(waiter),
+            Answer(entry.state, entry.voted_yes, entry.reason, kind), actions);
   }
   entry.waiters = std::move(keep);
 }
 
-v1::BranchReply BranchManager::Answer(const std::string& /*txid*/,
-                                      const Entry& entry, Kind kind) const {
+bool BranchManager::AnswerIfFinishedLocked(const std::string& txid,
+                                           Waiter& waiter, Actions* actions) {
+  auto it = finished_.find(txid);
+  if (it == finished_.end()) return false;
+  const Finished& finished = it->second;
+  const Kind kind = waiter.kind;
+  Respond(std::move(waiter),
+          Answer(finished.state, finished.voted_yes, finished.reason, kind),
+          actions);
+  return true;
+}
+
+v1::BranchReply BranchManager::Answer(State state, bool voted_yes,
+                                      const std::string& reason, Kind kind) {
   v1::BranchReply reply;
   const bool prepare = kind == Kind::kPrepare;
   const bool one_phase = kind == Kind::kPrepareOnePhase;
-  switch (entry.state) {
+  switch (state) {
     case State::kPrepared:
       reply.set_vote(v1::VOTE_YES);
       break;
@@ -538,10 +544,9 @@ v1::BranchReply BranchManager::Answer(const std::string& /*txid*/,
     case State::kAborted:
       if (prepare || one_phase) {
         reply.set_vote(v1::VOTE_NO);
-        reply.set_reason(entry.voted_yes
-                             ? absl::StrCat("branch already aborted: ",
-                                            entry.reason)
-                             : entry.reason);
+        reply.set_reason(voted_yes
+                             ? absl::StrCat("branch already aborted: ", reason)
+                             : reason);
       } else {
         reply.set_ack(v1::BranchReply::ACK_ABORTED);
       }
@@ -637,9 +642,26 @@ absl::Time BranchManager::ForgetAt(absl::Time deadline) const {
   return std::max(now, deadline) + options_.finished_retention;
 }
 
-void BranchManager::MarkFinishedLocked(const std::string& txid, Entry& entry) {
-  entry.forget_at = ForgetAt(entry.deadline);
-  forget_queue_.emplace(entry.forget_at, txid);
+void BranchManager::FinishLocked(EntryMap::iterator it, State state,
+                                 Actions* actions) {
+  Entry& entry = it->second;
+  entry.state = state;
+  AnswerWaitersLocked(entry, actions);  // all of them, now it is finished
+  RememberFinishedLocked(it->first,
+                         Finished{.state = state,
+                                  .voted_yes = entry.voted_yes,
+                                  .forget_at = ForgetAt(entry.deadline),
+                                  .reason = std::move(entry.reason)});
+  entries_.erase(it);
+}
+
+void BranchManager::RememberFinishedLocked(const std::string& txid,
+                                           Finished finished) {
+  // A read-only branch may carry the reason of an abort that came while it
+  // was preparing; its answers do not use it.
+  if (finished.state != State::kAborted) finished.reason.clear();
+  forget_queue_.emplace(finished.forget_at, txid);
+  finished_.insert_or_assign(txid, std::move(finished));
 }
 
 size_t BranchManager::ForgetFinished() {
@@ -650,14 +672,9 @@ size_t BranchManager::ForgetFinished() {
     while (!forget_queue_.empty() && forget_queue_.top().first <= now) {
       const std::string txid = forget_queue_.top().second;
       forget_queue_.pop();
-      auto it = entries_.find(txid);
-      if (it == entries_.end() || it->second.forget_at > now) continue;
-      const State state = it->second.state;
-      if (state != State::kCommitted && state != State::kAborted &&
-          state != State::kReadOnly) {
-        continue;
-      }
-      entries_.erase(it);
+      auto it = finished_.find(txid);
+      if (it == finished_.end() || it->second.forget_at > now) continue;
+      finished_.erase(it);
       batch.forget.push_back(txid);
     }
   }
@@ -686,9 +703,16 @@ size_t BranchManager::in_flight_requests() const {
 
 std::string BranchManager::StateOf(const std::string& transaction_id) const {
   absl::MutexLock lock(&mu_);
-  auto it = entries_.find(transaction_id);
-  if (it == entries_.end()) return "UNKNOWN";
-  switch (it->second.state) {
+  State state;
+  if (auto it = entries_.find(transaction_id); it != entries_.end()) {
+    state = it->second.state;
+  } else if (auto done = finished_.find(transaction_id);
+             done != finished_.end()) {
+    state = done->second.state;
+  } else {
+    return "UNKNOWN";
+  }
+  switch (state) {
     case State::kPreparing:
       return "PREPARING";
     case State::kPrepared:

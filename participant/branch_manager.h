@@ -55,7 +55,11 @@
 // be prepared twice), or `finished_retention_without_deadline` after its end
 // when the prepare carried no deadline. A commit or abort of a forgotten
 // branch is then answered as for an unknown one. The coordinator should
-// therefore always send a deadline with each prepare.
+// therefore always send a deadline with each prepare. Under load most
+// remembered branches are finished ones, so in memory a finished branch keeps
+// only what its answers need (its outcome, whether it voted YES, the abort
+// reason and its forget time); the full state is kept only while a branch is
+// in progress.
 //
 // Failure points (common/failpoint.h): participant.after_prepare_synced (the
 // PREPARED record is synced, the YES not yet sent) and
@@ -174,12 +178,11 @@ class BranchManager {
     std::string transaction_id;
     Reply reply;
   };
+  // A branch in progress: kPreparing, kPrepared, kCommitting or kAborting.
   struct Entry {
     State state = State::kPreparing;
     // The transaction's deadline from the prepare; InfiniteFuture if none.
     absl::Time deadline = absl::InfiniteFuture();
-    // Once finished: when it may be forgotten.
-    absl::Time forget_at = absl::InfiniteFuture();
     bool one_phase = false;
     bool abort_requested = false;
     bool voted_yes = false;
@@ -190,6 +193,16 @@ class BranchManager {
     absl::Time next_query_at;
     int query_attempts = 0;
   };
+  // A finished branch: what the answers to late duplicates need.
+  struct Finished {
+    State state;  // kCommitted, kAborted or kReadOnly
+    bool voted_yes = false;
+    // When ForgetFinished may drop it.
+    absl::Time forget_at;
+    // Why it aborted; empty unless kAborted.
+    std::string reason;
+  };
+  using EntryMap = absl::flat_hash_map<std::string, Entry>;
   // Work to do once mu_ is released.
   using Actions = std::vector<std::function<void()>>;
 
@@ -233,10 +246,17 @@ class BranchManager {
       ABSL_LOCKS_EXCLUDED(mu_);
 
   // Answers the waiters that `entry`'s state can answer.
-  void AnswerWaitersLocked(const std::string& txid, Entry& entry,
-                           Actions* actions) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  v1::BranchReply Answer(const std::string& txid, const Entry& entry,
-                         Kind kind) const;
+  void AnswerWaitersLocked(Entry& entry, Actions* actions)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // If `txid` is finished, answers `waiter` from what is remembered of it
+  // and returns true; otherwise returns false and leaves `waiter` untouched.
+  bool AnswerIfFinishedLocked(const std::string& txid, Waiter& waiter,
+                              Actions* actions)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The answer to a request of `kind` for a branch in `state` (kPrepared or
+  // a finished state), per the barrier rules.
+  static v1::BranchReply Answer(State state, bool voted_yes,
+                                const std::string& reason, Kind kind);
   v1::BranchReply ErrorReply(const std::string& txid, uint64_t request_id,
                              const absl::Status& status) const;
   void Respond(Waiter waiter, v1::BranchReply reply, Actions* actions)
@@ -244,8 +264,13 @@ class BranchManager {
   absl::Duration BackoffFor(int attempts) const;
   // When a branch finishing now may be forgotten.
   absl::Time ForgetAt(absl::Time deadline) const;
-  // Schedules a finished entry for ForgetFinished.
-  void MarkFinishedLocked(const std::string& txid, Entry& entry)
+  // The branch at `it` ends in `state` (kCommitted, kAborted or kReadOnly):
+  // answers its waiters, then moves it from entries_ to finished_ (`it` is
+  // invalidated).
+  void FinishLocked(EntryMap::iterator it, State state, Actions* actions)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Adds `txid` to finished_ and schedules it for ForgetFinished.
+  void RememberFinishedLocked(const std::string& txid, Finished finished)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const BranchManagerOptions options_;
@@ -255,8 +280,12 @@ class BranchManager {
   const std::string resource_kind_;
 
   mutable absl::Mutex mu_;
-  absl::flat_hash_map<std::string, Entry> entries_ ABSL_GUARDED_BY(mu_);
-  // Finished entries by forget time (earliest first).
+  // Branches in progress. A transaction id is in at most one of entries_
+  // and finished_.
+  EntryMap entries_ ABSL_GUARDED_BY(mu_);
+  // Finished branches, until ForgetFinished drops them.
+  absl::flat_hash_map<std::string, Finished> finished_ ABSL_GUARDED_BY(mu_);
+  // The transaction ids of finished_ by forget time (earliest first).
   std::priority_queue<std::pair<absl::Time, std::string>,
                       std::vector<std::pair<absl::Time, std::string>>,
                       std::greater<>>

@@ -419,6 +419,73 @@ TEST_F(BranchManagerTest, ForgettingSurvivesARestart) {
   EXPECT_EQ(manager_->StateOf("no-deadline"), "UNKNOWN");
 }
 
+TEST_F(BranchManagerTest, FinishedBranchesKeepTheirAnswersAcrossARestart) {
+  Send(PrepareRequest(1, "aborted", KvBranch({Put("a", "1")})));
+  Send(PrepareRequest(2, "committed", KvBranch({Put("b", "2")})));
+  store_.Sync();
+  Send(AbortRequest(3, "aborted", "client gave up"));
+  Send(CommitRequest(4, "committed"));
+  Send(CommitRequest(5, "committed"));  // waits with the first
+  EXPECT_FALSE(Answered(4));
+  EXPECT_FALSE(Answered(5));
+  store_.Sync();
+  EXPECT_EQ(ReplyTo(3).ack(), v1::BranchReply::ACK_ABORTED);
+  EXPECT_EQ(ReplyTo(4).ack(), v1::BranchReply::ACK_COMMITTED);
+  EXPECT_EQ(ReplyTo(5).ack(), v1::BranchReply::ACK_COMMITTED);
+  store_.Sync();  // the records noting that the outcomes were applied
+  uint64_t id = 10;
+  for (const bool restart : {false, true}) {
+    SCOPED_TRACE(restart ? "after a restart" : "before a restart");
+    if (restart) Restart();
+    EXPECT_EQ(manager_->StateOf("aborted"), "ABORTED");
+    EXPECT_EQ(manager_->StateOf("committed"), "COMMITTED");
+    const int writes = store_.writes();
+    Send(PrepareRequest(++id, "aborted", KvBranch({Put("a", "1")})));
+    EXPECT_EQ(ReplyTo(id).vote(), v1::VOTE_NO);
+    EXPECT_EQ(ReplyTo(id).reason(), "branch already aborted: client gave up");
+    Send(CommitRequest(++id, "aborted"));
+    EXPECT_EQ(ReplyTo(id).ack(), v1::BranchReply::ACK_ABORTED);
+    Send(PrepareRequest(++id, "committed", KvBranch({Put("b", "2")})));
+    EXPECT_EQ(ReplyTo(id).vote(), v1::VOTE_YES);
+    Send(PrepareRequest(++id, "committed", KvBranch({Put("b", "2")}),
+                        /*one_phase=*/true));
+    EXPECT_EQ(ReplyTo(id).ack(), v1::BranchReply::ACK_COMMITTED);
+    Send(AbortRequest(++id, "committed"));
+    EXPECT_EQ(ReplyTo(id).ack(), v1::BranchReply::ACK_COMMITTED);
+    EXPECT_EQ(store_.writes(), writes);  // answered from memory
+    EXPECT_EQ(manager_->in_flight_requests(), 0u);
+  }
+  EXPECT_EQ(Value("a"), std::nullopt);
+  EXPECT_EQ(Value("b"), "2");
+  EXPECT_EQ(kv_->locked_keys(), 0u);
+}
+
+TEST_F(BranchManagerTest, ForgottenReadOnlyBranchCanBeAbortedAfresh) {
+  store_.SetKv("k", "v");
+  const absl::Time deadline = clock_.Now() + absl::Seconds(30);
+  Send(WithDeadline(PrepareRequest(1, "t1", KvBranch({ExpectValue("k", "v")})),
+                    deadline));
+  EXPECT_EQ(ReplyTo(1).vote(), v1::VOTE_READ_ONLY);
+  EXPECT_EQ(manager_->StateOf("t1"), "READ_ONLY");
+  Send(AbortRequest(2, "t1"));
+  EXPECT_EQ(ReplyTo(2).ack(), v1::BranchReply::ACK_ABORTED);  // no sync
+  clock_.Advance(absl::Seconds(89));
+  EXPECT_EQ(manager_->ForgetFinished(), 0u);
+  clock_.Advance(absl::Seconds(1));
+  EXPECT_EQ(manager_->ForgetFinished(), 1u);
+  EXPECT_EQ(manager_->StateOf("t1"), "UNKNOWN");
+  // Unknown again: an abort is recorded, then remembered and forgotten anew.
+  Send(AbortRequest(3, "t1", "late"));
+  EXPECT_FALSE(Answered(3));
+  store_.Sync();
+  EXPECT_EQ(ReplyTo(3).ack(), v1::BranchReply::ACK_ABORTED);
+  EXPECT_EQ(manager_->StateOf("t1"), "ABORTED");
+  EXPECT_EQ(manager_->ForgetFinished(), 0u);
+  clock_.Advance(absl::Minutes(10));
+  EXPECT_EQ(manager_->ForgetFinished(), 1u);
+  EXPECT_EQ(manager_->StateOf("t1"), "UNKNOWN");
+}
+
 TEST_F(BranchManagerTest, PreparedBranchesAreNeverForgotten) {
   Send(PrepareRequest(1, "t1", KvBranch({Put("k", "v")})));
   store_.Sync();
