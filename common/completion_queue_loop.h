@@ -16,9 +16,11 @@
 // e.g. to write to disk, in one go and on this thread, what all of them
 // queued.
 //
-// Lifetime: the destructor shuts the queue down and joins the thread; every
-// operation posted to the queue must have come back by then (each user
-// quiesces first).
+// Lifetime: the destructor shuts the queue down, handles what is still on
+// it and joins the thread. So a handler must stay valid until its tags have
+// come back (e.g. an object that deletes itself on its last event), and
+// nothing may be posted once the destructor started (each user stops
+// first).
 //
 // Thread-safety: queue() and InLoopThread() from any thread; RunSoon from
 // the loop's thread only.
