@@ -34,7 +34,7 @@ void CompletionQueueLoop::RunSoonHandlers() {
   std::vector<Handler*> due;
   while (!soon_.empty()) {
     due.swap(soon_);
-    for (Handler* soon : due) soon->OnEvent(true);
+    for (Handler* handler : due) handler->OnEvent(true);
     due.clear();
   }
 }

@@ -47,6 +47,31 @@ class CompletionQueueLoop {
     ~Handler() = default;
   };
 
+  // The tags of an object with several kinds of event on the loop, one per
+  // value of `Event` (an enum counting from 0 up to kCount): Tag(event) is
+  // a Handler whose OnEvent calls (owner->*handle)(event, ok).
+  template <typename Owner, typename Event, int kCount>
+  class EventTags {
+   public:
+    EventTags(Owner* owner, void (Owner::*handle)(Event, bool)) {
+      for (int i = 0; i < kCount; ++i) {
+        tags_[i].owner = owner;
+        tags_[i].handle = handle;
+        tags_[i].event = static_cast<Event>(i);
+      }
+    }
+    Handler* Tag(Event event) { return &tags_[static_cast<int>(event)]; }
+
+   private:
+    struct OneTag final : Handler {
+      void OnEvent(bool ok) override { (owner->*handle)(event, ok); }
+      Owner* owner = nullptr;
+      void (Owner::*handle)(Event, bool) = nullptr;
+      Event event{};
+    };
+    OneTag tags_[kCount];
+  };
+
   // Drains a queue of its own, or `queue` (e.g. a server's completion queue
   // for asynchronous methods). `before_waiting` (optional) runs after each
   // round of ready events, inside their WakeupBatch; what it asks to

@@ -22,7 +22,6 @@
 
 #include <memory>
 
-
 namespace twopc {
 
 // Something a producer can wake: Wake() must make the consumer look at its

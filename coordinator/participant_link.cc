@@ -24,10 +24,6 @@ ParticipantLink::ParticipantLink(CompletionQueueLoop* loop,
           std::make_shared<CompletionQueueWaker>(loop->queue(), Tag(kWoken))),
       delay_(options_.min_reconnect_delay),
       rng_(std::hash<std::string>()(participant_id_)) {
-  for (int event = 0; event < kEvents; ++event) {
-    tags_[event].link = this;
-    tags_[event].event = static_cast<Event>(event);
-  }
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(64 << 20);
   args.SetMaxSendMessageSize(64 << 20);

@@ -129,16 +129,8 @@ class ParticipantLink {
     kFinished,
     kEvents
   };
-  // The tag of one event: tags_[event].
-  class EventTag final : public CompletionQueueLoop::Handler {
-   public:
-    void OnEvent(bool ok) override { link->Handle(event, ok); }
-    ParticipantLink* link = nullptr;
-    Event event = kWoken;
-  };
-
   void Handle(Event event, bool ok);
-  CompletionQueueLoop::Handler* Tag(Event event) { return &tags_[event]; }
+  CompletionQueueLoop::Handler* Tag(Event event) { return tags_.Tag(event); }
 
   // Opens a stream; once started it sends the hello, and the participant's
   // answer (kRead) makes the link connected.
@@ -173,7 +165,8 @@ class ParticipantLink {
   const Options options_;
   std::unique_ptr<v1::ParticipantService::Stub> stub_;
   CompletionQueueLoop* const loop_;
-  EventTag tags_[kEvents];
+  CompletionQueueLoop::EventTags<ParticipantLink, Event, kEvents> tags_{
+      this, &ParticipantLink::Handle};
   // Wakes the loop for requests queued and for Stop. Shared with
   // WakeupBatch, which may hold it past the link's end (it is closed then).
   const std::shared_ptr<CompletionQueueWaker> waker_;

@@ -1,6 +1,7 @@
 #include "participant/link_service.h"
 
 #include <deque>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -94,12 +95,7 @@ class LinkService::Stream final {
         waker_(std::make_shared<CompletionQueueWaker>(service->queue_,
                                                       Tag(kWoken))),
         outbox_(std::make_shared<Outbox>(service->loop_.get(), Tag(kWrite),
-                                         waker_)) {
-    for (int event = 0; event < kEvents; ++event) {
-      tags_[event].stream = this;
-      tags_[event].event = static_cast<Event>(event);
-    }
-  }
+                                         waker_)) {}
 
   // Asks gRPC for the next Link call.
   void Request() {
@@ -118,14 +114,8 @@ class LinkService::Stream final {
   // operation has at most one outstanding.
   enum Event { kAccepted, kRead, kWritten, kFinished, kDone, kWoken, kWrite,
                kEvents };
-  class EventTag final : public CompletionQueueLoop::Handler {
-   public:
-    void OnEvent(bool ok) override { stream->Handle(event, ok); }
-    Stream* stream = nullptr;
-    Event event = kAccepted;
-  };
 
-  CompletionQueueLoop::Handler* Tag(Event event) { return &tags_[event]; }
+  CompletionQueueLoop::Handler* Tag(Event event) { return tags_.Tag(event); }
 
   void Handle(Event event, bool ok) {
     switch (event) {
@@ -242,10 +232,7 @@ class LinkService::Stream final {
   }
 
   // Ends the call with `status` (once no write is outstanding).
-  void Refuse(grpc::Status status) {
-    refusal_ = std::move(status);
-    refused_ = true;
-  }
+  void Refuse(grpc::Status status) { refusal_ = std::move(status); }
 
   // The call cannot go on (a write failed, or it ended without our Finish):
   // what is outstanding comes back, replies due are dropped.
@@ -260,10 +247,12 @@ class LinkService::Stream final {
   // due written.
   void MaybeFinish() {
     if (!accepted_ || finishing_ || broken_ || writing_) return;
-    if (!refused_ && !(read_closed_ && outbox_->Drained())) return;
+    if (!refusal_.has_value() && !(read_closed_ && outbox_->Drained())) {
+      return;
+    }
     finishing_ = true;
     outbox_->Close();
-    stream_.Finish(refused_ ? refusal_ : grpc::Status::OK, Tag(kFinished));
+    stream_.Finish(refusal_.value_or(grpc::Status::OK), Tag(kFinished));
     ++outstanding_;
   }
 
@@ -280,7 +269,9 @@ class LinkService::Stream final {
   grpc::ServerContext context_;
   grpc::ServerAsyncReaderWriter<v1::ParticipantBatch, v1::CoordinatorBatch>
       stream_{&context_};
-  EventTag tags_[kEvents];
+  // Before the members whose construction uses Tag().
+  CompletionQueueLoop::EventTags<Stream, Event, kEvents> tags_{this,
+                                                               &Stream::Handle};
   // Wakes the loop for replies pushed on other threads. Shared with
   // WakeupBatch and the outbox, which may hold it past the stream's end (it
   // is closed then).
@@ -293,8 +284,7 @@ class LinkService::Stream final {
   bool hello_sent_ = false;
   bool read_closed_ = false;
   bool writing_ = false;
-  bool refused_ = false;
-  grpc::Status refusal_;
+  std::optional<grpc::Status> refusal_;  // set: end the call with it
   bool finishing_ = false;
   bool broken_ = false;
   bool done_ = false;

@@ -24,6 +24,7 @@ namespace {
 
 using ::testing::HasSubstr;
 using ::twopc::testing::IsOk;
+using ::twopc::testing::StatusIs;
 using ::twopc::testing::TempDir;
 using namespace ::twopc::participant::testing;  // NOLINT
 
@@ -124,9 +125,8 @@ TEST_F(LinkServiceTest, AHalfClosedStreamWritesTheRepliesDueBeforeItEnds) {
 
 TEST_F(LinkServiceTest, AnotherParticipantsStreamIsRefused) {
   LinkClient link(server_.address, kEpoch, "p2");
-  auto hello = link.Open();
-  EXPECT_EQ(hello.status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_THAT(hello.status().message(), HasSubstr("not the expected 'p2'"));
+  EXPECT_THAT(link.Open(), StatusIs(absl::StatusCode::kFailedPrecondition,
+                                    HasSubstr("not the expected 'p2'")));
 }
 
 TEST_F(LinkServiceTest, CancelAllEndsOpenStreamsAndRefusesNewOnes) {
@@ -136,9 +136,8 @@ TEST_F(LinkServiceTest, CancelAllEndsOpenStreamsAndRefusesNewOnes) {
   EXPECT_EQ(open.Finish().error_code(), grpc::StatusCode::CANCELLED);
 
   LinkClient late(server_.address, kEpoch, "p1");
-  auto hello = late.Open();
-  EXPECT_EQ(hello.status().code(), absl::StatusCode::kUnavailable);
-  EXPECT_THAT(hello.status().message(), HasSubstr("shutting down"));
+  EXPECT_THAT(late.Open(), StatusIs(absl::StatusCode::kUnavailable,
+                                    HasSubstr("shutting down")));
 }
 
 // A stream that breaks drops what is due; the next stream is served, and
