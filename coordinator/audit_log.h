@@ -1,5 +1,6 @@
 // AuditLog: the durable record of what operators did through AdminService
-// (forced decisions, retries, parking), refused attempts included.
+// (forced decisions, retries, parking, participant removals), refused
+// attempts included.
 //
 // Append syncs before it returns, so the caller writes the record first and
 // acts only once it is durable: nothing an operator forces happens

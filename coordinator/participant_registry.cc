@@ -136,17 +136,60 @@ absl::Status ParticipantRegistry::Register(const std::string& participant_id,
                         record.SerializeAsString()),
       "registering participant"));
   std::shared_ptr<ParticipantLink> link = MakeLink(record);
-  absl::MutexLock lock(&mu_);
-  Entry& entry = participants_[participant_id];
-  if (entry.link != nullptr) {
-    entry.link->Stop(absl::StrCat("UNAVAILABLE: participant ", participant_id,
-                                  " re-registered; its old link is closed"));
-    retired_.push_back(std::move(entry.link));
+  {
+    absl::MutexLock lock(&mu_);
+    Entry& entry = participants_[participant_id];
+    if (entry.link != nullptr) {
+      RetireLinkLocked(entry, "re-registered; its old link is closed");
+    }
+    entry.link = std::move(link);
+    entry.record = std::move(record);
+    entry.last_heartbeat = clock_->Now();
   }
-  entry.link = std::move(link);
-  entry.record = std::move(record);
-  entry.last_heartbeat = clock_->Now();
+  DestroyRetiredLinks();
   return absl::OkStatus();
+}
+
+absl::Status ParticipantRegistry::Remove(const std::string& participant_id) {
+  absl::MutexLock serial(&register_mu_);
+  RETURN_IF_ERROR(CheckRegistered(participant_id));
+  // Synced before the link goes: after a crash it stays removed.
+  rocksdb::WriteOptions sync;
+  sync.sync = true;
+  RETURN_IF_ERROR(storage::FromRocksDb(
+      store_->db()->Delete(sync, store_->family(kFamily), participant_id),
+      "removing participant"));
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = participants_.find(participant_id);
+    if (it != participants_.end()) {  // else Shutdown took it
+      RetireLinkLocked(it->second, "was removed by an operator");
+      participants_.erase(it);
+    }
+  }
+  DestroyRetiredLinks();
+  return absl::OkStatus();
+}
+
+void ParticipantRegistry::RetireLinkLocked(Entry& entry,
+                                           absl::string_view why) {
+  entry.link->Stop(absl::StrCat("UNAVAILABLE: participant ",
+                                entry.record.participant_id(), " ", why));
+  retired_.push_back(std::move(entry.link));
+}
+
+void ParticipantRegistry::DestroyRetiredLinks() {
+  std::vector<std::shared_ptr<ParticipantLink>> retired;
+  {
+    absl::MutexLock lock(&mu_);
+    // A Send that found a link before it was retired may still be using it.
+    auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return active_sends_ == 0;
+    };
+    mu_.Await(absl::Condition(&idle));
+    retired.swap(retired_);
+  }
+  retired.clear();  // outside mu_: fails what was in flight via callbacks
 }
 
 absl::Status ParticipantRegistry::Heartbeat(const std::string& participant_id,
@@ -168,6 +211,14 @@ absl::Status ParticipantRegistry::Heartbeat(const std::string& participant_id,
 bool ParticipantRegistry::IsRegistered(const std::string& participant_id) const {
   absl::MutexLock lock(&mu_);
   return participants_.count(participant_id) > 0;
+}
+
+absl::Status ParticipantRegistry::CheckRegistered(
+    const std::string& participant_id) const {
+  if (IsRegistered(participant_id)) return absl::OkStatus();
+  return absl::NotFoundError(
+      absl::StrCat("participant ", QuoteField(participant_id),
+                   " is not registered (twopcctl participant list)"));
 }
 
 bool ParticipantRegistry::Send(const std::string& participant_id,

@@ -16,6 +16,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
@@ -49,12 +50,22 @@ class ParticipantRegistry {
                         const std::string& endpoint,
                         const std::string& resource) ABSL_LOCKS_EXCLUDED(mu_);
 
+  // Forgets a participant (durably, synced) and closes its link: requests
+  // in flight on it fail with UNAVAILABLE, and Send refuses from now on.
+  // NOT_FOUND when not registered. The caller checks that no transaction
+  // still needs it.
+  absl::Status Remove(const std::string& participant_id)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
   // Records a heartbeat. NOT_FOUND when not registered.
   absl::Status Heartbeat(const std::string& participant_id,
                          uint32_t prepared_branches,
                          uint32_t in_flight_requests) ABSL_LOCKS_EXCLUDED(mu_);
 
   bool IsRegistered(const std::string& participant_id) const
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // OK when registered; else NOT_FOUND, saying how to list who is.
+  absl::Status CheckRegistered(const std::string& participant_id) const
       ABSL_LOCKS_EXCLUDED(mu_);
 
   // Queues `request` on the participant's link (see ParticipantLink::Send).
@@ -82,6 +93,12 @@ class ParticipantRegistry {
 
   std::shared_ptr<ParticipantLink> MakeLink(
       const internal::ParticipantRecord& record);
+  // Stops the entry's link and moves it to retired_.
+  void RetireLinkLocked(Entry& entry, absl::string_view why)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Destroys the retired links once no Send uses them. Waits for the link
+  // loop: not on the loop's thread, and with no lock that it may wait for.
+  void DestroyRetiredLinks() ABSL_LOCKS_EXCLUDED(mu_);
 
   storage::Store* const store_;
   Clock* const clock_;
@@ -92,12 +109,13 @@ class ParticipantRegistry {
 
   mutable absl::Mutex mu_;
   std::map<std::string, Entry> participants_ ABSL_GUARDED_BY(mu_);
-  // Links replaced by a re-registration. Kept (stopped) until Shutdown so
-  // that the last reference is never dropped inside Send, which runs under
-  // the caller's lock that the loop's thread may be waiting for (and a
-  // link's destructor waits for the loop).
+  // Links replaced by a re-registration or removed, stopped. They are
+  // destroyed by the Register or Remove call that retired them, once no
+  // Send holds them: the last reference must never be dropped inside Send,
+  // which runs under the caller's lock that the loop's thread may be
+  // waiting for (and a link's destructor waits for the loop).
   std::vector<std::shared_ptr<ParticipantLink>> retired_ ABSL_GUARDED_BY(mu_);
-  // Serialises Register calls (which write to disk outside mu_).
+  // Serialises Register and Remove calls (which write to disk outside mu_).
   absl::Mutex register_mu_;
   // Set by Shutdown: Send refuses, so no new link references are taken.
   bool closed_ ABSL_GUARDED_BY(mu_) = false;

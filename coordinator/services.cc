@@ -157,7 +157,7 @@ grpc::Status AdminServiceImpl::ListStuckTransactions(
 grpc::Status AdminServiceImpl::RetryTransaction(
     grpc::ServerContext*, const v1::RetryTransactionRequest* request,
     v1::TransactionDetail* response) {
-  return ReplyWith(manager_->Retry({.transaction_id = request->transaction_id(),
+  return ReplyWith(manager_->Retry({.target = request->transaction_id(),
                                 .reason = "",
                                 .operator_name = ""}),
                response);
@@ -166,7 +166,7 @@ grpc::Status AdminServiceImpl::RetryTransaction(
 grpc::Status AdminServiceImpl::ParkTransaction(
     grpc::ServerContext*, const v1::ParkTransactionRequest* request,
     v1::TransactionDetail* response) {
-  return ReplyWith(manager_->Park({.transaction_id = request->transaction_id(),
+  return ReplyWith(manager_->Park({.target = request->transaction_id(),
                                .reason = request->reason(),
                                .operator_name = request->operator_()},
                               /*parked=*/true),
@@ -176,7 +176,7 @@ grpc::Status AdminServiceImpl::ParkTransaction(
 grpc::Status AdminServiceImpl::UnparkTransaction(
     grpc::ServerContext*, const v1::UnparkTransactionRequest* request,
     v1::TransactionDetail* response) {
-  return ReplyWith(manager_->Park({.transaction_id = request->transaction_id(),
+  return ReplyWith(manager_->Park({.target = request->transaction_id(),
                                .reason = request->reason(),
                                .operator_name = request->operator_()},
                               /*parked=*/false),
@@ -186,11 +186,20 @@ grpc::Status AdminServiceImpl::UnparkTransaction(
 grpc::Status AdminServiceImpl::ForceTransaction(
     grpc::ServerContext*, const v1::ForceTransactionRequest* request,
     v1::TransactionDetail* response) {
-  return ReplyWith(manager_->Force({.transaction_id = request->transaction_id(),
+  return ReplyWith(manager_->Force({.target = request->transaction_id(),
                                 .reason = request->reason(),
                                 .operator_name = request->operator_()},
                                request->outcome()),
                response);
+}
+
+grpc::Status AdminServiceImpl::RemoveParticipant(
+    grpc::ServerContext*, const v1::RemoveParticipantRequest* request,
+    v1::RemoveParticipantResponse*) {
+  return ToGrpcStatus(
+      manager_->RemoveParticipant({.target = request->participant_id(),
+                                   .reason = request->reason(),
+                                   .operator_name = request->operator_()}));
 }
 
 grpc::Status AdminServiceImpl::ListAuditRecords(

@@ -73,8 +73,7 @@ class CoordinatorServiceImpl final : public v1::CoordinatorService::Service {
   ParticipantRegistry* const registry_;
 };
 
-// AdminService (operators). The calls not overridden here answer
-// UNIMPLEMENTED until the operator-CLI work lands. Thread-safe.
+// AdminService (operators). Thread-safe.
 class AdminServiceImpl final : public v1::AdminService::Service {
  public:
   AdminServiceImpl(TransactionManager* manager, AuditLog* audit,
@@ -117,6 +116,10 @@ class AdminServiceImpl final : public v1::AdminService::Service {
   grpc::Status ListParticipants(grpc::ServerContext* context,
                                 const v1::ListParticipantsRequest* request,
                                 v1::ListParticipantsResponse* response) override;
+  grpc::Status RemoveParticipant(grpc::ServerContext* context,
+                                 const v1::RemoveParticipantRequest* request,
+                                 v1::RemoveParticipantResponse* response)
+      override;
   grpc::Status GetStats(grpc::ServerContext* context,
                         const v1::GetStatsRequest* request,
                         v1::Stats* response) override;

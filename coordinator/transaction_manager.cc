@@ -1347,11 +1347,11 @@ std::string StuckReason(const internal::TransactionRecord& record,
                       absl::StrJoin(waiting, "; "));
 }
 
+// `no_target` is the error for a request without a target.
 absl::Status ValidateOperatorRequest(
-    const TransactionManager::OperatorRequest& request, bool reason_required) {
-  if (request.transaction_id.empty()) {
-    return absl::InvalidArgumentError("name the transaction (transaction_id)");
-  }
+    const TransactionManager::OperatorRequest& request, bool reason_required,
+    absl::string_view no_target = "name the transaction (transaction_id)") {
+  if (request.target.empty()) return absl::InvalidArgumentError(no_target);
   if (reason_required && request.reason.empty()) {
     return absl::InvalidArgumentError(
         "a reason is required; it is written to the audit log");
@@ -1522,7 +1522,7 @@ absl::Status TransactionManager::WriteAudit(const OperatorRequest& request,
   audit.set_operator_(request.operator_name.empty() ? "unknown"
                                                     : request.operator_name);
   audit.set_action(action);
-  audit.set_target(request.transaction_id);
+  audit.set_target(request.target);
   audit.set_reason(request.reason);
   audit.set_result(std::string(result));
   if (absl::Status written = audit_->Append(audit); !written.ok()) {
@@ -1537,7 +1537,7 @@ absl::StatusOr<v1::TransactionDetail> TransactionManager::RunOperatorAction(
     const OperatorRequest& request, const std::string& action,
     const std::function<absl::Status(const TransactionMachine&)>& check,
     const std::function<Actions(TransactionMachine&)>& act) {
-  const std::string& id = request.transaction_id;
+  const std::string& id = request.target;
   absl::Status allowed;
   bool live = false;
   {
@@ -1607,6 +1607,42 @@ absl::StatusOr<v1::TransactionDetail> TransactionManager::Force(
       [outcome, &request, now](TransactionMachine& m) {
         return m.Force(outcome, request.reason, now);
       });
+}
+
+absl::Status TransactionManager::RemoveParticipant(
+    const OperatorRequest& request) {
+  RETURN_IF_ERROR(ValidateOperatorRequest(
+      request, /*reason_required=*/true,
+      "name the participant (participant_id)"));
+  const std::string& participant = request.target;
+  // Not audited, like an unknown transaction.
+  RETURN_IF_ERROR(registry_->CheckRegistered(participant));
+  absl::Status allowed;
+  {
+    absl::MutexLock lock(&mu_);
+    RETURN_IF_ERROR(CheckRunningLocked());
+    int unfinished = 0;
+    std::string example;
+    for (const auto& [id, entry] : live_) {
+      for (const internal::BranchRecord& b :
+           entry->machine.record().branches()) {
+        if (b.participant_id() != participant) continue;
+        if (unfinished++ == 0) example = id;
+      }
+    }
+    if (unfinished > 0) {
+      allowed = absl::FailedPreconditionError(absl::StrCat(
+          "participant ", participant, " still has ", unfinished,
+          " unfinished transaction", unfinished == 1 ? "" : "s", " (e.g. ",
+          example, "); let them finish or resolve them first (twopcctl txn "
+          "list --participant ", participant, ")"));
+    }
+  }
+  // Durable before anything happens, refusals included.
+  RETURN_IF_ERROR(WriteAudit(request, "remove-participant",
+                             allowed.ok() ? "applied" : allowed.message()));
+  RETURN_IF_ERROR(allowed);
+  return registry_->Remove(participant);
 }
 
 }  // namespace twopc::coordinator

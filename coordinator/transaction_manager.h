@@ -141,9 +141,11 @@ class TransactionManager {
   std::map<std::string, uint32_t> UnfinishedByParticipant() const
       ABSL_LOCKS_EXCLUDED(mu_);
 
-  // Who asks for an operator action, and why (written to the audit log).
+  // Who asks for an operator action on what, and why (written to the audit
+  // log).
   struct OperatorRequest {
-    std::string transaction_id;
+    // The transaction id; the participant id for RemoveParticipant.
+    std::string target;
     std::string reason;
     std::string operator_name;
   };
@@ -156,6 +158,17 @@ class TransactionManager {
       ABSL_LOCKS_EXCLUDED(mu_);
   absl::StatusOr<v1::TransactionDetail> Force(const OperatorRequest& request,
                                               v1::Outcome outcome)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Removes participant `request.target` from the registry (synced) and
+  // closes its link, unless a live transaction still has a branch on it.
+  // A reason is required. Audited like the actions above.
+  // OK; NOT_FOUND (not registered); FAILED_PRECONDITION (unfinished
+  // transactions, one of them named); INVALID_ARGUMENT.
+  // A transaction that starts on the participant while it is being removed
+  // cannot send its prepare and aborts. A sidecar still running registers
+  // again at its next heartbeat (answered NOT_FOUND): stop it first.
+  absl::Status RemoveParticipant(const OperatorRequest& request)
       ABSL_LOCKS_EXCLUDED(mu_);
 
   uint64_t epoch() const { return epoch_; }
@@ -242,7 +255,8 @@ class TransactionManager {
       const std::string& transaction_id,
       const std::function<absl::Status(const TransactionMachine&)>& check,
       absl::Status* allowed) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Appends an audit record (synced); UNAVAILABLE when it cannot.
+  // Appends an audit record (synced) of `action` on request.target;
+  // UNAVAILABLE when it cannot.
   absl::Status WriteAudit(const OperatorRequest& request,
                           const std::string& action, absl::string_view result)
       ABSL_LOCKS_EXCLUDED(mu_);

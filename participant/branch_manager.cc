@@ -460,17 +460,17 @@ void BranchManager::OnApplied(const std::string& txid, BranchRecord record,
 
 void BranchManager::Fail(const std::string& txid, const absl::Status& status) {
   Actions actions;
-  bool first = false;
+  std::string fatal;  // set by the first failure only
   {
     absl::MutexLock lock(&mu_);
     if (failure_.ok()) {
-      first = true;
       failure_ = absl::Status(
           status.code(),
           absl::StrCat("participant ", options_.participant_id,
                        " cannot write its branch store and must be "
                        "restarted: ",
                        status.message()));
+      fatal = failure_.ToString();
     }
     auto it = entries_.find(txid);
     if (it != entries_.end()) {
@@ -484,7 +484,7 @@ void BranchManager::Fail(const std::string& txid, const absl::Status& status) {
   RunAll(actions);
   // Nothing more can be made durable: only a restart can tell what is on
   // disk. Let the owner stop the process (it must not keep serving).
-  if (first && options_.on_fatal) options_.on_fatal(failure_.ToString());
+  if (!fatal.empty() && options_.on_fatal) options_.on_fatal(fatal);
 }
 
 void BranchManager::AnswerWaitersLocked(Entry& entry, Actions* actions) {

@@ -262,6 +262,67 @@ TEST_F(AdminOperationsTest, PhaseTwoIsRetriedParkedAndNeverForcedToAbort) {
   EXPECT_THAT(Force(id, v1::OUTCOME_COMMITTED, "make sure"), IsOk());
 }
 
+TEST_F(AdminOperationsTest, AParticipantIsRemovedOnlyOnceNothingNeedsIt) {
+  auto remove = [this](const std::string& id, const std::string& reason) {
+    v1::RemoveParticipantRequest request;
+    request.set_participant_id(id);
+    request.set_reason(reason);
+    request.set_operator_("alice");
+    return Admin(&v1::AdminService::Stub::RemoveParticipant, request);
+  };
+  b_->set_ack_commits(false);
+  absl::StatusOr<v1::Transaction> t = Execute(TwoBranches());
+  ASSERT_THAT(t, IsOk());
+
+  // b still owes the commit acknowledgement: refused, and audited.
+  EXPECT_THAT(remove("b", "retired"),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("participant b still has 1 unfinished "
+                                 "transaction (e.g. " +
+                                 t->transaction_id() + ")")));
+  EXPECT_THAT(remove("b", ""), StatusIs(absl::StatusCode::kInvalidArgument,
+                                        HasSubstr("a reason is required")));
+  EXPECT_THAT(remove("c", "typo"), StatusIs(absl::StatusCode::kNotFound,
+                                            HasSubstr("not registered")));
+  b_->set_ack_commits(true);
+  ASSERT_TRUE(WaitForState(t->transaction_id(),
+                           v1::TRANSACTION_STATE_COMMITTED));
+  ASSERT_THAT(remove("b", "retired"), IsOk());
+
+  // Gone from the list, for new transactions, and across a restart.
+  auto listed = [this] {
+    std::vector<std::string> ids;
+    auto response = Admin(&v1::AdminService::Stub::ListParticipants,
+                          v1::ListParticipantsRequest());
+    EXPECT_THAT(response, IsOk());
+    if (!response.ok()) return ids;
+    for (const v1::ParticipantInfo& p : response->participants()) {
+      ids.push_back(p.participant_id());
+    }
+    return ids;
+  };
+  EXPECT_THAT(listed(), ::testing::ElementsAre("a"));
+  EXPECT_THAT(Execute(TwoBranches()),
+              StatusIs(absl::StatusCode::kNotFound,
+                       HasSubstr("participant b is not registered")));
+  RestartCoordinator();
+  EXPECT_THAT(listed(), ::testing::ElementsAre("a"));
+  EXPECT_THAT(remove("b", "again"), StatusIs(absl::StatusCode::kNotFound));
+
+  // Both attempts are in the audit log, newest first.
+  std::vector<v1::AuditRecord> audit = Audit();
+  ASSERT_THAT(audit, SizeIs(2));
+  EXPECT_EQ(audit[0].action(), "remove-participant");
+  EXPECT_EQ(audit[0].target(), "b");
+  EXPECT_EQ(audit[0].operator_(), "alice");
+  EXPECT_EQ(audit[0].result(), "applied");
+  EXPECT_THAT(audit[1].result(), HasSubstr("still has 1 unfinished"));
+
+  // A sidecar that comes back registers again and is used again.
+  Register(*b_);
+  EXPECT_THAT(Execute(TwoBranches()), IsOk());
+}
+
 TEST_F(AdminOperationsTest, UnknownTransactionsAreNotFound) {
   EXPECT_THAT(Describe("99-1"), StatusIs(absl::StatusCode::kNotFound));
   EXPECT_THAT(Force("99-1", v1::OUTCOME_ABORTED, "why"),

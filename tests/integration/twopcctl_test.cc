@@ -320,6 +320,27 @@ TEST_F(TwopcctlTest, OperatorActionsOnADecidedTransactionAreRefused) {
   EXPECT_EQ(Ctl({"-o", "json", "txn", "describe", id}).exit_code, 0);
 }
 
+// A retired sidecar is stopped, then removed; the removal is audited.
+TEST_F(TwopcctlTest, OperatorRemovesARetiredParticipant) {
+  ASSERT_THAT(cluster_.Stop("p2"), IsOk());
+  EXPECT_EQ(Ctl({"participant", "remove", "p2"}).exit_code, 2);  // no reason
+  EXPECT_EQ(Ctl({"participant", "remove", "p9", "--reason", "x"}).exit_code,
+            3);
+  CtlResult removed = Ctl({"participant", "remove", "p2", "--reason",
+                           "host decommissioned", "--operator", "oncall"});
+  EXPECT_EQ(removed.exit_code, 0) << removed.output;
+  EXPECT_EQ(removed.output, "removed participant p2\n");
+  CtlResult list = Ctl({"participant", "list"});
+  EXPECT_THAT(list.output, HasSubstr("p1"));
+  EXPECT_THAT(list.output, Not(HasSubstr("p2")));
+  CtlResult exec = Ctl({"txn", "exec", "--op", "p2 put a 1"});
+  EXPECT_EQ(exec.exit_code, 3) << exec.output;
+  EXPECT_THAT(exec.output, HasSubstr("participant p2 is not registered"));
+  EXPECT_THAT(Ctl({"audit", "list"}).output,
+              MatchesRegex("(.|\n)*oncall +remove-participant +p2 +host "
+                           "decommissioned +applied\n(.|\n)*"));
+}
+
 // The coordinator address comes from TWOPC_COORDINATOR too; an unreachable
 // one is one clear line and exit code 1.
 TEST_F(TwopcctlTest, UnreachableCoordinatorIsOneClearLine) {

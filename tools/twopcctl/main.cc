@@ -85,6 +85,26 @@ int RunParticipants(const GlobalFlags& flags) {
   return kExitOk;
 }
 
+int RunParticipantRemove(const GlobalFlags& flags,
+                         const v1::RemoveParticipantRequest& request) {
+  v1::RemoveParticipantRequest with_operator = request;
+  if (with_operator.operator_().empty() && std::getenv("USER") != nullptr) {
+    with_operator.set_operator_(std::getenv("USER"));
+  }
+  v1::RemoveParticipantResponse response;
+  if (int rc = CallCoordinator(flags,
+                               &v1::AdminService::Stub::RemoveParticipant,
+                               with_operator, &response)) {
+    return rc;
+  }
+  if (flags.json()) {
+    PrintJson(response);
+  } else {
+    std::printf("removed participant %s\n", request.participant_id().c_str());
+  }
+  return kExitOk;
+}
+
 int RunStats(const GlobalFlags& flags) {
   v1::Stats stats;
   if (int rc = CallCoordinator(flags, &v1::AdminService::Stub::GetStats,
@@ -526,6 +546,23 @@ int main(int argc, char** argv) {
   participant->require_subcommand(1);
   participant->add_subcommand("list", "participants with their health")
       ->callback([&] { exit_code = RunParticipants(flags); });
+  twopc::v1::RemoveParticipantRequest removal;
+  CLI::App* participant_remove = participant->add_subcommand(
+      "remove",
+      "forget a participant whose sidecar is retired (refused while a "
+      "transaction still has a branch on it; a sidecar still running "
+      "registers again); audited");
+  participant_remove
+      ->add_option("ID", *removal.mutable_participant_id(), "participant id")
+      ->required();
+  participant_remove
+      ->add_option("--reason", *removal.mutable_reason(),
+                   "why (written to the audit log)")
+      ->required();
+  participant_remove->add_option("--operator", *removal.mutable_operator_(),
+                                 "who (default: $USER)");
+  participant_remove->callback(
+      [&] { exit_code = RunParticipantRemove(flags, removal); });
 
   app.add_subcommand("stats", "throughput, latency, in-doubt, group commit")
       ->callback([&] { exit_code = RunStats(flags); });

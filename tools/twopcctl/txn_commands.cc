@@ -574,8 +574,10 @@ TxnCommands::TxnCommands(CLI::App* app, const GlobalFlags* flags,
   CLI::App* audit = app->add_subcommand("audit", "the operator audit log");
   audit->require_subcommand(1);
   CLI::App* audit_list =
-      audit->add_subcommand("list", "forced decisions, retries and parking, "
-                                    "newest first, refusals included");
+      audit->add_subcommand("list",
+                            "forced decisions, retries, parking and "
+                            "participant removals, newest first, refusals "
+                            "included");
   audit_list->add_option("--limit", list_.limit, "page size")
       ->check(CLI::Range(1, 1000))
       ->capture_default_str();
