@@ -2,6 +2,7 @@
 // CoordinatorServer against scripted fake participants (coordinator_fixture.h).
 #include "coordinator/coordinator_server.h"
 
+#include <atomic>
 #include <map>
 #include <memory>
 #include <string>
@@ -10,6 +11,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/grpc_server.h"
@@ -659,6 +661,54 @@ TEST_F(CoordinatorRetentionQueueTest, SizeRetentionMovesTheLogStart) {
   absl::Status back = FromGrpcStatus(status);
   ASSERT_TRUE(GetErrorInfo(back).has_value());
   EXPECT_EQ(GetErrorInfo(back)->log_start_offset(), 2);
+}
+
+// Each re-registration at a new endpoint closes the old link and destroys
+// it then, while transactions keep using the participant.
+TEST_F(CoordinatorServerTest, ReRegisteringMovesTheLinkUnderLoad) {
+  std::atomic<bool> stop{false};
+  std::atomic<int> executed{0};
+  std::thread load([&] {
+    while (!stop.load()) {
+      // Transactions caught by a move abort (UNAVAILABLE); none may hang.
+      (void)Execute(TwoBranches());
+      ++executed;
+    }
+  });
+  absl::Cleanup join = [&] {
+    stop = true;
+    load.join();
+  };
+  // Each move happens while transactions are running.
+  auto progressed = [&executed](int from) {
+    const absl::Time deadline = absl::Now() + kWait;
+    while (executed.load() < from + 2 && absl::Now() < deadline) {
+      absl::SleepFor(absl::Milliseconds(1));
+    }
+    return executed.load() >= from + 2;
+  };
+  std::vector<std::unique_ptr<FakeParticipant>> moved;
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_TRUE(progressed(executed.load()));
+    moved.push_back(std::make_unique<FakeParticipant>("b"));
+    Register(*moved.back());
+  }
+  ASSERT_TRUE(progressed(executed.load()));
+  std::move(join).Invoke();
+
+  absl::StatusOr<v1::Transaction> t = Execute(TwoBranches());
+  ASSERT_THAT(t, IsOk());
+  EXPECT_EQ(t->outcome(), v1::OUTCOME_COMMITTED);
+  EXPECT_TRUE(moved.back()->WaitFor("commit:" + t->transaction_id()));
+  EXPECT_TRUE(WaitForState(t->transaction_id(),
+                           v1::TRANSACTION_STATE_COMMITTED));
+  for (size_t i = 0; i + 1 < moved.size(); ++i) {
+    EXPECT_THAT(moved[i]->received(),
+                ::testing::Not(::testing::Contains(
+                    "prepare:" + t->transaction_id())));
+  }
+  EXPECT_THAT(b_->received(), ::testing::Not(::testing::Contains(
+                                  "prepare:" + t->transaction_id())));
 }
 
 TEST_F(CoordinatorServerTest, HeartbeatFromUnknownParticipantIsNotFound) {
