@@ -25,7 +25,12 @@ bool HoldsPreparedState(const BranchRecord& branch) {
 
 TransactionMachine::TransactionMachine(internal::TransactionRecord record,
                                        RetryPolicy policy, uint64_t seed)
-    : record_(std::move(record)), policy_(policy), rng_state_(seed) {
+    : record_(std::move(record)),
+      policy_(policy),
+      backoff_({.initial = policy.initial_backoff,
+                .max = policy.max_backoff,
+                .jitter = policy.jitter},
+               seed) {
   if (record_.state() == v1::TRANSACTION_STATE_UNSPECIFIED) {
     record_.set_state(v1::TRANSACTION_STATE_ACTIVE);
   }
@@ -228,7 +233,8 @@ void TransactionMachine::SendPhase2(absl::Time now, Actions* actions) {
     actions->push_back(action::Persist{.sync = false});
   }
   const absl::Duration delay =
-      record_.parked() ? policy_.parked_interval : Backoff(max_attempts);
+      record_.parked() ? policy_.parked_interval
+                       : backoff_.Delay(max_attempts - 1);
   actions->push_back(action::WakeAt{now + delay});
 }
 
@@ -417,21 +423,6 @@ Actions TransactionMachine::DecideAbort(const std::string& code,
   actions.push_back(action::Persist{.sync = false});
   actions.push_back(action::Done{});
   return actions;
-}
-
-absl::Duration TransactionMachine::Backoff(uint32_t attempts) {
-  absl::Duration delay = policy_.initial_backoff;
-  for (uint32_t i = 1; i < attempts && delay < policy_.max_backoff; ++i) {
-    delay *= 2;
-  }
-  delay = std::min(delay, policy_.max_backoff);
-  // splitmix64 (Steele, Lea and Flood), then 53 bits to [0, 1).
-  uint64_t z = (rng_state_ += 0x9e3779b97f4a7c15);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111eb;
-  z ^= z >> 31;
-  const double unit = static_cast<double>(z >> 11) * 0x1.0p-53;
-  return delay * (1 - policy_.jitter + 2 * policy_.jitter * unit);
 }
 
 }  // namespace twopc::coordinator

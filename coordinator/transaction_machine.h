@@ -39,6 +39,7 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "common/backoff.h"
 #include "twopc/internal/decision_log.pb.h"
 
 namespace twopc::coordinator {
@@ -208,13 +209,12 @@ class TransactionMachine {
   void MaybeDecideCommit(absl::Time now, Actions* actions);
   void SendPhase2(absl::Time now, Actions* actions);
   void MaybeFinish(absl::Time now, Actions* actions);
-  absl::Duration Backoff(uint32_t attempts);
 
   internal::TransactionRecord record_;
   RetryPolicy policy_;
-  // Jitter source (splitmix64): a machine per transaction, so it must be
-  // cheap to create; std::mt19937_64 carries 2.5 KB of state to seed.
-  uint64_t rng_state_;
+  // Phase-2 retry delays (8 bytes of jitter state: a machine per
+  // transaction must be cheap to create).
+  Backoff backoff_;
   // The forced COMMIT record has been requested but not yet synced.
   bool commit_logging_ = false;
 };

@@ -96,7 +96,12 @@ BranchManager::BranchManager(BranchManagerOptions options, BranchStore* store,
       store_(store),
       resource_(resource),
       clock_(clock),
-      resource_kind_(resource->kind()) {}
+      resource_kind_(resource->kind()),
+      query_backoff_({.initial = options_.query_backoff_initial,
+                      .max = options_.query_backoff_max,
+                      .jitter = options_.query_backoff_jitter},
+                     options_.jitter_seed != 0 ? options_.jitter_seed
+                                               : RandomSeed()) {}
 
 absl::Status BranchManager::ObserveEpoch(uint64_t epoch) {
   Actions actions;
@@ -601,18 +606,10 @@ std::vector<std::string> BranchManager::DueForOutcomeQuery(size_t max) {
     Entry& entry = entries_[txid];
     if (entry.next_query_at > now) continue;
     due.push_back(txid);
-    entry.next_query_at = now + BackoffFor(entry.query_attempts);
+    entry.next_query_at = now + query_backoff_.Delay(entry.query_attempts);
     ++entry.query_attempts;
   }
   return due;
-}
-
-absl::Duration BranchManager::BackoffFor(int attempts) const {
-  absl::Duration backoff = options_.query_backoff_initial;
-  for (int i = 0; i < attempts && backoff < options_.query_backoff_max; ++i) {
-    backoff *= 2;
-  }
-  return std::min(backoff, options_.query_backoff_max);
 }
 
 void BranchManager::ApplyOutcome(const std::string& transaction_id,

@@ -86,6 +86,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/backoff.h"
 #include "common/clock.h"
 #include "participant/branch_store.h"
 #include "participant/resource.h"
@@ -101,6 +102,13 @@ struct BranchManagerOptions {
   // Backoff between outcome queries of one branch: initial, doubling, cap.
   absl::Duration query_backoff_initial = absl::Milliseconds(500);
   absl::Duration query_backoff_max = absl::Seconds(30);
+  // Each query delay is scaled by a random factor in [1 - jitter,
+  // 1 + jitter], so that the branches left in doubt by one crash (here and
+  // at other sidecars) do not all ask at the same moments.
+  double query_backoff_jitter = 0.2;
+  // Seeds that jitter; 0 picks a random seed (simulations pass theirs, to
+  // replay).
+  uint64_t jitter_seed = 0;
   // How long finished branches are remembered; see "Memory" above.
   absl::Duration finished_retention = absl::Minutes(1);
   absl::Duration finished_retention_without_deadline = absl::Minutes(10);
@@ -261,7 +269,6 @@ class BranchManager {
                              const absl::Status& status) const;
   void Respond(Waiter waiter, v1::BranchReply reply, Actions* actions)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Duration BackoffFor(int attempts) const;
   // When a branch finishing now may be forgotten.
   absl::Time ForgetAt(absl::Time deadline) const;
   // The branch at `it` ends in `state` (kCommitted, kAborted or kReadOnly):
@@ -280,6 +287,8 @@ class BranchManager {
   const std::string resource_kind_;
 
   mutable absl::Mutex mu_;
+  // Delays between outcome queries of a branch.
+  Backoff query_backoff_ ABSL_GUARDED_BY(mu_);
   // Branches in progress. A transaction id is in at most one of entries_
   // and finished_.
   EntryMap entries_ ABSL_GUARDED_BY(mu_);

@@ -14,7 +14,11 @@ CallbackResource::CallbackResource(CallbackResourceOptions options,
     : options_(std::move(options)),
       clock_(clock),
       stub_(v1::ApplicationCallbackService::NewStub(grpc::CreateChannel(
-          options_.address, grpc::InsecureChannelCredentials()))) {
+          options_.address, grpc::InsecureChannelCredentials()))),
+      retry_backoff_({.initial = options_.retry_initial,
+                      .max = options_.retry_max,
+                      .jitter = 0.2},
+                     RandomSeed()) {
   for (int i = 0; i < std::max(1, options_.threads); ++i) {
     workers_.emplace_back([this] { RunWorker(); });
   }
@@ -153,9 +157,11 @@ void CallbackResource::Deliver(std::string transaction_id, bool committed,
                  committed ? "commit" : "abort", transaction_id.c_str(),
                  options_.address.c_str(), status.error_message().c_str());
   }
-  absl::Duration backoff = options_.retry_initial;
-  for (int i = 0; i < attempt && backoff < options_.retry_max; ++i) backoff *= 2;
-  backoff = std::min(backoff, options_.retry_max);
+  absl::Duration backoff;
+  {
+    absl::MutexLock lock(&mu_);
+    backoff = retry_backoff_.Delay(attempt);
+  }
   Schedule(clock_->Now() + backoff,
            [this, transaction_id = std::move(transaction_id), committed,
             attempt, done = std::move(done)]() mutable {

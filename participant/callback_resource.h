@@ -31,6 +31,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
+#include "common/backoff.h"
 #include "common/clock.h"
 #include "participant/resource.h"
 #include "twopc/v1/callback.grpc.pb.h"
@@ -40,7 +41,8 @@ namespace twopc::participant {
 struct CallbackResourceOptions {
   // The application's host:port.
   std::string address;
-  // Backoff of Commit/Abort delivery: initial, doubling, cap.
+  // Backoff of Commit/Abort delivery: initial, doubling, cap (each delay
+  // jittered by up to ±20%, so retries after an outage spread out).
   absl::Duration retry_initial = absl::Milliseconds(100);
   absl::Duration retry_max = absl::Seconds(5);
   // Deadline of one Commit/Abort call; Prepare uses the branch deadline,
@@ -85,6 +87,7 @@ class CallbackResource : public Resource {
   std::unique_ptr<v1::ApplicationCallbackService::Stub> stub_;
 
   absl::Mutex mu_;
+  Backoff retry_backoff_ ABSL_GUARDED_BY(mu_);
   absl::CondVar changed_;
   std::multimap<absl::Time, std::function<void()>> tasks_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;

@@ -6,6 +6,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include "common/backoff.h"
 #include "google/protobuf/util/time_util.h"
 
 namespace twopc::participant {
@@ -39,7 +40,11 @@ CoordinatorClient::~CoordinatorClient() {
 
 void CoordinatorClient::RunRegistration() {
   if (stub_ == nullptr) return;
-  absl::Duration backoff = options_.retry_initial;
+  Backoff backoff({.initial = options_.retry_initial,
+                   .max = options_.retry_max,
+                   .jitter = 0.2},
+                  RandomSeed());
+  uint64_t failures = 0;  // in a row
   absl::Duration interval = options_.heartbeat_interval;
   bool logged_unreachable = false;
   auto failed = [&](const grpc::Status& status, const char* what) {
@@ -52,9 +57,7 @@ void CoordinatorClient::RunRegistration() {
                    status.error_message().c_str());
       logged_unreachable = true;
     }
-    const absl::Duration wait = backoff;
-    backoff = std::min(backoff * 2, options_.retry_max);
-    return wait;
+    return backoff.Delay(failures++);
   };
   while (!stop_.HasBeenNotified()) {
     absl::Duration wait;
@@ -70,7 +73,7 @@ void CoordinatorClient::RunRegistration() {
       if (status.ok()) {
         registered_.store(true);
         logged_unreachable = false;
-        backoff = options_.retry_initial;
+        failures = 0;
         manager_->ObserveEpoch(response.coordinator_epoch()).IgnoreError();
         if (response.has_heartbeat_interval()) {
           const int64_t ms = google::protobuf::util::TimeUtil::DurationToMilliseconds(
@@ -101,7 +104,7 @@ void CoordinatorClient::RunRegistration() {
       const grpc::Status status = stub_->Heartbeat(&context, request, &response);
       if (status.ok()) {
         logged_unreachable = false;
-        backoff = options_.retry_initial;
+        failures = 0;
         manager_->ObserveEpoch(response.coordinator_epoch()).IgnoreError();
         wait = interval;
       } else if (status.error_code() == grpc::StatusCode::NOT_FOUND) {

@@ -44,7 +44,9 @@ struct CoordinatorClientOptions {
   std::string resource;
   // Heartbeat period when the coordinator does not give one.
   absl::Duration heartbeat_interval = absl::Seconds(2);
-  // Backoff while the coordinator is unreachable: initial, doubling, cap.
+  // Backoff while the coordinator is unreachable: initial, doubling, cap
+  // (each delay jittered by up to ±20%, so that the sidecars of a restarted
+  // coordinator do not all call it at the same moments).
   absl::Duration retry_initial = absl::Milliseconds(100);
   absl::Duration retry_max = absl::Seconds(5);
   // How often to look for in-doubt branches due for a query.

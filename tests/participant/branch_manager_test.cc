@@ -18,6 +18,7 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
+using ::testing::SizeIs;
 using ::twopc::testing::IsOk;
 using ::twopc::testing::StatusIs;
 using namespace ::twopc::participant::testing;  // NOLINT
@@ -38,6 +39,7 @@ class BranchManagerTest : public ::testing::Test {
          .in_doubt_after = absl::Seconds(10),
          .query_backoff_initial = absl::Seconds(1),
          .query_backoff_max = absl::Seconds(4),
+         .query_backoff_jitter = 0,  // exact delays; see the jitter test
          .finished_retention = absl::Minutes(1),
          .finished_retention_without_deadline = absl::Minutes(10),
          .on_fatal = nullptr},
@@ -349,6 +351,43 @@ TEST_F(BranchManagerTest, InDoubtBranchesAreQueriedWithCappedBackoff) {
   EXPECT_EQ(kv_->locked_keys(), 0u);
   clock_.Advance(absl::Minutes(1));
   EXPECT_THAT(manager_->DueForOutcomeQuery(100), IsEmpty());
+}
+
+// Branches left in doubt by one crash ask again at spread-out moments.
+TEST_F(BranchManagerTest, JitterSpreadsTheOutcomeQueriesOfManyBranches) {
+  BranchManagerOptions options{.participant_id = "p1",
+                               .in_doubt_after = absl::Seconds(10),
+                               .query_backoff_initial = absl::Seconds(1),
+                               .query_backoff_max = absl::Seconds(4),
+                               .query_backoff_jitter = 0.2,
+                               .jitter_seed = 5,
+                               .finished_retention = absl::Minutes(1),
+                               .finished_retention_without_deadline =
+                                   absl::Minutes(10),
+                               .on_fatal = nullptr};
+  manager_.reset();
+  auto manager = BranchManager::Create(options, &store_, kv_.get(), &clock_);
+  ASSERT_THAT(manager, IsOk());
+  manager_ = std::move(*manager);
+  constexpr int kBranches = 50;
+  for (int i = 0; i < kBranches; ++i) {
+    const std::string key = "k" + std::to_string(i);
+    Send(PrepareRequest(i + 1, "t" + std::to_string(i),
+                        KvBranch({Put(key, "v")})));
+  }
+  store_.Sync();
+  clock_.Advance(absl::Seconds(10));
+  ASSERT_THAT(manager_->DueForOutcomeQuery(100), SizeIs(kBranches));
+  // The next query of each is due 1 s later, ±20%.
+  clock_.Advance(absl::Milliseconds(799));
+  EXPECT_THAT(manager_->DueForOutcomeQuery(100), IsEmpty());
+  clock_.Advance(absl::Milliseconds(201));
+  const size_t first_half = manager_->DueForOutcomeQuery(100).size();
+  EXPECT_GT(first_half, 5u);
+  EXPECT_LT(first_half, kBranches - 5u);
+  clock_.Advance(absl::Milliseconds(200));
+  EXPECT_THAT(manager_->DueForOutcomeQuery(100),
+              SizeIs(kBranches - first_half));
 }
 
 TEST_F(BranchManagerTest, StoreFailureFailsRequestsAmbiguouslyAndForGood) {

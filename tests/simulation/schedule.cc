@@ -54,11 +54,14 @@ coordinator::RetryPolicy SimRetryPolicy() {
           .parked_interval = absl::Seconds(10)};
 }
 
-participant::BranchManagerOptions SimBranchOptions() {
+// `jitter_seed` comes from the schedule's seed, so a schedule replays.
+participant::BranchManagerOptions SimBranchOptions(uint64_t jitter_seed) {
   return {.participant_id = "",
           .in_doubt_after = absl::Seconds(1),
           .query_backoff_initial = absl::Milliseconds(250),
           .query_backoff_max = absl::Seconds(2),
+          .query_backoff_jitter = 0.2,
+          .jitter_seed = jitter_seed,
           .finished_retention = absl::Seconds(3),
           .finished_retention_without_deadline = absl::Seconds(10),
           .on_fatal = nullptr};
@@ -136,7 +139,7 @@ class ScheduleRunner {
     for (size_t i = 0; i < shape_.callback_mode.size(); ++i) {
       ParticipantConfig config{
           .callback_mode = shape_.callback_mode[i],
-          .options = SimBranchOptions(),
+          .options = SimBranchOptions(options.seed * 1000 + i + 1),
           .poll_interval = absl::Milliseconds(250),
           .acknowledge_before_sync =
               options.bug == InjectedBug::kVoteBeforePreparedSynced};
