@@ -29,8 +29,6 @@ class Backoff {
   // initial * 2^retry, capped at max, then jittered.
   absl::Duration Delay(uint64_t retry);
 
-  const BackoffPolicy& policy() const { return policy_; }
-
  private:
   BackoffPolicy policy_;
   uint64_t rng_;

@@ -65,6 +65,13 @@ constexpr PointInfo kPoints[] = {
      "a durable decision nobody was told of: recovery must re-drive commit "
      "to every branch",
      false},
+    {"coordinator.removing_participant",
+     "TransactionManager::RemoveParticipant: the removal is audited and "
+     "no new branch may go to the participant, but the registry still "
+     "holds it",
+     "a removal caught half-way: no transaction starts on the participant "
+     "meanwhile; after a crash there it is still registered",
+     false},
     {"coordinator.after_commit_ack",
      "TransactionManager::OnReply, as a phase-2 acknowledgement arrives and "
      "before it is recorded (arm with @k to die at the k-th ack: after k-1 "

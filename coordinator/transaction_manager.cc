@@ -4,6 +4,7 @@
 #include <cstring>
 #include <utility>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/failpoint.h"
@@ -16,6 +17,17 @@
 
 namespace twopc::coordinator {
 namespace {
+
+// NOT_FOUND with reason PARTICIPANT_UNKNOWN: "participant <id> <what>".
+absl::Status ParticipantUnknown(const std::string& participant_id,
+                                absl::string_view what) {
+  v1::ErrorInfo info;
+  info.set_reason("PARTICIPANT_UNKNOWN");
+  info.set_participant_id(participant_id);
+  return WithErrorInfo(absl::NotFoundError(absl::StrCat(
+                           "participant ", participant_id, " ", what)),
+                       info);
+}
 
 using google::protobuf::util::TimeUtil;
 
@@ -301,15 +313,9 @@ void TransactionManager::Execute(v1::ExecuteRequest request, Done done) {
   for (const v1::Branch& branch : request.branches()) {
     if (!valid.ok()) break;
     if (!registry_->IsRegistered(branch.participant_id())) {
-      v1::ErrorInfo info;
-      info.set_reason("PARTICIPANT_UNKNOWN");
-      info.set_participant_id(branch.participant_id());
-      valid = WithErrorInfo(
-          absl::NotFoundError(absl::StrCat(
-              "participant ", branch.participant_id(),
-              " is not registered; start its sidecar or check the name "
-              "(twopcctl participant list)")),
-          info);
+      valid = ParticipantUnknown(branch.participant_id(),
+                                 "is not registered; start its sidecar or "
+                                 "check the name (twopcctl participant list)");
     }
   }
   // Creates nothing: with auto-creation on, topics are created only when
@@ -378,6 +384,13 @@ void TransactionManager::Execute(v1::ExecuteRequest request, Done done) {
       } else {
         ReplyScope::Reply(done, Outcome(*logged));
       }
+      return;
+    }
+  }
+  for (const v1::Branch& branch : request.branches()) {
+    if (absl::Status removing = CheckNotRemovingLocked(branch.participant_id());
+        !removing.ok()) {
+      ReplyScope::Reply(done, removing);
       return;
     }
   }
@@ -455,11 +468,12 @@ absl::Status TransactionManager::AddBranch(const v1::AddBranchRequest& request) 
   RETURN_IF_ERROR(ValidateBranch(request.branch(), options_.limits));
   const std::string& participant = request.branch().participant_id();
   if (!registry_->IsRegistered(participant)) {
-    return absl::NotFoundError(absl::StrCat(
-        "participant ", participant,
-        " is not registered; start its sidecar or check the name"));
+    return ParticipantUnknown(participant,
+                              "is not registered; start its sidecar or check "
+                              "the name (twopcctl participant list)");
   }
   absl::MutexLock lock(&mu_);
+  RETURN_IF_ERROR(CheckNotRemovingLocked(participant));
   ASSIGN_OR_RETURN(Entry * entry,
                    FindActiveLocked(request.transaction_id(), "branches"));
   const internal::TransactionRecord& record = entry->machine.record();
@@ -1621,6 +1635,7 @@ absl::Status TransactionManager::RemoveParticipant(
   {
     absl::MutexLock lock(&mu_);
     RETURN_IF_ERROR(CheckRunningLocked());
+    allowed = CheckNotRemovingLocked(participant);
     int unfinished = 0;
     std::string example;
     for (const auto& [id, entry] : live_) {
@@ -1630,19 +1645,42 @@ absl::Status TransactionManager::RemoveParticipant(
         if (unfinished++ == 0) example = id;
       }
     }
-    if (unfinished > 0) {
+    if (allowed.ok() && unfinished > 0) {
       allowed = absl::FailedPreconditionError(absl::StrCat(
           "participant ", participant, " still has ", unfinished,
           " unfinished transaction", unfinished == 1 ? "" : "s", " (e.g. ",
           example, "); let them finish or resolve them first (twopcctl txn "
           "list --participant ", participant, ")"));
     }
+    // From here no transaction may start on it (the registry is changed
+    // without the manager's lock: a link's end calls back into it).
+    if (allowed.ok()) removing_.insert(participant);
   }
+  absl::Cleanup removed = [&] {
+    if (!allowed.ok()) return;
+    absl::MutexLock lock(&mu_);
+    removing_.erase(participant);
+  };
   // Durable before anything happens, refusals included.
   RETURN_IF_ERROR(WriteAudit(request, "remove-participant",
                              allowed.ok() ? "applied" : allowed.message()));
   RETURN_IF_ERROR(allowed);
-  return registry_->Remove(participant);
+  TWOPC_FAILPOINT("coordinator.removing_participant");
+  absl::Status status = registry_->Remove(participant);
+  if (!status.ok()) {
+    WriteAudit(request, "remove-participant",
+               absl::StrCat("not applied after all: ", status.message()))
+        .IgnoreError();
+  }
+  return status;
+}
+
+absl::Status TransactionManager::CheckNotRemovingLocked(
+    const std::string& participant_id) const {
+  if (removing_.empty() || !removing_.contains(participant_id)) {
+    return absl::OkStatus();
+  }
+  return ParticipantUnknown(participant_id, "is being removed by an operator");
 }
 
 }  // namespace twopc::coordinator

@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -165,9 +166,10 @@ class TransactionManager {
   // A reason is required. Audited like the actions above.
   // OK; NOT_FOUND (not registered); FAILED_PRECONDITION (unfinished
   // transactions, one of them named); INVALID_ARGUMENT.
-  // A transaction that starts on the participant while it is being removed
-  // cannot send its prepare and aborts. A sidecar still running registers
-  // again at its next heartbeat (answered NOT_FOUND): stop it first.
+  // Transactions that name it are refused with NOT_FOUND from the check
+  // on, so none can prepare there once the check passed. A sidecar still
+  // running registers again at its next heartbeat (answered NOT_FOUND):
+  // stop it first.
   absl::Status RemoveParticipant(const OperatorRequest& request)
       ABSL_LOCKS_EXCLUDED(mu_);
 
@@ -248,6 +250,9 @@ class TransactionManager {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // UNAVAILABLE once Stop() was called.
   absl::Status CheckRunningLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // NOT_FOUND while RemoveParticipant removes `participant_id`.
+  absl::Status CheckNotRemovingLocked(const std::string& participant_id) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Sets *allowed to `check` of the transaction's machine (the live one, or
   // one rebuilt from the log for a finished transaction). NOT_FOUND and
   // other lookup errors are returned instead.
@@ -299,6 +304,9 @@ class TransactionManager {
   // Highest record id removed by compaction ("" = none).
   std::string compacted_through_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  // Participants RemoveParticipant is removing: no transaction may start a
+  // branch on them.
+  absl::flat_hash_set<std::string> removing_ ABSL_GUARDED_BY(mu_);
 
   // Counters for stats.
   uint64_t committed_total_ ABSL_GUARDED_BY(mu_) = 0;

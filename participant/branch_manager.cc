@@ -29,6 +29,10 @@ absl::Time DeadlineOf(const v1::PrepareBranch& prepare) {
 absl::StatusOr<std::unique_ptr<BranchManager>> BranchManager::Create(
     BranchManagerOptions options, BranchStore* store, Resource* resource,
     Clock* clock) {
+  if (!(options.query_backoff_jitter >= 0 && options.query_backoff_jitter < 1)) {
+    return absl::InvalidArgumentError(
+        "query_backoff_jitter must be at least 0 and below 1");
+  }
   ASSIGN_OR_RETURN(RecoveredState recovered, store->Recover());
   std::unique_ptr<BranchManager> manager(
       new BranchManager(std::move(options), store, resource, clock));
@@ -602,10 +606,17 @@ std::vector<std::string> BranchManager::DueForOutcomeQuery(size_t max) {
   std::vector<std::string> due;
   const absl::Time now = clock_->Now();
   for (const std::string& txid : prepared_) {
-    if (due.size() >= max) break;
+    if (entries_[txid].next_query_at <= now) due.push_back(txid);
+  }
+  // In id order, not the hash set's (which differs between runs): the
+  // jitter each branch draws then replays for a given seed.
+  if (due.size() > max) {
+    std::nth_element(due.begin(), due.begin() + max, due.end());
+    due.resize(max);
+  }
+  std::sort(due.begin(), due.end());
+  for (const std::string& txid : due) {
     Entry& entry = entries_[txid];
-    if (entry.next_query_at > now) continue;
-    due.push_back(txid);
     entry.next_query_at = now + query_backoff_.Delay(entry.query_attempts);
     ++entry.query_attempts;
   }

@@ -104,7 +104,7 @@ struct BranchManagerOptions {
   absl::Duration query_backoff_max = absl::Seconds(30);
   // Each query delay is scaled by a random factor in [1 - jitter,
   // 1 + jitter], so that the branches left in doubt by one crash (here and
-  // at other sidecars) do not all ask at the same moments.
+  // at other sidecars) do not all ask at the same moments. In [0, 1).
   double query_backoff_jitter = 0.2;
   // Seeds that jitter; 0 picks a random seed (simulations pass theirs, to
   // replay).
@@ -126,7 +126,8 @@ class BranchManager {
   // Recovers the state in `store` (re-taking resource reservations for
   // PREPARED branches, resuming delivery of recorded but unapplied outcomes).
   // `store`, `resource` and `clock` are not owned and must outlive the
-  // manager. OK; errors from BranchStore::Recover.
+  // manager. OK; INVALID_ARGUMENT for options out of range; errors from
+  // BranchStore::Recover.
   static absl::StatusOr<std::unique_ptr<BranchManager>> Create(
       BranchManagerOptions options, BranchStore* store, Resource* resource,
       Clock* clock);

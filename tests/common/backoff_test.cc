@@ -50,5 +50,16 @@ TEST(BackoffTest, ASeedReplaysAndSeedsDiffer) {
   EXPECT_NE(RandomSeed(), RandomSeed());
 }
 
+// The sequence of a seed is part of the contract: simulations replay by it.
+TEST(BackoffTest, TheSequenceOfASeedIsPinned) {
+  Backoff backoff({.initial = absl::Milliseconds(100),
+                   .max = absl::Seconds(10),
+                   .jitter = 0.2},
+                  1);
+  EXPECT_EQ(absl::ToInt64Microseconds(backoff.Delay(0)), 102662);
+  EXPECT_EQ(absl::ToInt64Microseconds(backoff.Delay(1)), 219662);
+  EXPECT_EQ(absl::ToInt64Microseconds(backoff.Delay(2)), 475360);
+}
+
 }  // namespace
 }  // namespace twopc

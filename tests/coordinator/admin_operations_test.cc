@@ -6,7 +6,9 @@
 #include <thread>
 #include <vector>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
+#include "common/failpoint.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/coordinator/coordinator_fixture.h"
@@ -321,6 +323,37 @@ TEST_F(AdminOperationsTest, AParticipantIsRemovedOnlyOnceNothingNeedsIt) {
   // A sidecar that comes back registers again and is used again.
   Register(*b_);
   EXPECT_THAT(Execute(TwoBranches()), IsOk());
+}
+
+// Between the check and the registry's change, no transaction may start a
+// branch on the participant (it could prepare and commit there, and then
+// never reach phase 2).
+TEST_F(AdminOperationsTest, NoTransactionStartsOnAParticipantBeingRemoved) {
+  ASSERT_THAT(failpoint::ArmFromSpec(
+                  "coordinator.removing_participant=delay:1000"),
+              IsOk());
+  absl::Cleanup disarm = [] { failpoint::DisarmAll(); };
+  absl::StatusOr<v1::RemoveParticipantResponse> removed;
+  std::thread removal([&] {
+    v1::RemoveParticipantRequest request;
+    request.set_participant_id("b");
+    request.set_reason("retired");
+    removed = Admin(&v1::AdminService::Stub::RemoveParticipant, request);
+  });
+  const absl::Time deadline = absl::Now() + kWait;
+  while (failpoint::Hits("coordinator.removing_participant") == 0 &&
+         absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  EXPECT_THAT(Execute(TwoBranches()),
+              StatusIs(absl::StatusCode::kNotFound,
+                       HasSubstr("participant b is being removed")));
+  removal.join();
+  EXPECT_THAT(removed, IsOk());
+  EXPECT_THAT(b_->received(), ::testing::IsEmpty());
+  EXPECT_THAT(Execute(TwoBranches()),
+              StatusIs(absl::StatusCode::kNotFound,
+                       HasSubstr("participant b is not registered")));
 }
 
 TEST_F(AdminOperationsTest, UnknownTransactionsAreNotFound) {

@@ -366,6 +366,10 @@ TEST_F(BranchManagerTest, JitterSpreadsTheOutcomeQueriesOfManyBranches) {
                                    absl::Minutes(10),
                                .on_fatal = nullptr};
   manager_.reset();
+  options.query_backoff_jitter = 1;  // could make a delay 0
+  EXPECT_THAT(BranchManager::Create(options, &store_, kv_.get(), &clock_),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  options.query_backoff_jitter = 0.2;
   auto manager = BranchManager::Create(options, &store_, kv_.get(), &clock_);
   ASSERT_THAT(manager, IsOk());
   manager_ = std::move(*manager);
