@@ -1656,7 +1656,7 @@ absl::Status TransactionManager::RemoveParticipant(
     // without the manager's lock: a link's end calls back into it).
     if (allowed.ok()) removing_.insert(participant);
   }
-  absl::Cleanup removed = [&] {
+  absl::Cleanup stop_refusing = [&] {
     if (!allowed.ok()) return;
     absl::MutexLock lock(&mu_);
     removing_.erase(participant);
