@@ -239,6 +239,12 @@ TEST_F(TwopcctlTest, OperatorFindsAndForceAbortsAStuckTransaction) {
                                        " cannot be forced to commit"));
   EXPECT_THAT(commit.output, HasSubstr("ledger (no vote yet)"));
   EXPECT_EQ(Ctl({"txn", "force-abort", id}).exit_code, 2);  // no --reason
+  // The stuck transaction still needs the ledger: its removal is refused.
+  CtlResult remove = Ctl({"participant", "remove", "ledger", "--reason", "x"});
+  EXPECT_EQ(remove.exit_code, 5) << remove.output;
+  EXPECT_THAT(remove.output, HasSubstr("participant ledger still has 1 "
+                                       "unfinished transaction (e.g. " +
+                                       id + ")"));
 
   CtlResult abort = Ctl({"txn", "force-abort", id, "--reason",
                          "ledger app frozen, INC-7", "--operator", "oncall"});
@@ -266,6 +272,9 @@ TEST_F(TwopcctlTest, OperatorFindsAndForceAbortsAStuckTransaction) {
               MatchesRegex("TIME +OPERATOR +ACTION +TARGET +REASON +RESULT\n"
                            "[-0-9: .]+ +oncall +force-abort +" + id +
                            " +ledger app frozen, INC-7 +applied\n"
+                           "[-0-9: .]+ +[a-z]+ +remove-participant +ledger +x "
+                           "+participant ledger still has 1 unfinished "
+                           "transaction[^\n]*\n"
                            "[-0-9: .]+ +[a-z]+ +force-commit +" + id +
                            " +push it +transaction " + id +
                            " cannot be forced to commit(.|\n)*"));
