@@ -177,7 +177,8 @@ TEST_F(TwopcctlTest, ReadmeExampleSession) {
 
 // The operator's 3 a.m. session: a participant application frozen with
 // SIGSTOP leaves a transaction in doubt; `txn stuck` finds it, a forced
-// commit is refused, a forced abort resolves it and both are audited.
+// commit and the removal of the participant are refused, a forced abort
+// resolves it, and all three are audited.
 TEST_F(TwopcctlTest, OperatorFindsAndForceAbortsAStuckTransaction) {
   auto ledger = Subprocess::Start(
       {std::string(TWOPC_BIN_DIR) + "/twopc-example-ledger",
