@@ -7,6 +7,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/grpc_status.h"
 #include "common/identifiers.h"
 #include "common/status_macros.h"
 #include "google/protobuf/util/time_util.h"
@@ -68,6 +69,16 @@ absl::Status ValidateEndpoint(const std::string& endpoint) {
 }
 
 }  // namespace
+
+absl::Status ParticipantUnknownError(const std::string& participant_id,
+                                     absl::string_view what) {
+  v1::ErrorInfo info;
+  info.set_reason("PARTICIPANT_UNKNOWN");
+  info.set_participant_id(participant_id);
+  return WithErrorInfo(
+      absl::NotFoundError(absl::StrCat("participant ", participant_id, " ", what)),
+      info);
+}
 
 ParticipantRegistry::ParticipantRegistry(storage::Store* store, Clock* clock,
                                          CompletionQueueLoop* loop,
@@ -216,9 +227,10 @@ bool ParticipantRegistry::IsRegistered(const std::string& participant_id) const 
 absl::Status ParticipantRegistry::CheckRegistered(
     const std::string& participant_id) const {
   if (IsRegistered(participant_id)) return absl::OkStatus();
-  return absl::NotFoundError(
-      absl::StrCat("participant ", QuoteField(participant_id),
-                   " is not registered (twopcctl participant list)"));
+  return ParticipantUnknownError(
+      participant_id,
+      "is not registered; start its sidecar or check the name (twopcctl "
+      "participant list)");
 }
 
 bool ParticipantRegistry::Send(const std::string& participant_id,

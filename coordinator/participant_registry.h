@@ -28,6 +28,12 @@
 
 namespace twopc::coordinator {
 
+// NOT_FOUND with ErrorInfo reason PARTICIPANT_UNKNOWN and the message
+// "participant <id> <what>". REQUIRES: `participant_id` passed
+// ValidateIdentifier (it is shown unquoted).
+absl::Status ParticipantUnknownError(const std::string& participant_id,
+                                     absl::string_view what);
+
 class ParticipantRegistry {
  public:
   static constexpr char kFamily[] = "participants";
@@ -64,7 +70,8 @@ class ParticipantRegistry {
 
   bool IsRegistered(const std::string& participant_id) const
       ABSL_LOCKS_EXCLUDED(mu_);
-  // OK when registered; else NOT_FOUND, saying how to list who is.
+  // OK when registered; else ParticipantUnknownError, saying what to do.
+  // REQUIRES: `participant_id` passed ValidateIdentifier.
   absl::Status CheckRegistered(const std::string& participant_id) const
       ABSL_LOCKS_EXCLUDED(mu_);
 

@@ -18,17 +18,6 @@
 namespace twopc::coordinator {
 namespace {
 
-// NOT_FOUND with reason PARTICIPANT_UNKNOWN: "participant <id> <what>".
-absl::Status ParticipantUnknown(const std::string& participant_id,
-                                absl::string_view what) {
-  v1::ErrorInfo info;
-  info.set_reason("PARTICIPANT_UNKNOWN");
-  info.set_participant_id(participant_id);
-  return WithErrorInfo(absl::NotFoundError(absl::StrCat(
-                           "participant ", participant_id, " ", what)),
-                       info);
-}
-
 using google::protobuf::util::TimeUtil;
 
 constexpr char kCompactedThroughMeta[] = "compacted_through";
@@ -312,11 +301,7 @@ void TransactionManager::Execute(v1::ExecuteRequest request, Done done) {
   }
   for (const v1::Branch& branch : request.branches()) {
     if (!valid.ok()) break;
-    if (!registry_->IsRegistered(branch.participant_id())) {
-      valid = ParticipantUnknown(branch.participant_id(),
-                                 "is not registered; start its sidecar or "
-                                 "check the name (twopcctl participant list)");
-    }
+    valid = registry_->CheckRegistered(branch.participant_id());
   }
   // Creates nothing: with auto-creation on, topics are created only when
   // the transaction is (AddMessageLocked, below).
@@ -467,11 +452,7 @@ absl::StatusOr<v1::BeginResponse> TransactionManager::Begin(
 absl::Status TransactionManager::AddBranch(const v1::AddBranchRequest& request) {
   RETURN_IF_ERROR(ValidateBranch(request.branch(), options_.limits));
   const std::string& participant = request.branch().participant_id();
-  if (!registry_->IsRegistered(participant)) {
-    return ParticipantUnknown(participant,
-                              "is not registered; start its sidecar or check "
-                              "the name (twopcctl participant list)");
-  }
+  RETURN_IF_ERROR(registry_->CheckRegistered(participant));
   absl::MutexLock lock(&mu_);
   RETURN_IF_ERROR(CheckNotRemovingLocked(participant));
   ASSIGN_OR_RETURN(Entry * entry,
@@ -1629,6 +1610,7 @@ absl::Status TransactionManager::RemoveParticipant(
       request, /*reason_required=*/true,
       "name the participant (participant_id)"));
   const std::string& participant = request.target;
+  RETURN_IF_ERROR(ValidateIdentifier("participant id", participant));
   // Not audited, like an unknown transaction.
   RETURN_IF_ERROR(registry_->CheckRegistered(participant));
   absl::Status allowed;
@@ -1680,7 +1662,8 @@ absl::Status TransactionManager::CheckNotRemovingLocked(
   if (removing_.empty() || !removing_.contains(participant_id)) {
     return absl::OkStatus();
   }
-  return ParticipantUnknown(participant_id, "is being removed by an operator");
+  return ParticipantUnknownError(participant_id,
+                                 "is being removed by an operator");
 }
 
 }  // namespace twopc::coordinator

@@ -286,6 +286,8 @@ TEST_F(AdminOperationsTest, AParticipantIsRemovedOnlyOnceNothingNeedsIt) {
                                         HasSubstr("a reason is required")));
   EXPECT_THAT(remove("c", "typo"), StatusIs(absl::StatusCode::kNotFound,
                                             HasSubstr("not registered")));
+  EXPECT_THAT(remove("b b", "typo"),
+              StatusIs(absl::StatusCode::kInvalidArgument));
   b_->set_ack_commits(true);
   ASSERT_TRUE(WaitForState(t->transaction_id(),
                            v1::TRANSACTION_STATE_COMMITTED));
