@@ -1,6 +1,7 @@
 #include "participant/branch_manager.h"
 
 #include <algorithm>
+#include <memory>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -227,11 +228,68 @@ void BranchManager::PrepareLocked(const std::string& txid,
     });
     return;
   }
-  actions->push_back([this, txid, branch = prepare.branch(), deadline] {
-    resource_->Prepare(txid, branch, deadline, [this, txid](PrepareResult r) {
-      OnPrepared(txid, std::move(r));
+  auto branch = std::make_shared<const v1::Branch>(prepare.branch());
+  if (!resource_->applies_unknown_aborts()) {
+    actions->push_back([this, txid, branch, deadline] {
+      PrepareResource(txid, *branch, deadline);
     });
+    return;
+  }
+  // The intent: see "Resources that stage elsewhere" in the header.
+  BranchRecord intent;
+  intent.set_state(BranchRecord::ABORTED);
+  intent.set_applied(false);
+  intent.set_reason(
+      "the sidecar stopped after asking its application to prepare and "
+      "before it recorded the vote");
+  if (deadline != absl::InfiniteFuture()) {
+    intent.set_deadline_micros(absl::ToUnixMicros(deadline));
+  }
+  intent.set_forget_at_micros(absl::ToUnixMicros(ForgetAt(deadline)));
+  StoreBatch batch;
+  batch.records.emplace_back(txid, std::move(intent));
+  actions->push_back([this, txid, branch, deadline,
+                      batch = std::move(batch)]() mutable {
+    store_->Write(std::move(batch),
+                  [this, txid, branch, deadline](const absl::Status& s) {
+                    OnIntentSynced(txid, *branch, deadline, s);
+                  });
   });
+}
+
+void BranchManager::PrepareResource(const std::string& txid,
+                                    const v1::Branch& branch,
+                                    absl::Time deadline) {
+  resource_->Prepare(txid, branch, deadline, [this, txid](PrepareResult r) {
+    OnPrepared(txid, std::move(r));
+  });
+}
+
+void BranchManager::OnIntentSynced(const std::string& txid,
+                                   const v1::Branch& branch,
+                                   absl::Time deadline,
+                                   const absl::Status& status) {
+  if (!status.ok()) {
+    Fail(txid, status);
+    return;
+  }
+  std::string aborted_reason;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = entries_.find(txid);
+    if (it == entries_.end() || it->second.state != State::kPreparing) return;
+    if (it->second.abort_requested) {
+      aborted_reason = it->second.reason.empty() ? "aborted by the coordinator"
+                                                 : it->second.reason;
+    }
+  }
+  if (!aborted_reason.empty()) {
+    // Aborted while the intent was being written: the application need
+    // not stage what is already decided.
+    OnPrepared(txid, PrepareResult::No(std::move(aborted_reason)));
+    return;
+  }
+  PrepareResource(txid, branch, deadline);
 }
 
 void BranchManager::OnPrepared(const std::string& txid, PrepareResult result) {
@@ -244,6 +302,19 @@ void BranchManager::OnPrepared(const std::string& txid, PrepareResult result) {
     switch (result.vote) {
       case v1::VOTE_READ_ONLY:
         // Nothing to commit and nothing reserved: finished, not recorded.
+        if (resource_->applies_unknown_aborts()) {
+          // The intent is deleted before the vote is sent, or a crash could
+          // bring it back and abort a branch of a committed transaction.
+          StoreBatch forget;
+          forget.forget.push_back(txid);
+          actions.push_back([this, txid, forget = std::move(forget)]() mutable {
+            store_->Write(std::move(forget),
+                          [this, txid](const absl::Status& s) {
+                            OnIntentDeleted(txid, s);
+                          });
+          });
+          break;
+        }
         FinishLocked(it, State::kReadOnly, &actions);
         break;
       case v1::VOTE_YES:
@@ -285,6 +356,22 @@ void BranchManager::OnPrepared(const std::string& txid, PrepareResult result) {
         break;
       }
     }
+  }
+  RunAll(actions);
+}
+
+void BranchManager::OnIntentDeleted(const std::string& txid,
+                                    const absl::Status& status) {
+  if (!status.ok()) {
+    Fail(txid, status);
+    return;
+  }
+  Actions actions;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = entries_.find(txid);
+    if (it == entries_.end() || it->second.state != State::kPreparing) return;
+    FinishLocked(it, State::kReadOnly, &actions);
   }
   RunAll(actions);
 }

@@ -36,6 +36,18 @@
 //     and applied to the resource (for a callback application: acknowledged
 //     by it).
 //
+// Resources that stage elsewhere (Resource::applies_unknown_aborts(), i.e.
+// a callback application): before the resource is asked to prepare, an
+// intent record is synced, an ABORTED record not yet applied ("the sidecar
+// stopped after asking its application to prepare..."). The vote's record
+// (PREPARED, ABORTED, or for READ_ONLY a deletion), synced before the vote
+// is sent, replaces it. So after a crash at any point before the vote is
+// recorded, the restarted sidecar finds the intent and tells the
+// application to abort the branch it may have staged (retried until
+// acknowledged), and a repeated prepare votes NO: the coordinator cannot
+// have been told the vote. This costs callback-mode prepares one more sync
+// round (shared by concurrent prepares), and READ_ONLY votes one sync.
+//
 // Epoch fencing: a request whose coordinator epoch is below the highest seen
 // gets error FAILED_PRECONDITION with ErrorInfo reason STALE_EPOCH and has no
 // effect. A higher epoch becomes the highest at once (in memory) and is
@@ -238,7 +250,18 @@ class BranchManager {
   void DecideLocked(const std::string& txid, Entry& entry, bool commit,
                     Actions* actions) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
+  // Asks the resource to prepare; its answer goes to OnPrepared.
+  void PrepareResource(const std::string& txid, const v1::Branch& branch,
+                       absl::Time deadline) ABSL_LOCKS_EXCLUDED(mu_);
+  // The intent record of a resource that stages elsewhere is synced: ask it
+  // to prepare now (or, when an abort came meanwhile, vote NO without it).
+  void OnIntentSynced(const std::string& txid, const v1::Branch& branch,
+                      absl::Time deadline, const absl::Status& status)
+      ABSL_LOCKS_EXCLUDED(mu_);
   void OnPrepared(const std::string& txid, PrepareResult result)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // A READ_ONLY vote's intent record is deleted (synced): finish the branch.
+  void OnIntentDeleted(const std::string& txid, const absl::Status& status)
       ABSL_LOCKS_EXCLUDED(mu_);
   void OnPreparedRecordSynced(const std::string& txid,
                               const absl::Status& status)

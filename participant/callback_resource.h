@@ -1,9 +1,10 @@
 // CallbackResource: Resource 2, the application's own
 // ApplicationCallbackService (proto/twopc/v1/callback.proto), reached at
 // --callback=ADDR. The barrier in BranchManager sits in front of it, so the
-// application sees each Prepare once (again only if the sidecar crashed
-// before recording the vote) and Commit/Abort only after the outcome is
-// durably recorded here.
+// application sees each Prepare at most once, and Commit/Abort only after
+// the outcome is durably recorded here. The sidecar syncs an intent record
+// before each Prepare: if it crashes before the vote is recorded, it tells
+// the application to abort that branch once it is back (BranchManager).
 //
 //  * Prepare: the branch must carry `payload` (<= 1 MiB). An error status
 //    from the application (including unreachable) is a NO vote with that
@@ -13,9 +14,10 @@
 //    the coordinator's commit/abort stays unanswered (it is answered once the
 //    application acknowledged); after a sidecar restart delivery resumes
 //    from the record.
-//  * Aborts of branches the sidecar does not know are delivered too (the
-//    application may have staged a branch whose vote was lost in a crash);
-//    Abort must therefore accept unknown transaction ids.
+//  * Aborts of branches the sidecar does not know (never prepared here, or
+//    finished and forgotten) are delivered too, and a crash right after the
+//    intent record was synced ends in an Abort whose Prepare never reached
+//    the application; Abort must therefore accept unknown transaction ids.
 //
 // Calls run on a small pool of worker threads, never on the caller's.
 // Thread-safety: all methods may be called concurrently.

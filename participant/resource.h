@@ -2,7 +2,9 @@
 // barrier (dedup, abort-before-prepare, unknown branches, epochs) and the
 // durable branch records in front of it, so a Resource only sees:
 //   * Prepare at most once per branch per process (again after a restart
-//     only if the vote was never recorded);
+//     only if the vote was never recorded; never again for a resource that
+//     applies_unknown_aborts(), which is told to abort such a branch
+//     instead: see BranchManager's intent record);
 //   * ApplyOutcome only after the decision is durably recorded, possibly
 //     again after a restart when the record says "not yet applied";
 //   * Restore at start-up for every branch recorded PREPARED.
@@ -82,9 +84,11 @@ class Resource {
                             const BranchRecord& record, bool committed,
                             ApplyDone done) = 0;
 
-  // Whether an abort of a branch unknown to the sidecar must still be
-  // delivered with ApplyOutcome (a callback application may have staged a
-  // branch whose vote was lost in a crash).
+  // Whether the resource may hold staged state the sidecar has no record of
+  // (a callback application that staged a branch whose vote was lost in a
+  // crash): an abort of a branch unknown to the sidecar is then still
+  // delivered with ApplyOutcome, and BranchManager syncs an intent record
+  // before each Prepare so that a crash before the vote ends in an abort.
   virtual bool applies_unknown_aborts() const = 0;
 
   // At start-up, for each branch recorded PREPARED: re-take what Prepare

@@ -2,7 +2,9 @@
 
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
+#include <vector>
 
 #include "common/grpc_status.h"
 #include "gmock/gmock.h"
@@ -25,6 +27,56 @@ using namespace ::twopc::participant::testing;  // NOLINT
 
 constexpr uint64_t kEpoch = 5;
 
+// A branch for a callback application.
+v1::Branch Payload(const std::string& payload) {
+  v1::Branch branch;
+  branch.set_participant_id("p1");
+  branch.set_payload(payload);
+  return branch;
+}
+
+// A callback application, as the sidecar sees it through a resource that
+// stages elsewhere. It outlives sidecar restarts (it is another process).
+struct Application {
+  std::vector<std::string> asked;  // Prepare calls, in order
+  std::set<std::string> aborted;   // Abort deliveries
+  std::set<std::string> committed;
+  // Prepares not answered yet, by transaction id.
+  std::map<std::string, Resource::PrepareDone> pending;
+};
+
+class StagingResource : public Resource {
+ public:
+  explicit StagingResource(Application* app) : app_(app) {}
+  std::string kind() const override { return "callback"; }
+  bool applies_in_batch() const override { return false; }
+  bool applies_unknown_aborts() const override { return true; }
+  void Prepare(const std::string& txid, const v1::Branch&, absl::Time,
+               PrepareDone done) override {
+    app_->asked.push_back(txid);
+    app_->pending[txid] = std::move(done);
+  }
+  void AddCommitEffects(const BranchRecord&, StoreBatch*) override {}
+  void ApplyOutcome(const std::string& txid, const BranchRecord&,
+                    bool committed, ApplyDone done) override {
+    (committed ? app_->committed : app_->aborted).insert(txid);
+    done();
+  }
+  void Restore(const std::string&, const BranchRecord&) override {}
+
+  // The application answers `txid`'s prepare.
+  void Answer(const std::string& txid, v1::Vote vote) {
+    PrepareResult result;
+    result.vote = vote;
+    PrepareDone done = std::move(app_->pending.at(txid));
+    app_->pending.erase(txid);
+    done(std::move(result));
+  }
+
+ private:
+  Application* const app_;
+};
+
 class BranchManagerTest : public ::testing::Test {
  protected:
   BranchManagerTest() { Restart(); }
@@ -34,6 +86,13 @@ class BranchManagerTest : public ::testing::Test {
   void Restart() {
     manager_.reset();
     kv_ = std::make_unique<KvResource>(&store_);
+    // A restarted sidecar never hears the answers to its old prepares.
+    app_.pending.clear();
+    Resource* resource = kv_.get();
+    if (callback_mode_) {
+      staging_ = std::make_unique<StagingResource>(&app_);
+      resource = staging_.get();
+    }
     auto manager = BranchManager::Create(
         {.participant_id = "p1",
          .in_doubt_after = absl::Seconds(10),
@@ -43,7 +102,7 @@ class BranchManagerTest : public ::testing::Test {
          .finished_retention = absl::Minutes(1),
          .finished_retention_without_deadline = absl::Minutes(10),
          .on_fatal = nullptr},
-        &store_, kv_.get(), &clock_);
+        &store_, resource, &clock_);
     ASSERT_THAT(manager, IsOk());
     manager_ = std::move(*manager);
   }
@@ -72,6 +131,10 @@ class BranchManagerTest : public ::testing::Test {
   SimulatedClock clock_;
   FakeBranchStore store_;
   std::unique_ptr<KvResource> kv_;
+  // Callback mode (set, then Restart): the application instead of kv_.
+  bool callback_mode_ = false;
+  Application app_;
+  std::unique_ptr<StagingResource> staging_;
   std::unique_ptr<BranchManager> manager_;
 };
 
@@ -535,6 +598,76 @@ TEST_F(BranchManagerTest, PreparedBranchesAreNeverForgotten) {
   clock_.Advance(absl::Hours(24));
   EXPECT_EQ(manager_->ForgetFinished(), 0u);
   EXPECT_EQ(manager_->StateOf("t1"), "PREPARED");
+}
+
+// Callback mode: the application stages a branch when asked to prepare. A
+// crash before the vote is recorded must not leave it staged forever.
+TEST_F(BranchManagerTest, AnApplicationLeftStagedByACrashIsToldToAbort) {
+  callback_mode_ = true;
+  Restart();
+  Send(PrepareRequest(1, "t1", Payload("alice -10")));
+  EXPECT_THAT(app_.asked, IsEmpty());  // not before the intent is synced
+  store_.Sync();
+  EXPECT_THAT(app_.asked, ElementsAre("t1"));
+  // The application staged t1; the sidecar crashes before its answer.
+  Restart();
+  EXPECT_THAT(app_.aborted, ElementsAre("t1"));
+  EXPECT_EQ(manager_->StateOf("t1"), "ABORTED");
+  store_.Sync();  // the abort's delivery is noted
+  EXPECT_TRUE(store_.DurableRecord("t1")->applied());
+  // The coordinator cannot have been told YES: a repeated prepare votes NO
+  // and is not asked again.
+  Send(PrepareRequest(2, "t1", Payload("alice -10")));
+  EXPECT_EQ(ReplyTo(2).vote(), v1::VOTE_NO);
+  EXPECT_THAT(ReplyTo(2).reason(), HasSubstr("before it recorded the vote"));
+  EXPECT_THAT(app_.asked, ElementsAre("t1"));
+  Restart();
+  EXPECT_THAT(app_.aborted, ElementsAre("t1"));  // delivered once
+
+  // A power cut before the intent is synced: the application was never
+  // asked, so there is nothing to abort.
+  Send(PrepareRequest(3, "t2", Payload("bob 5")));
+  store_.DropUnsynced();
+  Restart();
+  EXPECT_THAT(app_.asked, ElementsAre("t1"));
+  EXPECT_EQ(manager_->StateOf("t2"), "UNKNOWN");
+}
+
+TEST_F(BranchManagerTest, TheApplicationsVoteReplacesTheIntent) {
+  callback_mode_ = true;
+  Restart();
+  Send(PrepareRequest(1, "yes", Payload("a 1")));
+  Send(PrepareRequest(2, "read-only", Payload("a 0")));
+  store_.Sync();
+  staging_->Answer("yes", v1::VOTE_YES);
+  staging_->Answer("read-only", v1::VOTE_READ_ONLY);
+  // Not before the intent is gone: a crash could bring it back and abort a
+  // branch of a transaction that commits.
+  EXPECT_FALSE(Answered(2));
+  store_.Sync();
+  EXPECT_EQ(ReplyTo(2).vote(), v1::VOTE_READ_ONLY);
+  EXPECT_EQ(ReplyTo(1).vote(), v1::VOTE_YES);
+  EXPECT_EQ(store_.DurableRecord("yes")->state(), BranchRecord::PREPARED);
+  EXPECT_FALSE(store_.DurableRecord("read-only").has_value());
+  Restart();
+  EXPECT_THAT(app_.aborted, IsEmpty());
+  EXPECT_EQ(manager_->StateOf("yes"), "PREPARED");
+}
+
+TEST_F(BranchManagerTest, AnAbortWhileTheIntentIsWrittenSparesTheApplication) {
+  callback_mode_ = true;
+  Restart();
+  Send(PrepareRequest(1, "t1", Payload("a 1")));
+  Send(AbortRequest(2, "t1", "client gave up"));
+  store_.Sync();  // the intent; then the NO is recorded
+  store_.Sync();
+  EXPECT_THAT(app_.asked, IsEmpty());
+  EXPECT_EQ(ReplyTo(1).vote(), v1::VOTE_NO);
+  EXPECT_THAT(ReplyTo(1).reason(), HasSubstr("client gave up"));
+  EXPECT_EQ(ReplyTo(2).ack(), v1::BranchReply::ACK_ABORTED);
+  EXPECT_TRUE(store_.DurableRecord("t1")->applied());
+  Restart();
+  EXPECT_THAT(app_.aborted, IsEmpty());
 }
 
 }  // namespace

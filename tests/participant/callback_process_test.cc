@@ -57,7 +57,7 @@ class CallbackProcessTest : public ::testing::Test {
                         {"--callback=" + ledger_address_,
                          "--coordinator=" + coordinator.address(),
                          "--data_dir=" + dir_.Sub("sidecar")},
-                        dir_.Sub("sidecar.log"));
+                        dir_.Sub(absl::StrCat("sidecar.", ++starts_, ".log")));
   }
 
   TempDir dir_;
@@ -181,6 +181,46 @@ TEST_F(CallbackProcessTest, ALatePrepareAnswerStillGetsTheApplicationAnAbort) {
   ASSERT_THAT(next, IsOk());
   EXPECT_EQ(next->vote(), v1::VOTE_YES) << next->reason();
   EXPECT_TRUE(link.Finish().ok());
+}
+
+// The sidecar dies after the application staged a branch and before the
+// vote was recorded. Back up, it must tell the application to abort, or the
+// staged change would hold carol's account until the application gives up.
+TEST_F(CallbackProcessTest, ASidecarKilledBeforeItsVoteGetsTheApplicationAnAbort) {
+  FakeCoordinator coordinator(kEpoch);
+  ASSERT_TRUE(coordinator.ok());
+  std::unique_ptr<Subprocess> ledger =
+      StartLedger("127.0.0.1:0", {"--prepare_reply_delay_ms=2000"});
+  ASSERT_NE(ledger, nullptr);
+  auto sidecar = StartCallbackSidecar(coordinator);
+  ASSERT_THAT(sidecar, IsOk());
+  {
+    LinkClient link(sidecar->address, kEpoch, "ledger");
+    ASSERT_THAT(link.Open(), IsOk());
+    link.Send({PrepareRequest(1, "stranded", Payload("carol 10"))});
+    // Staged; its answer is held back 2 s. The sidecar dies meanwhile.
+    ASSERT_THAT(ledger->WaitForLine("prepared stranded: YES", kWait), IsOk());
+    sidecar->process->Signal(SIGKILL);
+    ASSERT_THAT(sidecar->process->Wait(kWait), IsOk());
+    EXPECT_FALSE(link.Answered(1));
+  }
+
+  auto restarted = StartCallbackSidecar(coordinator);
+  ASSERT_THAT(restarted, IsOk());
+  EXPECT_THAT(ledger->WaitForLine("aborted stranded", kWait), IsOk())
+      << ledger->Output() << restarted->process->Output();
+  // The coordinator never got a vote: a repeated prepare is refused by the
+  // sidecar without asking the application again.
+  LinkClient link(restarted->address, kEpoch, "ledger");
+  ASSERT_THAT(link.Open(), IsOk());
+  link.Send({PrepareRequest(2, "stranded", Payload("carol 10"))});
+  auto again = link.Await(2);
+  ASSERT_THAT(again, IsOk());
+  EXPECT_EQ(again->vote(), v1::VOTE_NO);
+  EXPECT_THAT(again->reason(), HasSubstr("before it recorded the vote"));
+  EXPECT_TRUE(link.Finish().ok());
+  restarted->process->Signal(SIGTERM);
+  EXPECT_THAT(restarted->process->WaitForLine("stopped", kWait), IsOk());
 }
 
 }  // namespace

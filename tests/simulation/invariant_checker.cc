@@ -179,6 +179,13 @@ std::optional<std::string> InvariantChecker::CheckFinal() {
     if (!txn.decision.has_value()) {
       Fail(absl::StrCat(id, " has no outcome after healing"));
     }
+    for (const PlannedBranch& branch : txn.branches) {
+      if ((*participants_)[branch.participant]->View(id).left_staged) {
+        Fail(absl::StrCat(id, " is still staged in the application at ",
+                          NodeName(branch.participant),
+                          ": it was never told the outcome"));
+      }
+    }
     if (txn.decision != v1::OUTCOME_COMMITTED) continue;
     for (const PlannedBranch& branch : txn.branches) {
       if (branch.vote == v1::VOTE_YES &&

@@ -20,8 +20,9 @@
 //
 // Liveness, once faults stop (Settled, CheckFinal): the coordinator has no
 // unfinished transaction, every participant has every branch final and
-// nothing pending, and each transaction's outcome is COMMITTED with every
-// YES branch committed, or ABORTED with none.
+// nothing pending, each transaction's outcome is COMMITTED with every
+// YES branch committed, or ABORTED with none, and no callback application
+// still holds a branch staged that it was never told the outcome of.
 //
 // Thread-compatible (a schedule runs on one thread).
 #ifndef TWOPC_TESTS_SIMULATION_INVARIANT_CHECKER_H_

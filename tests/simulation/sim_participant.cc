@@ -62,6 +62,7 @@ void SimResource::Prepare(const std::string& transaction_id,
   }
   if (result.vote == v1::VOTE_NO) result.reason = "the schedule said NO";
   if (result.vote == v1::VOTE_YES) {
+    if (ledger_ != nullptr) ledger_->staged.insert(transaction_id);
     participant::KvWrite* write = result.prepared.add_kv_writes();
     write->set_key(CommitMarker(transaction_id));
     write->set_value("1");
@@ -220,6 +221,9 @@ SimParticipant::BranchView SimParticipant::View(
   if (marker.ok() && marker->has_value()) view.committed = true;
   if (ledger_.committed.contains(transaction_id)) view.committed = true;
   if (ledger_.aborted.contains(transaction_id)) view.aborted = true;
+  view.left_staged = ledger_.staged.contains(transaction_id) &&
+                     !ledger_.committed.contains(transaction_id) &&
+                     !ledger_.aborted.contains(transaction_id);
   return view;
 }
 

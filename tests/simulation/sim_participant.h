@@ -39,8 +39,11 @@
 
 namespace twopc::simulation {
 
-// Outcomes a callback-mode application has applied, by transaction id.
+// What a callback-mode application did, by transaction id: branches it
+// staged (asked to prepare a branch planned YES, whether or not its answer
+// reached the sidecar) and the outcomes delivered to it.
 struct ApplicationLedger {
+  std::set<std::string> staged;
   std::set<std::string> committed;
   std::set<std::string> aborted;
 };
@@ -106,6 +109,9 @@ class SimParticipant {
   struct BranchView {
     bool committed = false;
     bool aborted = false;
+    // Callback mode: the application staged the branch and was told
+    // neither outcome (its reservation is still held).
+    bool left_staged = false;
   };
 
   // Pointers must outlive the participant. It starts down: call Start.
