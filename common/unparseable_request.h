@@ -21,9 +21,11 @@
 //    about 8,700 instructions per call on top of ~107,000 for a trivial
 //    call (callgrind), and allocates the interceptor.
 //  * Callback methods, for the same reason (twopc's servers have none).
-//  * Client-streaming and bidirectional methods (Link): there gRPC shows a
+//  * Client-streaming and bidirectional methods: there gRPC shows a
 //    message that does not parse to the handler, and to interceptors,
 //    exactly like the end of the stream, so neither can tell them apart.
+//    The sidecar's Link is therefore raw and parses its own batches
+//    (participant/link_service.h).
 //
 // Cost: with the factory installed, gRPC allocates a ServerRpcInfo for every
 // call and asks the factory for an interceptor (~600 instructions per call

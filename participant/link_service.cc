@@ -8,6 +8,7 @@
 #include "common/completion_queue_waker.h"
 #include "common/grpc_status.h"
 #include "common/identifiers.h"
+#include "common/unparseable_request.h"
 #include "common/wakeup_batch.h"
 
 namespace twopc::participant {
@@ -179,11 +180,22 @@ class LinkService::Stream final {
   }
 
   void StartRead() {
-    stream_.Read(&incoming_, Tag(kRead));
+    stream_.Read(&incoming_bytes_, Tag(kRead));
     ++outstanding_;
   }
 
   void OnRead() {
+    // The method is raw so that a batch that does not parse can be told
+    // from the end of the stream (gRPC reports both alike).
+    if (!grpc::SerializationTraits<v1::CoordinatorBatch>::Deserialize(
+             &incoming_bytes_, &incoming_)
+             .ok()) {
+      Refuse(grpc::Status(
+          grpc::StatusCode::INVALID_ARGUMENT,
+          UnparseableRequestMessage(absl::StrCat(
+              "/", v1::ParticipantService::service_full_name(), "/Link"))));
+      return;
+    }
     const std::string& expected = incoming_.expected_participant_id();
     if (!expected.empty() && expected != service_->participant_id_) {
       Refuse(ToGrpcStatus(absl::FailedPreconditionError(absl::StrCat(
@@ -226,7 +238,14 @@ class LinkService::Stream final {
 
   // Writes outgoing_. A failed write breaks the stream.
   void Write() {
-    stream_.Write(outgoing_, Tag(kWritten));
+    bool own_buffer = false;
+    // Write has taken its own reference to the last batch's bytes.
+    outgoing_bytes_.Clear();
+    // Serialising a message into an empty buffer cannot fail.
+    grpc::SerializationTraits<v1::ParticipantBatch>::Serialize(
+        outgoing_, &outgoing_bytes_, &own_buffer)
+        .IgnoreError();
+    stream_.Write(outgoing_bytes_, Tag(kWritten));
     ++outstanding_;
     writing_ = true;
   }
@@ -266,9 +285,9 @@ class LinkService::Stream final {
   }
 
   LinkService* const service_;
-  grpc::ServerContext context_;
-  grpc::ServerAsyncReaderWriter<v1::ParticipantBatch, v1::CoordinatorBatch>
-      stream_{&context_};
+  SelfParsingContext context_;
+  grpc::ServerAsyncReaderWriter<grpc::ByteBuffer, grpc::ByteBuffer> stream_{
+      &context_};
   // Before the members whose construction uses Tag().
   CompletionQueueLoop::EventTags<Stream, Event, kEvents> tags_{this,
                                                                &Stream::Handle};
@@ -277,8 +296,10 @@ class LinkService::Stream final {
   // is closed then).
   const std::shared_ptr<CompletionQueueWaker> waker_;
   const std::shared_ptr<Outbox> outbox_;
+  grpc::ByteBuffer incoming_bytes_;
   v1::CoordinatorBatch incoming_;
   v1::ParticipantBatch outgoing_;
+  grpc::ByteBuffer outgoing_bytes_;
   int outstanding_ = 0;  // operations not yet come back, the done tag too
   bool accepted_ = false;
   bool hello_sent_ = false;

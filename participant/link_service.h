@@ -27,9 +27,12 @@
 // KvService): gRPC then polls every connection from this loop's thread only,
 // and hands the synchronous methods' calls to their own threads.
 //
-// Stream status: FAILED_PRECONDITION when a batch's expected_participant_id
-// is set and differs from this sidecar's id; UNAVAILABLE once CancelAll was
-// called; OK when the coordinator closes the stream.
+// Stream status: INVALID_ARGUMENT when a batch does not parse as a
+// CoordinatorBatch (the method is raw: gRPC itself would show such a batch
+// as the end of the stream); FAILED_PRECONDITION when a batch's
+// expected_participant_id is set and differs from this sidecar's id;
+// UNAVAILABLE once CancelAll was called; OK when the coordinator closes the
+// stream.
 //
 // Lifetime: register the service with the server, start the server with an
 // asynchronous queue, then Start(queue). To stop: CancelAll, shut the server
@@ -55,7 +58,8 @@
 
 namespace twopc::participant {
 
-class LinkService final : public v1::ParticipantService::AsyncService {
+class LinkService final : public v1::ParticipantService::WithRawMethod_Link<
+                              v1::ParticipantService::Service> {
  public:
   // `manager` and `store` (the manager's) are not owned and must outlive
   // the service.

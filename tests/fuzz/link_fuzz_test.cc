@@ -46,6 +46,7 @@
 namespace twopc::fuzz {
 namespace {
 
+using ::testing::HasSubstr;
 using ::twopc::testing::IsOk;
 
 constexpr char kSidecar[] = "s1";
@@ -397,15 +398,16 @@ class LinkFuzzTest : public ::testing::Test {
   };
 
   // The status with which the sidecar ends the stream on receiving
-  // `encoded` (the encoding of `batch`), or nullopt when it answers it. An
-  // unparseable batch reads as the coordinator closing the stream.
+  // `encoded` (the encoding of `batch`), or nullopt when it answers it.
   static std::optional<grpc::StatusCode> EndsStream(
       const v1::CoordinatorBatch& batch, const std::string& encoded) {
     v1::CoordinatorBatch received;
     if (encoded.size() > kMaxBatchBytes) {
       return grpc::StatusCode::RESOURCE_EXHAUSTED;
     }
-    if (!received.ParseFromString(encoded)) return grpc::StatusCode::OK;
+    if (!received.ParseFromString(encoded)) {
+      return grpc::StatusCode::INVALID_ARGUMENT;
+    }
     if (!batch.expected_participant_id().empty() &&
         batch.expected_participant_id() != kSidecar) {
       return grpc::StatusCode::FAILED_PRECONDITION;
@@ -531,6 +533,7 @@ TEST_F(LinkFuzzTest, MalformedBatchesGetCleanAnswersAndLeaveNothingPrepared) {
   ASSERT_THAT(kv_before, IsOk());
   Ledger ledger;
   size_t i = 0;
+  size_t unparseable = 0;
   for (; budget.Continue(i); ++i) {
     v1::CoordinatorBatch seed;
     seed.set_coordinator_epoch(highest_epoch());
@@ -551,11 +554,18 @@ TEST_F(LinkFuzzTest, MalformedBatchesGetCleanAnswersAndLeaveNothingPrepared) {
     const std::string replay =
         absl::StrCat(budget.Describe(), ", batch ", i,
                      ", edits: ", absl::StrJoin(edits, "; "));
-    // A batch that does not parse ends the stream like a half-close (see
-    // common/unparseable_request.h).
     const Verdict verdict = Judge(
         {.response_type = &v1::ParticipantBatch::default_instance()}, result);
     ASSERT_TRUE(verdict.clean()) << verdict.finding << "; " << replay;
+    if (!parses && bytes.size() <= kMaxBatchBytes) {
+      // Refused as such, not taken for the end of the stream.
+      ++unparseable;
+      ASSERT_EQ(result.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
+          << result.status.error_message() << "; " << replay;
+      ASSERT_THAT(result.status.error_message(),
+                  HasSubstr("not a valid twopc.v1.CoordinatorBatch"))
+          << replay;
+    }
     std::vector<v1::BranchReply> replies;
     for (const std::string& response : result.responses) {
       v1::ParticipantBatch batch;
@@ -575,8 +585,9 @@ TEST_F(LinkFuzzTest, MalformedBatchesGetCleanAnswersAndLeaveNothingPrepared) {
               IsOk());
   EXPECT_EQ(sidecar_->manager()->prepared_branches(), 0u);
   EXPECT_TRUE(IsServing(channel_, absl::Seconds(5)));
-  std::printf("raw link fuzz: %zu batches (%s)\n", i,
-              budget.Describe().c_str());
+  EXPECT_GT(unparseable, 0u) << "no batch that does not parse was tried";
+  std::printf("raw link fuzz: %zu batches, %zu not parseable (%s)\n", i,
+              unparseable, budget.Describe().c_str());
 }
 
 }  // namespace
