@@ -425,10 +425,22 @@ void BranchManager::CommitLocked(const std::string& txid, Waiter waiter,
       DecideLocked(txid, entry, /*commit=*/true, actions);
       return;
     default:
-      // COMMITTING or ABORTING: answered once it is finished.
-      entry.waiters.push_back(std::move(waiter));
+      // COMMITTING or ABORTING: answered once it is finished, or now when
+      // its application is not acknowledging the outcome.
+      AnswerOrWaitForDeliveryLocked(txid, entry, std::move(waiter), actions);
       return;
   }
+}
+
+void BranchManager::AnswerOrWaitForDeliveryLocked(const std::string& txid,
+                                                  Entry& entry, Waiter waiter,
+                                                  Actions* actions) {
+  if (entry.apply_error.ok()) {
+    entry.waiters.push_back(std::move(waiter));
+    return;
+  }
+  const uint64_t id = waiter.request_id;
+  Respond(std::move(waiter), ErrorReply(txid, id, entry.apply_error), actions);
 }
 
 void BranchManager::AbortLocked(const std::string& txid,
@@ -458,8 +470,8 @@ void BranchManager::AbortLocked(const std::string& txid,
       DecideLocked(txid, entry, /*commit=*/false, actions);
       return;
     default:
-      // COMMITTING or ABORTING: answered once it is finished.
-      entry.waiters.push_back(std::move(waiter));
+      // COMMITTING or ABORTING: as for a commit.
+      AnswerOrWaitForDeliveryLocked(txid, entry, std::move(waiter), actions);
       return;
   }
 }
@@ -528,7 +540,42 @@ void BranchManager::OnOutcomeSynced(const std::string& txid,
       txid, copy, commit,
       [this, txid, record = std::move(record), commit]() mutable {
         OnApplied(txid, std::move(record), commit);
+      },
+      [this, txid](const absl::Status& error) {
+        OnApplyDelayed(txid, error);
       });
+}
+
+void BranchManager::OnApplyDelayed(const std::string& txid,
+                                   const absl::Status& error) {
+  Actions actions;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = entries_.find(txid);
+    if (it == entries_.end()) return;
+    Entry& entry = it->second;
+    if (entry.state != State::kCommitting && entry.state != State::kAborting) {
+      return;
+    }
+    entry.apply_error = absl::UnavailableError(absl::StrCat(
+        "the ", entry.state == State::kCommitting ? "commit" : "abort",
+        " of this branch is recorded at participant ", options_.participant_id,
+        " and is being delivered to its application, which has not "
+        "acknowledged it yet; ask again later: ",
+        error.message()));
+    std::vector<Waiter> keep;
+    for (Waiter& waiter : entry.waiters) {
+      if (waiter.kind == Kind::kCommit || waiter.kind == Kind::kAbort) {
+        const uint64_t id = waiter.request_id;
+        Respond(std::move(waiter), ErrorReply(txid, id, entry.apply_error),
+                &actions);
+      } else {
+        keep.push_back(std::move(waiter));  // answered once it is finished
+      }
+    }
+    entry.waiters = std::move(keep);
+  }
+  RunAll(actions);
 }
 
 void BranchManager::OnApplied(const std::string& txid, BranchRecord record,

@@ -34,7 +34,10 @@
 //               synced first (so a late prepare votes NO), then ACK_ABORTED.
 //   * every reply to commit/abort is sent only after the outcome is synced
 //     and applied to the resource (for a callback application: acknowledged
-//     by it).
+//     by it). While an application fails to acknowledge (down, erroring),
+//     commit/abort get error UNAVAILABLE with its last delivery error
+//     instead: the outcome is durable here and delivery is retried, and the
+//     coordinator records the error and asks again later.
 //
 // Resources that stage elsewhere (Resource::applies_unknown_aborts(), i.e.
 // a callback application): before the resource is asked to prepare, an
@@ -211,6 +214,9 @@ class BranchManager {
     // The PREPARED record while the branch is prepared or being decided.
     BranchRecord record;
     std::vector<Waiter> waiters;
+    // COMMITTING or ABORTING: why the resource has not acknowledged the
+    // outcome yet (its last failed delivery); OK while none failed.
+    absl::Status apply_error;
     absl::Time next_query_at;
     int query_attempts = 0;
   };
@@ -273,6 +279,16 @@ class BranchManager {
       ABSL_LOCKS_EXCLUDED(mu_);
   void OnApplied(const std::string& txid, BranchRecord record, bool commit)
       ABSL_LOCKS_EXCLUDED(mu_);
+  // A delivery of the outcome to the resource failed (it is retried): the
+  // commits and aborts waiting get the error, and so do later ones until it
+  // is delivered.
+  void OnApplyDelayed(const std::string& txid, const absl::Status& error)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // A commit or abort of a COMMITTING or ABORTING branch waits for its
+  // delivery, or gets the delivery's error when one failed.
+  void AnswerOrWaitForDeliveryLocked(const std::string& txid, Entry& entry,
+                                     Waiter waiter, Actions* actions)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Fails `txid`'s waiters (and, for a store error, every later request).
   void Fail(const std::string& txid, const absl::Status& status)
       ABSL_LOCKS_EXCLUDED(mu_);

@@ -123,15 +123,18 @@ void CallbackResource::Prepare(const std::string& transaction_id,
 
 void CallbackResource::ApplyOutcome(const std::string& transaction_id,
                                     const BranchRecord& /*record*/,
-                                    bool committed, ApplyDone done) {
-  Schedule(absl::InfinitePast(),
-           [this, transaction_id, committed, done = std::move(done)]() mutable {
-             Deliver(transaction_id, committed, 0, std::move(done));
-           });
+                                    bool committed, ApplyDone done,
+                                    ApplyDelayed delayed) {
+  Schedule(absl::InfinitePast(), [this, transaction_id, committed,
+                                  done = std::move(done),
+                                  delayed = std::move(delayed)]() mutable {
+    Deliver(transaction_id, committed, 0, std::move(done), std::move(delayed));
+  });
 }
 
 void CallbackResource::Deliver(std::string transaction_id, bool committed,
-                               int attempt, ApplyDone done) {
+                               int attempt, ApplyDone done,
+                               ApplyDelayed delayed) {
   grpc::ClientContext context;
   context.set_deadline(absl::ToChronoTime(clock_->Now() + options_.rpc_timeout));
   grpc::Status status;
@@ -150,6 +153,13 @@ void CallbackResource::Deliver(std::string transaction_id, bool committed,
     done();
     return;
   }
+  if (delayed) {
+    delayed(absl::UnavailableError(absl::StrCat(
+        "application ", options_.address, " did not acknowledge the ",
+        committed ? "commit" : "abort", " (attempt ", attempt + 1, "): ",
+        status.error_message(), " (code ",
+        static_cast<int>(status.error_code()), ")")));
+  }
   if (attempt == 0) {
     std::fprintf(stderr,
                  "twopc-participant: %s of %s to application %s failed (%s); "
@@ -164,9 +174,10 @@ void CallbackResource::Deliver(std::string transaction_id, bool committed,
   }
   Schedule(clock_->Now() + backoff,
            [this, transaction_id = std::move(transaction_id), committed,
-            attempt, done = std::move(done)]() mutable {
+            attempt, done = std::move(done),
+            delayed = std::move(delayed)]() mutable {
              Deliver(std::move(transaction_id), committed, attempt + 1,
-                     std::move(done));
+                     std::move(done), std::move(delayed));
            });
 }
 

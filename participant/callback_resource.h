@@ -10,10 +10,10 @@
 //    from the application (including unreachable) is a NO vote with that
 //    status as the reason.
 //  * ApplyOutcome: Commit or Abort, retried with capped exponential backoff
-//    until the application returns OK; `done` runs then. While it retries,
-//    the coordinator's commit/abort stays unanswered (it is answered once the
-//    application acknowledged); after a sidecar restart delivery resumes
-//    from the record.
+//    until the application returns OK; `done` runs then, `delayed` after
+//    each failed attempt (the coordinator's commit/abort is then answered
+//    UNAVAILABLE with the error; see BranchManager). After a sidecar restart
+//    delivery resumes from the record.
 //  * Aborts of branches the sidecar does not know (never prepared here, or
 //    finished and forgotten) are delivered too, and a crash right after the
 //    intent record was synced ends in an Abort whose Prepare never reached
@@ -74,7 +74,7 @@ class CallbackResource : public Resource {
   void AddCommitEffects(const BranchRecord&, StoreBatch*) override {}
   void ApplyOutcome(const std::string& transaction_id,
                     const BranchRecord& record, bool committed,
-                    ApplyDone done) override;
+                    ApplyDone done, ApplyDelayed delayed) override;
   void Restore(const std::string&, const BranchRecord&) override {}
 
  private:
@@ -82,7 +82,7 @@ class CallbackResource : public Resource {
       ABSL_LOCKS_EXCLUDED(mu_);
   void RunWorker() ABSL_LOCKS_EXCLUDED(mu_);
   void Deliver(std::string transaction_id, bool committed, int attempt,
-               ApplyDone done);
+               ApplyDone done, ApplyDelayed delayed);
 
   const CallbackResourceOptions options_;
   Clock* const clock_;

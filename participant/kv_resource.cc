@@ -258,7 +258,7 @@ void KvResource::AddCommitEffects(const BranchRecord& prepared,
 
 void KvResource::ApplyOutcome(const std::string& transaction_id,
                               const BranchRecord& record, bool /*committed*/,
-                              ApplyDone done) {
+                              ApplyDone done, ApplyDelayed /*delayed*/) {
   Unlock(transaction_id, std::vector<std::string>(record.locked_keys().begin(),
                                                   record.locked_keys().end()));
   done();

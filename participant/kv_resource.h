@@ -64,10 +64,11 @@ class KvResource : public Resource {
       ABSL_LOCKS_EXCLUDED(mu_);
   void AddCommitEffects(const BranchRecord& prepared,
                         StoreBatch* batch) override;
-  // Releases the branch's locks; calls `done` inline.
+  // Releases the branch's locks; calls `done` inline (never `delayed`).
   void ApplyOutcome(const std::string& transaction_id,
                     const BranchRecord& record, bool committed,
-                    ApplyDone done) override ABSL_LOCKS_EXCLUDED(mu_);
+                    ApplyDone done, ApplyDelayed delayed) override
+      ABSL_LOCKS_EXCLUDED(mu_);
   void Restore(const std::string& transaction_id,
                const BranchRecord& prepared) override ABSL_LOCKS_EXCLUDED(mu_);
 

@@ -50,6 +50,8 @@ class Resource {
  public:
   using PrepareDone = std::function<void(PrepareResult result)>;
   using ApplyDone = std::function<void()>;
+  // A delivery attempt failed with this error; it is retried.
+  using ApplyDelayed = std::function<void(const absl::Status& error)>;
 
   virtual ~Resource() = default;
 
@@ -77,12 +79,13 @@ class Resource {
   // Called once the decision (`committed` or not) is durable. Releases what
   // Prepare reserved and delivers the outcome; `done` runs once it has been
   // delivered (for a callback application: acknowledged; retried until
-  // then). Also called for branches the resource never prepared in this
-  // process (after a restart, or an abort of an unknown branch) and must be
-  // harmless then.
+  // then). Before that, `delayed` runs after each failed attempt (never for
+  // a resource that applies in batch). Also called for branches the
+  // resource never prepared in this process (after a restart, or an abort
+  // of an unknown branch) and must be harmless then.
   virtual void ApplyOutcome(const std::string& transaction_id,
                             const BranchRecord& record, bool committed,
-                            ApplyDone done) = 0;
+                            ApplyDone done, ApplyDelayed delayed) = 0;
 
   // Whether the resource may hold staged state the sidecar has no record of
   // (a callback application that staged a branch whose vote was lost in a

@@ -2,6 +2,7 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -43,6 +44,10 @@ struct Application {
   std::set<std::string> committed;
   // Prepares not answered yet, by transaction id.
   std::map<std::string, Resource::PrepareDone> pending;
+  // While set, every delivery of an outcome fails with this error and is
+  // kept in `undelivered` (the resource would retry it).
+  std::optional<absl::Status> down;
+  std::map<std::string, std::pair<bool, Resource::ApplyDone>> undelivered;
 };
 
 class StagingResource : public Resource {
@@ -58,11 +63,28 @@ class StagingResource : public Resource {
   }
   void AddCommitEffects(const BranchRecord&, StoreBatch*) override {}
   void ApplyOutcome(const std::string& txid, const BranchRecord&,
-                    bool committed, ApplyDone done) override {
+                    bool committed, ApplyDone done,
+                    ApplyDelayed delayed) override {
+    if (app_->down.has_value()) {
+      app_->undelivered[txid] = {committed, std::move(done)};
+      delayed(*app_->down);
+      return;
+    }
     (committed ? app_->committed : app_->aborted).insert(txid);
     done();
   }
   void Restore(const std::string&, const BranchRecord&) override {}
+
+  // The application is back: the retried deliveries succeed.
+  void Recover() {
+    app_->down.reset();
+    auto undelivered = std::move(app_->undelivered);
+    app_->undelivered.clear();
+    for (auto& [txid, delivery] : undelivered) {
+      (delivery.first ? app_->committed : app_->aborted).insert(txid);
+      delivery.second();
+    }
+  }
 
   // The application answers `txid`'s prepare.
   void Answer(const std::string& txid, v1::Vote vote) {
@@ -668,6 +690,39 @@ TEST_F(BranchManagerTest, AnAbortWhileTheIntentIsWrittenSparesTheApplication) {
   EXPECT_TRUE(store_.DurableRecord("t1")->applied());
   Restart();
   EXPECT_THAT(app_.aborted, IsEmpty());
+}
+
+// Callback mode: while the application does not acknowledge a commit, the
+// coordinator's commits are answered UNAVAILABLE with the reason (it records
+// it and retries) instead of waiting unanswered.
+TEST_F(BranchManagerTest, ACommitTheApplicationDoesNotAcknowledgeIsUnavailable) {
+  callback_mode_ = true;
+  Restart();
+  Send(PrepareRequest(1, "t1", Payload("a 1")));
+  store_.Sync();
+  staging_->Answer("t1", v1::VOTE_YES);
+  store_.Sync();
+  ASSERT_EQ(ReplyTo(1).vote(), v1::VOTE_YES);
+  app_.down = absl::UnavailableError("connection refused");
+  Send(CommitRequest(2, "t1"));
+  store_.Sync();  // the COMMITTED record; then the delivery fails
+  ASSERT_TRUE(ReplyTo(2).has_error());
+  EXPECT_EQ(ReplyTo(2).error().code(),
+            static_cast<int>(absl::StatusCode::kUnavailable));
+  EXPECT_THAT(ReplyTo(2).error().message(),
+              HasSubstr("has not acknowledged it yet"));
+  EXPECT_THAT(ReplyTo(2).error().message(), HasSubstr("connection refused"));
+  EXPECT_EQ(store_.DurableRecord("t1")->state(), BranchRecord::COMMITTED);
+  // The coordinator's retry gets the same answer at once.
+  Send(CommitRequest(3, "t1"));
+  ASSERT_TRUE(ReplyTo(3).has_error());
+  EXPECT_EQ(ReplyTo(3).error().code(),
+            static_cast<int>(absl::StatusCode::kUnavailable));
+  // Back: the delivery succeeds, and the next retry is acknowledged.
+  staging_->Recover();
+  EXPECT_THAT(app_.committed, ElementsAre("t1"));
+  Send(CommitRequest(4, "t1"));
+  EXPECT_EQ(ReplyTo(4).ack(), v1::BranchReply::ACK_COMMITTED);
 }
 
 }  // namespace

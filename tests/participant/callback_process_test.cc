@@ -119,16 +119,31 @@ TEST_F(CallbackProcessTest, ForwardsToTheApplicationAndRetriesCommitUntilItIsBac
   ASSERT_THAT(sidecar->process->WaitForLine("commit of transfer to application",
                                             kWait),
               IsOk());
-  EXPECT_FALSE(link.Answered(6));  // not acknowledged before it is applied
+  // Not acknowledged before it is applied: UNAVAILABLE, with the reason.
+  auto unavailable = link.Await(6);
+  ASSERT_THAT(unavailable, IsOk());
+  ASSERT_TRUE(unavailable->has_error());
+  EXPECT_EQ(unavailable->error().code(),
+            static_cast<int>(absl::StatusCode::kUnavailable));
+  EXPECT_THAT(unavailable->error().message(),
+              HasSubstr("has not acknowledged it yet"));
+  EXPECT_THAT(unavailable->error().message(), HasSubstr(ledger_address_));
 
-  // Back on the same address: the commit is delivered, then acknowledged.
+  // Back on the same address: the sidecar's retries deliver the commit, and
+  // the coordinator asking again is acknowledged once it is.
   ledger = StartLedger(ledger_address_);
   ASSERT_NE(ledger, nullptr);
-  auto committed = link.Await(6);
-  ASSERT_THAT(committed, IsOk());
-  EXPECT_EQ(committed->ack(), v1::BranchReply::ACK_COMMITTED);
   EXPECT_THAT(ledger->WaitForLine("committed transfer: alice=70 bob=30", kWait),
               IsOk());
+  uint64_t id = 100;
+  absl::StatusOr<v1::BranchReply> committed;
+  const absl::Time give_up = absl::Now() + kWait;
+  do {  // until the sidecar has heard the application's answer
+    link.Send({CommitRequest(++id, "transfer")});
+    committed = link.Await(id);
+    ASSERT_THAT(committed, IsOk());
+  } while (committed->has_error() && absl::Now() < give_up);
+  EXPECT_EQ(committed->ack(), v1::BranchReply::ACK_COMMITTED);
 
   // Duplicates are answered by the sidecar's barrier.
   link.Send({CommitRequest(7, "transfer"), AbortRequest(8, "never-prepared")});

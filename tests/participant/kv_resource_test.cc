@@ -35,10 +35,10 @@ class KvResourceTest : public ::testing::Test {
     StoreBatch batch;
     kv_.AddCommitEffects(prepared.prepared, &batch);
     store_.Write(std::move(batch), [](const absl::Status&) {});
-    kv_.ApplyOutcome(txid, prepared.prepared, true, [] {});
+    kv_.ApplyOutcome(txid, prepared.prepared, true, [] {}, nullptr);
   }
   void Abort(const std::string& txid, const PrepareResult& prepared) {
-    kv_.ApplyOutcome(txid, prepared.prepared, false, [] {});
+    kv_.ApplyOutcome(txid, prepared.prepared, false, [] {}, nullptr);
   }
 
   std::optional<std::string> Value(const std::string& key) {

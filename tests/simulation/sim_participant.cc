@@ -87,7 +87,7 @@ void SimResource::AddCommitEffects(const BranchRecord& prepared,
 
 void SimResource::ApplyOutcome(const std::string& transaction_id,
                                const BranchRecord& /*record*/, bool committed,
-                               ApplyDone done) {
+                               ApplyDone done, ApplyDelayed /*delayed*/) {
   if (ledger_ != nullptr) {
     (committed ? ledger_->committed : ledger_->aborted).insert(transaction_id);
   }

@@ -62,7 +62,7 @@ class SimResource : public participant::Resource {
                         participant::StoreBatch* batch) override;
   void ApplyOutcome(const std::string& transaction_id,
                     const participant::BranchRecord& record, bool committed,
-                    ApplyDone done) override;
+                    ApplyDone done, ApplyDelayed delayed) override;
   bool applies_unknown_aborts() const override { return ledger_ != nullptr; }
   void Restore(const std::string&, const participant::BranchRecord&) override {}
 
