@@ -203,10 +203,15 @@ void BranchManager::PrepareLocked(const std::string& txid,
   auto [it, inserted] = entries_.try_emplace(txid);
   Entry& entry = it->second;
   if (!inserted) {
-    if (entry.state == State::kPrepared) {
+    // A vote needs the outcome durable, not delivered (a one-phase answer
+    // acknowledges the commit, so it waits for the delivery).
+    const bool vote_recorded =
+        entry.outcome_recorded && waiter.kind == Kind::kPrepare;
+    if (entry.state == State::kPrepared || vote_recorded) {
       const Kind kind = waiter.kind;
       Respond(std::move(waiter),
-              Answer(entry.state, entry.voted_yes, entry.reason, kind),
+              Answer(vote_recorded ? RecordedOutcome(entry) : entry.state,
+                     entry.voted_yes, entry.reason, kind),
               actions);
     } else {
       // PREPARING, COMMITTING or ABORTING: answered once it gets further.
@@ -432,6 +437,31 @@ void BranchManager::CommitLocked(const std::string& txid, Waiter waiter,
   }
 }
 
+void BranchManager::NoteOutcomeRecordedLocked(const std::string& txid,
+                                              Actions* actions) {
+  auto it = entries_.find(txid);
+  if (it == entries_.end()) return;
+  Entry& entry = it->second;
+  entry.outcome_recorded = true;
+  std::vector<Waiter> keep;
+  for (Waiter& waiter : entry.waiters) {
+    if (waiter.kind != Kind::kPrepare) {
+      keep.push_back(std::move(waiter));
+      continue;
+    }
+    Respond(std::move(waiter),
+            Answer(RecordedOutcome(entry), entry.voted_yes, entry.reason,
+                   Kind::kPrepare),
+            actions);
+  }
+  entry.waiters = std::move(keep);
+}
+
+BranchManager::State BranchManager::RecordedOutcome(const Entry& entry) {
+  return entry.state == State::kCommitting ? State::kCommitted
+                                           : State::kAborted;
+}
+
 void BranchManager::AnswerOrWaitForDeliveryLocked(const std::string& txid,
                                                   Entry& entry, Waiter waiter,
                                                   Actions* actions) {
@@ -483,6 +513,9 @@ void BranchManager::RecordAbortLocked(const std::string& txid,
   record.set_state(BranchRecord::ABORTED);
   record.set_applied(!apply);
   record.set_reason(entry.reason);
+  if (deadline != absl::InfiniteFuture()) {
+    record.set_deadline_micros(absl::ToUnixMicros(deadline));
+  }
   record.set_forget_at_micros(absl::ToUnixMicros(ForgetAt(deadline)));
   StoreBatch batch;
   batch.records.emplace_back(txid, record);
@@ -535,6 +568,14 @@ void BranchManager::OnOutcomeSynced(const std::string& txid,
     OnApplied(txid, std::move(record), commit);
     return;
   }
+  {
+    Actions actions;
+    {
+      absl::MutexLock lock(&mu_);
+      NoteOutcomeRecordedLocked(txid, &actions);
+    }
+    RunAll(actions);
+  }
   BranchRecord copy = record;
   resource_->ApplyOutcome(
       txid, copy, commit,
@@ -570,7 +611,9 @@ void BranchManager::OnApplyDelayed(const std::string& txid,
         Respond(std::move(waiter), ErrorReply(txid, id, entry.apply_error),
                 &actions);
       } else {
-        keep.push_back(std::move(waiter));  // answered once it is finished
+        // One-phase prepares: answered once delivered (an UNAVAILABLE
+        // answer would read as a failed prepare).
+        keep.push_back(std::move(waiter));
       }
     }
     entry.waiters = std::move(keep);
@@ -587,6 +630,12 @@ void BranchManager::OnApplied(const std::string& txid, BranchRecord record,
     record.set_applied(true);
     record.clear_kv_writes();
     record.clear_locked_keys();
+    // Its retention counts from now, the branch's end (it may have been
+    // decided long ago, e.g. an intent found at start-up).
+    record.set_forget_at_micros(absl::ToUnixMicros(
+        ForgetAt(record.deadline_micros() != 0
+                     ? absl::FromUnixMicros(record.deadline_micros())
+                     : absl::InfiniteFuture())));
     StoreBatch batch;
     batch.records.emplace_back(txid, std::move(record));
     store_->Write(std::move(batch), nullptr);
@@ -816,16 +865,20 @@ size_t BranchManager::ForgetFinished() {
       forget_queue_.pop();
       auto it = finished_.find(txid);
       if (it == finished_.end() || it->second.forget_at > now) continue;
-      finished_.erase(it);
       batch.forget.push_back(txid);
     }
   }
-  const size_t forgotten = batch.forget.size();
-  if (forgotten > 0) {
-    // Unsynced: a forget lost in a crash is redone after the restart.
-    store_->Write(std::move(batch), nullptr);
-  }
-  return forgotten;
+  if (batch.forget.empty()) return 0;
+  // The deletions are queued before the branches leave finished_ (store
+  // writes become durable in submission order): a request for one of them
+  // meanwhile is still answered from memory and writes nothing, and a
+  // prepare after that writes its record after the deletion, not before.
+  // Unsynced: a forget lost in a crash is redone after the restart.
+  const std::vector<std::string> forgotten = batch.forget;
+  store_->Write(std::move(batch), nullptr);
+  absl::MutexLock lock(&mu_);
+  for (const std::string& txid : forgotten) finished_.erase(txid);
+  return forgotten.size();
 }
 
 uint64_t BranchManager::highest_epoch() const {

@@ -8,7 +8,7 @@
 //
 //   (unknown) --prepare--> PREPARING --YES, PREPARED record synced--> PREPARED
 //       |                     |  \--NO, ABORTED record synced--------> ABORTED
-//       |                     \--READ_ONLY (nothing recorded)---------> READ_ONLY
+//       |                     \--READ_ONLY (nothing kept)-------------> READ_ONLY
 //       |                                                 commit / abort
 //       |                       PREPARED --record synced, resource applied-->
 //       |                                 COMMITTED / ABORTED
@@ -18,7 +18,10 @@
 //   * prepare:  PREPARED/COMMITTED -> VOTE_YES (one-phase: ACK_COMMITTED);
 //               ABORTED -> VOTE_NO with the reason; READ_ONLY -> VOTE_READ_ONLY
 //               (one-phase: ACK_COMMITTED). While PREPARING, duplicates wait
-//               for the first one's answer. A passed deadline votes NO.
+//               for the first one's answer; while an outcome is delivered
+//               to the resource, they are answered from it once it is
+//               recorded (one-phase ones once it is delivered). A passed
+//               deadline votes NO.
 //   * commit:   COMMITTED or READ_ONLY -> ACK_COMMITTED; ABORTED -> ACK_ABORTED
 //               (the remembered outcome); PREPARING (not voted yet) ->
 //               error FAILED_PRECONDITION, no effect.
@@ -214,6 +217,9 @@ class BranchManager {
     // The PREPARED record while the branch is prepared or being decided.
     BranchRecord record;
     std::vector<Waiter> waiters;
+    // COMMITTING or ABORTING: the outcome record is synced (votes can be
+    // answered from it while it is delivered to the resource).
+    bool outcome_recorded = false;
     // COMMITTING or ABORTING: why the resource has not acknowledged the
     // outcome yet (its last failed delivery); OK while none failed.
     absl::Status apply_error;
@@ -295,6 +301,14 @@ class BranchManager {
 
   // Answers the waiters that `entry`'s state can answer.
   void AnswerWaitersLocked(Entry& entry, Actions* actions)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // For a COMMITTING or ABORTING entry whose outcome is recorded: the
+  // finished state its votes are answered from.
+  static State RecordedOutcome(const Entry& entry);
+  // `txid`'s outcome record is synced and is being delivered to the
+  // resource: its votes need no more (a delivery to an application may take
+  // long), so prepares are answered now and from here on.
+  void NoteOutcomeRecordedLocked(const std::string& txid, Actions* actions)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // If `txid` is finished, answers `waiter` from what is remembered of it
   // and returns true; otherwise returns false and leaves `waiter` untouched.

@@ -1,10 +1,11 @@
 // CallbackResource: Resource 2, the application's own
 // ApplicationCallbackService (proto/twopc/v1/callback.proto), reached at
 // --callback=ADDR. The barrier in BranchManager sits in front of it, so the
-// application sees each Prepare at most once, and Commit/Abort only after
-// the outcome is durably recorded here. The sidecar syncs an intent record
-// before each Prepare: if it crashes before the vote is recorded, it tells
-// the application to abort that branch once it is back (BranchManager).
+// application sees a Prepare again only as Resource (resource.h) says, and
+// Commit/Abort only after the outcome is durably recorded here. The sidecar
+// syncs an intent record before each Prepare: if it crashes before the vote
+// is recorded, it tells the application to abort that branch once it is
+// back (BranchManager).
 //
 //  * Prepare: the branch must carry `payload` (<= 1 MiB). An error status
 //    from the application (including unreachable) is a NO vote with that
@@ -19,7 +20,9 @@
 //    intent record was synced ends in an Abort whose Prepare never reached
 //    the application; Abort must therefore accept unknown transaction ids.
 //
-// Calls run on a small pool of worker threads, never on the caller's.
+// Calls to the application run on a small pool of worker threads, never on
+// the caller's; a branch refused without a call (no payload, too large) is
+// answered inline.
 // Thread-safety: all methods may be called concurrently.
 #ifndef TWOPC_PARTICIPANT_CALLBACK_RESOURCE_H_
 #define TWOPC_PARTICIPANT_CALLBACK_RESOURCE_H_

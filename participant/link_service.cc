@@ -241,10 +241,14 @@ class LinkService::Stream final {
     bool own_buffer = false;
     // Write has taken its own reference to the last batch's bytes.
     outgoing_bytes_.Clear();
-    // Serialising a message into an empty buffer cannot fail.
-    grpc::SerializationTraits<v1::ParticipantBatch>::Serialize(
-        outgoing_, &outgoing_bytes_, &own_buffer)
-        .IgnoreError();
+    // Fails only for a batch past protobuf's 2 GiB: the replies in it are
+    // lost with the stream, and the coordinator resends on its next one.
+    if (!grpc::SerializationTraits<v1::ParticipantBatch>::Serialize(
+             outgoing_, &outgoing_bytes_, &own_buffer)
+             .ok()) {
+      Break();
+      return;
+    }
     stream_.Write(outgoing_bytes_, Tag(kWritten));
     ++outstanding_;
     writing_ = true;

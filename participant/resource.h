@@ -1,10 +1,11 @@
 // Resource: what a sidecar applies branches to. BranchManager puts the
 // barrier (dedup, abort-before-prepare, unknown branches, epochs) and the
 // durable branch records in front of it, so a Resource only sees:
-//   * Prepare at most once per branch per process (again after a restart
-//     only if the vote was never recorded; never again for a resource that
-//     applies_unknown_aborts(), which is told to abort such a branch
-//     instead: see BranchManager's intent record);
+//   * Prepare at most once per branch while the sidecar keeps a record of
+//     it: again only after a restart that found no vote recorded (a
+//     resource that applies_unknown_aborts() is told to abort such a branch
+//     instead: see BranchManager's intent record), or for a late duplicate
+//     of a branch that voted READ_ONLY or was forgotten;
 //   * ApplyOutcome only after the decision is durably recorded, possibly
 //     again after a restart when the record says "not yet applied";
 //   * Restore at start-up for every branch recorded PREPARED.

@@ -725,5 +725,54 @@ TEST_F(BranchManagerTest, ACommitTheApplicationDoesNotAcknowledgeIsUnavailable) 
   EXPECT_EQ(ReplyTo(4).ack(), v1::BranchReply::ACK_COMMITTED);
 }
 
+// A late duplicate prepare that comes while ForgetFinished is deleting its
+// branch's record must not write a record that the deletion then removes
+// (store writes become durable in submission order).
+TEST_F(BranchManagerTest, APrepareDuringForgettingWritesNothingTheForgetDeletes) {
+  Send(PrepareRequest(1, "t1", KvBranch({Put("k", "v")})));  // no deadline
+  store_.Sync();
+  Send(CommitRequest(2, "t1"));
+  store_.Sync();
+  ASSERT_EQ(ReplyTo(2).ack(), v1::BranchReply::ACK_COMMITTED);
+  clock_.Advance(absl::Minutes(11));
+  store_.set_on_write([this](const StoreBatch& batch) {
+    if (!batch.forget.empty()) {
+      Send(PrepareRequest(3, "t1", KvBranch({Put("k", "v")})));
+    }
+  });
+  EXPECT_EQ(manager_->ForgetFinished(), 1u);
+  store_.Sync();
+  ASSERT_TRUE(Answered(3));
+  EXPECT_EQ(ReplyTo(3).vote(), v1::VOTE_YES);  // from what was remembered
+  // Nothing was prepared again: no branch in memory lacks its record.
+  EXPECT_EQ(manager_->StateOf("t1"), "UNKNOWN");
+  EXPECT_EQ(manager_->prepared_branches(), 0u);
+  EXPECT_FALSE(store_.DurableRecord("t1").has_value());
+  EXPECT_EQ(kv_->LockHolder("k"), "");
+}
+
+// Callback mode: a vote only needs its outcome durable. While the abort
+// of a branch left staged by a crash cannot reach the application, the
+// coordinator's repeated prepare is still answered NO at once.
+TEST_F(BranchManagerTest, AVoteIsAnsweredWhileItsAbortIsStillBeingDelivered) {
+  callback_mode_ = true;
+  Restart();
+  Send(PrepareRequest(1, "t1", Payload("a 1")));
+  store_.Sync();
+  ASSERT_THAT(app_.asked, ElementsAre("t1"));
+  app_.down = absl::UnavailableError("connection refused");
+  Restart();  // finds the intent; its abort cannot be delivered
+  EXPECT_THAT(app_.undelivered, SizeIs(1));
+  Send(PrepareRequest(2, "t1", Payload("a 1")));
+  ASSERT_TRUE(Answered(2));
+  EXPECT_EQ(ReplyTo(2).vote(), v1::VOTE_NO);
+  Send(AbortRequest(3, "t1"));
+  ASSERT_TRUE(ReplyTo(3).has_error());  // not delivered yet
+  staging_->Recover();
+  EXPECT_THAT(app_.aborted, ElementsAre("t1"));
+  Send(AbortRequest(4, "t1"));
+  EXPECT_EQ(ReplyTo(4).ack(), v1::BranchReply::ACK_ABORTED);
+}
+
 }  // namespace
 }  // namespace twopc::participant

@@ -13,6 +13,7 @@
 #define TWOPC_TESTS_PARTICIPANT_FAKE_BRANCH_STORE_H_
 
 #include <deque>
+#include <functional>
 #include <map>
 #include <string>
 #include <utility>
@@ -27,6 +28,12 @@ namespace twopc::participant {
 class FakeBranchStore : public BranchStore {
  public:
   void Write(StoreBatch batch, Done done) override {
+    if (on_write_) {
+      // Once: the hook may write itself.
+      std::function<void(const StoreBatch&)> hook = std::move(on_write_);
+      on_write_ = nullptr;
+      hook(batch);
+    }
     bool sync_now = false;
     absl::Status failed;
     {
@@ -114,6 +121,13 @@ class FakeBranchStore : public BranchStore {
     pending_.clear();
   }
 
+  // Runs `hook` once, at the start of the next Write (before the batch is
+  // queued), with that batch: for tests of what another thread may do
+  // meanwhile. Not thread-safe: set it while nothing writes.
+  void set_on_write(std::function<void(const StoreBatch&)> hook) {
+    on_write_ = std::move(hook);
+  }
+
   void set_auto_sync(bool auto_sync) {
     absl::MutexLock lock(&mu_);
     auto_sync_ = auto_sync;
@@ -174,6 +188,8 @@ class FakeBranchStore : public BranchStore {
     }
   }
 
+  // See set_on_write.
+  std::function<void(const StoreBatch&)> on_write_;
   mutable absl::Mutex mu_;
   std::deque<Pending> pending_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, BranchRecord> records_ ABSL_GUARDED_BY(mu_);
