@@ -568,7 +568,8 @@ void BranchManager::OnOutcomeSynced(const std::string& txid,
     OnApplied(txid, std::move(record), commit);
     return;
   }
-  {
+  if (!resource_->applies_in_batch()) {
+    // The delivery may take long (kv applies inline, answering everyone).
     Actions actions;
     {
       absl::MutexLock lock(&mu_);
