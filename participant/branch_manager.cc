@@ -25,6 +25,18 @@ absl::Time DeadlineOf(const v1::PrepareBranch& prepare) {
          absl::Nanoseconds(prepare.deadline().nanos());
 }
 
+// A record keeps the transaction's deadline in unix micros, 0 for none.
+void SetDeadline(absl::Time deadline, BranchRecord* record) {
+  if (deadline != absl::InfiniteFuture()) {
+    record->set_deadline_micros(absl::ToUnixMicros(deadline));
+  }
+}
+absl::Time DeadlineOf(const BranchRecord& record) {
+  return record.deadline_micros() != 0
+             ? absl::FromUnixMicros(record.deadline_micros())
+             : absl::InfiniteFuture();
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<BranchManager>> BranchManager::Create(
@@ -70,9 +82,7 @@ absl::StatusOr<std::unique_ptr<BranchManager>> BranchManager::Create(
       Entry& entry = manager->entries_[txid];
       entry.voted_yes = record.voted_yes();
       entry.reason = record.reason();
-      if (record.deadline_micros() != 0) {
-        entry.deadline = absl::FromUnixMicros(record.deadline_micros());
-      }
+      entry.deadline = DeadlineOf(record);
       if (recorded == BranchRecord::PREPARED) {
         entry.state = State::kPrepared;
         entry.next_query_at = now;  // found at start-up: ask at once
@@ -247,9 +257,7 @@ void BranchManager::PrepareLocked(const std::string& txid,
   intent.set_reason(
       "the sidecar stopped after asking its application to prepare and "
       "before it recorded the vote");
-  if (deadline != absl::InfiniteFuture()) {
-    intent.set_deadline_micros(absl::ToUnixMicros(deadline));
-  }
+  SetDeadline(deadline, &intent);
   intent.set_forget_at_micros(absl::ToUnixMicros(ForgetAt(deadline)));
   StoreBatch batch;
   batch.records.emplace_back(txid, std::move(intent));
@@ -328,9 +336,7 @@ void BranchManager::OnPrepared(const std::string& txid, PrepareResult result) {
         entry.record.set_state(BranchRecord::PREPARED);
         entry.record.set_voted_yes(true);
         entry.record.set_prepared_at_micros(absl::ToUnixMicros(clock_->Now()));
-        if (entry.deadline != absl::InfiniteFuture()) {
-          entry.record.set_deadline_micros(absl::ToUnixMicros(entry.deadline));
-        }
+        SetDeadline(entry.deadline, &entry.record);
         if (entry.one_phase) {
           // An abort that arrived while preparing wins: the coordinator may
           // have decided abort (e.g. at the deadline).
@@ -513,9 +519,7 @@ void BranchManager::RecordAbortLocked(const std::string& txid,
   record.set_state(BranchRecord::ABORTED);
   record.set_applied(!apply);
   record.set_reason(entry.reason);
-  if (deadline != absl::InfiniteFuture()) {
-    record.set_deadline_micros(absl::ToUnixMicros(deadline));
-  }
+  SetDeadline(deadline, &record);
   record.set_forget_at_micros(absl::ToUnixMicros(ForgetAt(deadline)));
   StoreBatch batch;
   batch.records.emplace_back(txid, record);
@@ -605,19 +609,18 @@ void BranchManager::OnApplyDelayed(const std::string& txid,
         " and is being delivered to its application, which has not "
         "acknowledged it yet; ask again later: ",
         error.message()));
-    std::vector<Waiter> keep;
-    for (Waiter& waiter : entry.waiters) {
+    std::vector<Waiter> waiting = std::move(entry.waiters);
+    entry.waiters.clear();
+    for (Waiter& waiter : waiting) {
       if (waiter.kind == Kind::kCommit || waiter.kind == Kind::kAbort) {
-        const uint64_t id = waiter.request_id;
-        Respond(std::move(waiter), ErrorReply(txid, id, entry.apply_error),
-                &actions);
+        AnswerOrWaitForDeliveryLocked(txid, entry, std::move(waiter),
+                                      &actions);
       } else {
         // One-phase prepares: answered once delivered (an UNAVAILABLE
         // answer would read as a failed prepare).
-        keep.push_back(std::move(waiter));
+        entry.waiters.push_back(std::move(waiter));
       }
     }
-    entry.waiters = std::move(keep);
   }
   RunAll(actions);
 }
@@ -633,10 +636,8 @@ void BranchManager::OnApplied(const std::string& txid, BranchRecord record,
     record.clear_locked_keys();
     // Its retention counts from now, the branch's end (it may have been
     // decided long ago, e.g. an intent found at start-up).
-    record.set_forget_at_micros(absl::ToUnixMicros(
-        ForgetAt(record.deadline_micros() != 0
-                     ? absl::FromUnixMicros(record.deadline_micros())
-                     : absl::InfiniteFuture())));
+    record.set_forget_at_micros(
+        absl::ToUnixMicros(ForgetAt(DeadlineOf(record))));
     StoreBatch batch;
     batch.records.emplace_back(txid, std::move(record));
     store_->Write(std::move(batch), nullptr);
