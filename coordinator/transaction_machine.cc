@@ -107,9 +107,9 @@ Actions TransactionMachine::Recover(absl::Time now) {
 Actions TransactionMachine::Commit(absl::Time now) {
   Actions actions;
   record_.set_state(v1::TRANSACTION_STATE_PREPARING);
-  // Unforced: lets recovery tell these participants to abort early. Losing
-  // it is harmless (presumed abort).
-  actions.push_back(action::Persist{.sync = false});
+  // Nothing is written (presumed abort): a crash before the decision leaves
+  // no record, and a participant holding a prepared branch of an earlier
+  // epoch asks for its outcome as soon as it sees the next epoch.
   for (const BranchRecord& branch : record_.branches()) {
     actions.push_back(action::SendPrepare{branch.participant_id()});
   }

@@ -7,8 +7,9 @@
 //
 // The protocol is presumed abort:
 //
-//   ACTIVE --Commit--> PREPARING: send Prepare to every branch (the record is
-//       persisted unforced, so recovery can tell participants to abort).
+//   ACTIVE --Commit--> PREPARING: send Prepare to every branch. Nothing is
+//       persisted before the decision: after a crash the transaction is
+//       unknown, hence aborted, and its participants learn that by asking.
 //   PREPARING, all votes YES or READ_ONLY: persist the COMMIT record *forced*
 //       (Persist{sync=true}); nothing else happens until OnPersisted.
 //   OnPersisted: the decision is durable -> Reply (client told COMMITTED),

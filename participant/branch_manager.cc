@@ -8,6 +8,7 @@
 #include "common/failpoint.h"
 #include "common/grpc_status.h"
 #include "common/status_macros.h"
+#include "common/transaction_id.h"
 
 namespace twopc::participant {
 namespace {
@@ -147,6 +148,13 @@ absl::Status BranchManager::CheckEpochLocked(uint64_t epoch, Actions* actions) {
   }
   if (epoch > highest_epoch_) {
     highest_epoch_ = epoch;
+    // The coordinator restarted: it wrote nothing for a transaction it had
+    // not decided, so its vote may never be heard. Ask now, not after
+    // in_doubt_after.
+    const absl::Time now = clock_->Now();
+    for (const std::string& txid : prepared_) {
+      if (OfEarlierEpochLocked(txid)) entries_[txid].next_query_at = now;
+    }
     // Before anything of this epoch is answered: every later batch then
     // persists it (see BranchStore::NoteEpoch).
     store_->NoteEpoch(epoch);
@@ -159,6 +167,11 @@ absl::Status BranchManager::CheckEpochLocked(uint64_t epoch, Actions* actions) {
     });
   }
   return absl::OkStatus();
+}
+
+bool BranchManager::OfEarlierEpochLocked(const std::string& txid) const {
+  const absl::optional<TransactionId> id = TransactionId::Parse(txid);
+  return id.has_value() && id->epoch < highest_epoch_;
 }
 
 void BranchManager::Handle(uint64_t epoch, const v1::BranchRequest& request,
@@ -401,7 +414,9 @@ void BranchManager::OnPreparedRecordSynced(const std::string& txid,
     if (it == entries_.end()) return;
     Entry& entry = it->second;
     entry.state = State::kPrepared;
-    entry.next_query_at = clock_->Now() + options_.in_doubt_after;
+    entry.next_query_at = OfEarlierEpochLocked(txid)
+                              ? clock_->Now()
+                              : clock_->Now() + options_.in_doubt_after;
     prepared_.insert(txid);
     AnswerWaitersLocked(entry, &actions);
     if (entry.abort_requested) {

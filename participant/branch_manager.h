@@ -60,10 +60,13 @@
 // written to the store in the background, so it survives a restart once any
 // batch submitted after it is synced.
 //
-// In-doubt branches: a branch PREPARED for `in_doubt_after` (and every
-// PREPARED branch found at start-up, at once) becomes due for an outcome
-// query; each time it is handed out by DueForOutcomeQuery its next query is
-// pushed back by a capped exponential backoff, until ApplyOutcome (or a
+// In-doubt branches: a branch PREPARED for `in_doubt_after` becomes due for
+// an outcome query; so does, at once, every PREPARED branch found at
+// start-up, and every one whose transaction id is of an epoch older than the
+// highest seen (its coordinator restarted, and writes nothing before a
+// decision, so the new one answers from its log or presumes abort). Each
+// time a branch is handed out by DueForOutcomeQuery its next query is pushed
+// back by a capped exponential backoff, until ApplyOutcome (or a
 // commit/abort from the coordinator) resolves it.
 //
 // Memory: a finished branch (COMMITTED, ABORTED, READ_ONLY) is remembered,
@@ -243,6 +246,10 @@ class BranchManager {
                 Resource* resource, Clock* clock);
 
   absl::Status CheckEpochLocked(uint64_t epoch, Actions* actions)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Whether `txid` was handed out by a coordinator epoch older than the
+  // highest seen (false for an id that is not a coordinator's).
+  bool OfEarlierEpochLocked(const std::string& txid) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PrepareLocked(const std::string& txid, const v1::PrepareBranch& prepare,
                      Waiter waiter, Actions* actions)

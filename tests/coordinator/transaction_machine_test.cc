@@ -362,17 +362,39 @@ TEST(TransactionMachineCrashTest, CrashBeforeDecisionSyncAborts) {
   EXPECT_FALSE(h.has_machine());
 }
 
-TEST(TransactionMachineCrashTest, CrashAfterPrepareRecordSyncedAbortsEveryBranch) {
+TEST(TransactionMachineCrashTest, NothingIsWrittenBeforeTheDecision) {
   Harness h({"a", "b"});
-  h.Apply(h.machine().Commit(h.clock().Now()));
-  // The unforced PREPARING record happened to reach the disk.
-  h.Sync();
+  const Actions actions = h.Apply(h.machine().Commit(h.clock().Now()));
+  EXPECT_FALSE(std::any_of(actions.begin(), actions.end(), [](const Action& a) {
+    return std::holds_alternative<action::Persist>(a);
+  }));
   h.Apply(h.machine().OnVote("a", v1::VOTE_YES, "", h.clock().Now()));
+  h.Sync();
+  EXPECT_FALSE(h.synced().has_value());
   h.CrashAndRecover();
-  ASSERT_TRUE(h.has_machine());
-  EXPECT_EQ(h.machine().outcome(), v1::OUTCOME_ABORTED);
-  EXPECT_THAT(h.TakeSent(), UnorderedElementsAre("abort:a", "abort:b"));
-  EXPECT_THAT(h.machine().record().abort_reason(), HasSubstr("restarted"));
+  EXPECT_FALSE(h.has_machine());  // presumed abort; "a" asks and is told
+}
+
+// Versions before 2026-12 wrote an unforced PREPARING record at Commit.
+TEST(TransactionMachineCrashTest, ALoggedPreparingRecordAbortsEveryBranch) {
+  internal::TransactionRecord record;
+  record.set_transaction_id("t1");
+  record.set_state(v1::TRANSACTION_STATE_PREPARING);
+  internal::BranchRecord* a = record.add_branches();
+  a->set_participant_id("a");
+  a->set_vote(v1::VOTE_YES);
+  record.add_branches()->set_participant_id("b");
+  TransactionMachine machine =
+      TransactionMachine::FromLog(std::move(record), RetryPolicy(), 7);
+  std::vector<std::string> aborted;
+  for (const Action& action : machine.Recover(absl::UnixEpoch())) {
+    if (auto* abort = std::get_if<action::SendAbort>(&action)) {
+      aborted.push_back(abort->participant_id);
+    }
+  }
+  EXPECT_EQ(machine.outcome(), v1::OUTCOME_ABORTED);
+  EXPECT_THAT(aborted, UnorderedElementsAre("a", "b"));
+  EXPECT_THAT(machine.record().abort_reason(), HasSubstr("restarted"));
 }
 
 TEST(TransactionMachineCrashTest, CrashAfterDecisionSyncRedrivesCommit) {

@@ -282,6 +282,13 @@ TEST_F(TransactionsTest, CoordinatorKilledAfterTheDecisionFinishesTheCommit) {
 }
 
 TEST_F(TransactionsTest, CoordinatorKilledBeforeTheDecisionAbortsEverywhere) {
+  // p1 would wait 10 minutes before asking about a branch it holds
+  // prepared: its locks must be released because it sees the coordinator's
+  // new epoch (nothing of the undecided transaction is in the log).
+  cluster_.Kill("p1");
+  ASSERT_THAT(cluster_.StartParticipant("p1", {"--in_doubt_after=600"}),
+              IsOk());
+  ASSERT_THAT(cluster_.WaitForParticipants({"p1"}, kWait), IsOk());
   cluster_.Freeze("p2");
   absl::StatusOr<v1::Transaction> result;
   std::jthread client([&] {

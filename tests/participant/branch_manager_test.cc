@@ -438,6 +438,36 @@ TEST_F(BranchManagerTest, InDoubtBranchesAreQueriedWithCappedBackoff) {
   EXPECT_THAT(manager_->DueForOutcomeQuery(100), IsEmpty());
 }
 
+// The coordinator writes nothing before it decides, so after its restart
+// nobody will answer the votes of its undecided transactions: a branch of an
+// earlier epoch asks at once instead of waiting for in_doubt_after.
+TEST_F(BranchManagerTest, BranchesOfARestartedCoordinatorAskAtOnce) {
+  Send(PrepareRequest(1, "5-1", KvBranch({Put("a", "v")})));
+  Send(PrepareRequest(2, "t1", KvBranch({Put("b", "v")})));  // not an id of a
+  store_.Sync();                                               // coordinator
+  Send(PrepareRequest(3, "5-2", KvBranch({Put("c", "v")})));  // still syncing
+  EXPECT_THAT(manager_->DueForOutcomeQuery(100), IsEmpty());
+
+  ASSERT_THAT(manager_->ObserveEpoch(kEpoch + 1), IsOk());
+  EXPECT_THAT(manager_->DueForOutcomeQuery(100), ElementsAre("5-1"));
+  store_.Sync();  // 5-2 is prepared after the restart was seen
+  EXPECT_EQ(ReplyTo(3).vote(), v1::VOTE_YES);
+  EXPECT_THAT(manager_->DueForOutcomeQuery(100), ElementsAre("5-2"));
+  // The new coordinator presumes both aborted.
+  manager_->ApplyOutcome("5-1", v1::OUTCOME_ABORTED);
+  manager_->ApplyOutcome("5-2", v1::OUTCOME_ABORTED);
+  store_.Sync();
+  EXPECT_EQ(kv_->LockHolder("a"), "");
+  EXPECT_EQ(kv_->LockHolder("c"), "");
+
+  // Branches of the new epoch, and other ids, wait as before.
+  Send(PrepareRequest(4, "6-1", KvBranch({Put("d", "v")})), kEpoch + 1);
+  store_.Sync();
+  EXPECT_THAT(manager_->DueForOutcomeQuery(100), IsEmpty());
+  clock_.Advance(absl::Seconds(10));
+  EXPECT_THAT(manager_->DueForOutcomeQuery(100), ElementsAre("6-1", "t1"));
+}
+
 // Branches left in doubt by one crash ask again at spread-out moments.
 TEST_F(BranchManagerTest, JitterSpreadsTheOutcomeQueriesOfManyBranches) {
   BranchManagerOptions options{.participant_id = "p1",
