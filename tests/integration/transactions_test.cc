@@ -18,6 +18,7 @@
 #include "gtest/gtest.h"
 #include "tests/testing/cluster.h"
 #include "tests/testing/status_matchers.h"
+#include "tests/testing/subprocess.h"
 #include "tests/testing/temp_dir.h"
 
 namespace twopc {
@@ -26,7 +27,9 @@ namespace {
 using ::testing::HasSubstr;
 using ::twopc::testing::IsOk;
 using ::twopc::testing::LocalCluster;
+using ::twopc::testing::PickFreePort;
 using ::twopc::testing::StatusIs;
+using ::twopc::testing::Subprocess;
 using ::twopc::testing::TempDir;
 
 constexpr absl::Duration kWait = absl::Seconds(30);
@@ -313,6 +316,85 @@ TEST_F(TransactionsTest, CoordinatorKilledBeforeTheDecisionAbortsEverywhere) {
   ASSERT_THAT(cluster_.WaitForParticipants(kSidecars, kWait), IsOk());
   EXPECT_TRUE(LocksReleased("p1", "p2"));
   EXPECT_EQ(Total(), 3 * kOpening);
+}
+
+// Callback mode with the real coordinator: while the application is down,
+// the sidecar answers the commit UNAVAILABLE with the delivery error, the
+// coordinator shows that error as the branch's last error and retries, and
+// once the application is back on its address the transaction finishes.
+TEST_F(TransactionsTest, ACommitTheApplicationCannotTakeShowsWhyAndFinishesLater) {
+  const std::string listen = absl::StrCat("127.0.0.1:", PickFreePort());
+  int ledger_starts = 0;
+  auto start_ledger = [&]() -> std::unique_ptr<Subprocess> {
+    auto ledger = Subprocess::Start(
+        {std::string(TWOPC_BIN_DIR) + "/twopc-example-ledger",
+         "--listen=" + listen, "--journal=" + dir_.Sub("ledger.journal")},
+        dir_.Sub(absl::StrCat("ledger.", ++ledger_starts, ".log")));
+    EXPECT_THAT(ledger, IsOk());
+    if (!ledger.ok()) return nullptr;
+    EXPECT_THAT((*ledger)->WaitForLine("listening on", kWait), IsOk());
+    return std::move(*ledger);
+  };
+  std::unique_ptr<Subprocess> ledger = start_ledger();
+  ASSERT_NE(ledger, nullptr);
+  ASSERT_THAT(cluster_.StartParticipant("ledger", {"--callback=" + listen}),
+              IsOk());
+  ASSERT_THAT(cluster_.WaitForParticipants({"ledger"}, kWait), IsOk());
+
+  // A deposit on the ledger, held in phase 1 by a frozen p1 until the
+  // ledger has voted YES and stopped.
+  v1::ExecuteRequest request;
+  request.set_idempotency_key("t-app-down");
+  v1::Branch* deposit = request.add_branches();
+  deposit->set_participant_id("ledger");
+  deposit->set_payload("alice 100");
+  v1::Branch* kv = request.add_branches();
+  kv->set_participant_id("p1");
+  auto* put = kv->mutable_kv()->add_operations()->mutable_put();
+  put->set_key("deposit/alice");
+  put->set_value("100");
+  cluster_.Freeze("p1");
+  absl::StatusOr<v1::Transaction> result;
+  std::jthread client([&] { result = Execute(request); });
+  const std::string id = IdForKey("t-app-down");
+  ASSERT_FALSE(id.empty());
+  ASSERT_TRUE(WaitForYes(id, "ledger"));
+  ledger->Signal(SIGTERM);
+  ASSERT_THAT(ledger->Wait(kWait), IsOk());
+  cluster_.Thaw("p1");
+  client.join();
+  ASSERT_THAT(result, IsOk());  // decided: the ledger's vote was durable
+
+  auto ledger_error = [&] {
+    grpc::ClientContext context;
+    v1::DescribeTransactionRequest describe;
+    describe.mutable_ref()->set_transaction_id(id);
+    v1::TransactionDetail detail;
+    if (!cluster_.Admin()->DescribeTransaction(&context, describe, &detail)
+             .ok()) {
+      return std::string();
+    }
+    for (const v1::BranchDetail& branch : detail.branches()) {
+      if (branch.participant_id() == "ledger") return branch.last_error();
+    }
+    return std::string();
+  };
+  std::string error;
+  EXPECT_TRUE(Eventually([&] {
+    error = ledger_error();
+    return !error.empty();
+  }));
+  EXPECT_THAT(error, HasSubstr("UNAVAILABLE"));
+  EXPECT_THAT(error, HasSubstr("did not acknowledge the commit"));
+  EXPECT_NE(Get(id)->state(), v1::TRANSACTION_STATE_COMMITTED);
+
+  ledger = start_ledger();
+  ASSERT_NE(ledger, nullptr);
+  EXPECT_TRUE(Eventually([&] {
+    absl::StatusOr<v1::Transaction> t = Get(id);
+    return t.ok() && t->state() == v1::TRANSACTION_STATE_COMMITTED;
+  }));
+  EXPECT_THAT(ledger->WaitForLine("committed " + id, kWait), IsOk());
 }
 
 }  // namespace
