@@ -109,9 +109,11 @@ class TransactionMachine {
   static TransactionMachine FromLog(internal::TransactionRecord record,
                                     RetryPolicy policy, uint64_t seed);
 
-  // Resumes after a restart: an undecided transaction is aborted ("the
-  // coordinator restarted before deciding"); a decided, unfinished one has
-  // phase 2 delivered again. A final one needs nothing.
+  // Resumes after a restart: a decided, unfinished transaction has phase 2
+  // delivered again; a final one needs nothing. An undecided one (only a
+  // PREPARING record of a version before 2026-12-04: nothing is written
+  // before the decision now) is aborted ("the coordinator restarted before
+  // deciding").
   Actions Recover(absl::Time now);
 
   // The wake-up for an ACTIVE transaction's deadline.

@@ -735,10 +735,13 @@ absl::StatusOr<internal::TransactionRecord> TransactionManager::LookupLocked(
   presumed.set_transaction_id(id);
   presumed.set_state(v1::TRANSACTION_STATE_ABORTED);
   presumed.set_outcome(v1::OUTCOME_ABORTED);
-  presumed.set_abort_reason(
-      parsed->epoch < epoch_
-          ? "the coordinator restarted before deciding (presumed abort)"
-          : "aborted before any branch was prepared");
+  if (parsed->epoch < epoch_) {
+    presumed.set_abort_code("COORDINATOR_RESTART");
+    presumed.set_abort_reason(
+        "the coordinator restarted before deciding (presumed abort)");
+  } else {
+    presumed.set_abort_reason("aborted before any branch was prepared");
+  }
   return presumed;
 }
 
@@ -1376,7 +1379,7 @@ absl::StatusOr<v1::ListTransactionsResponse> TransactionManager::List(
   const auto before = request.page_token().empty()
                           ? std::make_pair(~uint64_t{0}, ~uint64_t{0})
                           : CreationOrder(request.page_token());
-  // Live transactions are newer than their log records (and ACTIVE ones
+  // Live transactions are newer than their log records (and undecided ones
   // have none): snapshot them, then merge them into the log scan.
   std::map<std::pair<uint64_t, uint64_t>, internal::TransactionRecord,
            std::greater<>>

@@ -150,10 +150,14 @@ absl::Status BranchManager::CheckEpochLocked(uint64_t epoch, Actions* actions) {
     highest_epoch_ = epoch;
     // The coordinator restarted: it wrote nothing for a transaction it had
     // not decided, so its vote may never be heard. Ask now, not after
-    // in_doubt_after.
+    // in_doubt_after, and from the shortest backoff: the new coordinator
+    // may not answer until it has read its log.
     const absl::Time now = clock_->Now();
     for (const std::string& txid : prepared_) {
-      if (OfEarlierEpochLocked(txid)) entries_[txid].next_query_at = now;
+      auto it = entries_.find(txid);
+      if (it == entries_.end() || !OfEarlierEpochLocked(txid)) continue;
+      it->second.next_query_at = now;
+      it->second.query_attempts = 0;
     }
     // Before anything of this epoch is answered: every later batch then
     // persists it (see BranchStore::NoteEpoch).

@@ -64,7 +64,8 @@
 // an outcome query; so does, at once, every PREPARED branch found at
 // start-up, and every one whose transaction id is of an epoch older than the
 // highest seen (its coordinator restarted, and writes nothing before a
-// decision, so the new one answers from its log or presumes abort). Each
+// decision, so the new one answers from its log or presumes abort; its
+// backoff starts again, as the new one may still be reading its log). Each
 // time a branch is handed out by DueForOutcomeQuery its next query is pushed
 // back by a capped exponential backoff, until ApplyOutcome (or a
 // commit/abort from the coordinator) resolves it.

@@ -375,7 +375,7 @@ TEST(TransactionMachineCrashTest, NothingIsWrittenBeforeTheDecision) {
   EXPECT_FALSE(h.has_machine());  // presumed abort; "a" asks and is told
 }
 
-// Versions before 2026-12 wrote an unforced PREPARING record at Commit.
+// Versions before 2026-12-04 wrote an unforced PREPARING record at Commit.
 TEST(TransactionMachineCrashTest, ALoggedPreparingRecordAbortsEveryBranch) {
   internal::TransactionRecord record;
   record.set_transaction_id("t1");

@@ -313,6 +313,18 @@ TEST_F(TransactionsTest, CoordinatorKilledBeforeTheDecisionAbortsEverywhere) {
   absl::StatusOr<v1::Transaction> t = Get(id);
   ASSERT_THAT(t, IsOk());
   EXPECT_EQ(t->outcome(), v1::OUTCOME_ABORTED);
+  // Retrying the commit by id tells why.
+  grpc::ClientContext context;
+  v1::CommitRequest commit;
+  commit.set_transaction_id(id);
+  v1::CommitResponse response;
+  const absl::Status retried = FromGrpcStatus(
+      cluster_.Transactions()->Commit(&context, commit, &response));
+  EXPECT_THAT(retried, StatusIs(absl::StatusCode::kAborted,
+                                HasSubstr("restarted before deciding")));
+  std::optional<v1::ErrorInfo> info = GetErrorInfo(retried);
+  ASSERT_TRUE(info.has_value());
+  EXPECT_EQ(info->reason(), "COORDINATOR_RESTART");
   ASSERT_THAT(cluster_.WaitForParticipants(kSidecars, kWait), IsOk());
   EXPECT_TRUE(LocksReleased("p1", "p2"));
   EXPECT_EQ(Total(), 3 * kOpening);
@@ -386,7 +398,9 @@ TEST_F(TransactionsTest, ACommitTheApplicationCannotTakeShowsWhyAndFinishesLater
   }));
   EXPECT_THAT(error, HasSubstr("UNAVAILABLE"));
   EXPECT_THAT(error, HasSubstr("did not acknowledge the commit"));
-  EXPECT_NE(Get(id)->state(), v1::TRANSACTION_STATE_COMMITTED);
+  absl::StatusOr<v1::Transaction> waiting = Get(id);
+  ASSERT_THAT(waiting, IsOk());
+  EXPECT_NE(waiting->state(), v1::TRANSACTION_STATE_COMMITTED);
 
   ledger = start_ledger();
   ASSERT_NE(ledger, nullptr);

@@ -443,8 +443,9 @@ TEST_F(BranchManagerTest, InDoubtBranchesAreQueriedWithCappedBackoff) {
 // earlier epoch asks at once instead of waiting for in_doubt_after.
 TEST_F(BranchManagerTest, BranchesOfARestartedCoordinatorAskAtOnce) {
   Send(PrepareRequest(1, "5-1", KvBranch({Put("a", "v")})));
-  Send(PrepareRequest(2, "t1", KvBranch({Put("b", "v")})));  // not an id of a
-  store_.Sync();                                               // coordinator
+  // Not an id a coordinator hands out.
+  Send(PrepareRequest(2, "t1", KvBranch({Put("b", "v")})));
+  store_.Sync();
   Send(PrepareRequest(3, "5-2", KvBranch({Put("c", "v")})));  // still syncing
   EXPECT_THAT(manager_->DueForOutcomeQuery(100), IsEmpty());
 
@@ -466,6 +467,24 @@ TEST_F(BranchManagerTest, BranchesOfARestartedCoordinatorAskAtOnce) {
   EXPECT_THAT(manager_->DueForOutcomeQuery(100), IsEmpty());
   clock_.Advance(absl::Seconds(10));
   EXPECT_THAT(manager_->DueForOutcomeQuery(100), ElementsAre("6-1", "t1"));
+}
+
+// A branch asked about for a while has a long backoff; a restarted
+// coordinator may not answer until it has read its log, so after the epoch
+// changes the questions start again from the shortest backoff.
+TEST_F(BranchManagerTest, ARestartedCoordinatorIsAskedFromTheShortestBackoff) {
+  Send(PrepareRequest(1, "5-1", KvBranch({Put("a", "v")})));
+  store_.Sync();
+  clock_.Advance(absl::Seconds(10));
+  for (absl::Duration backoff : {absl::ZeroDuration(), absl::Seconds(1),
+                                 absl::Seconds(2)}) {
+    clock_.Advance(backoff);
+    ASSERT_THAT(manager_->DueForOutcomeQuery(100), ElementsAre("5-1"));
+  }
+  ASSERT_THAT(manager_->ObserveEpoch(kEpoch + 1), IsOk());
+  EXPECT_THAT(manager_->DueForOutcomeQuery(100), ElementsAre("5-1"));
+  clock_.Advance(absl::Seconds(1));  // not 4 s
+  EXPECT_THAT(manager_->DueForOutcomeQuery(100), ElementsAre("5-1"));
 }
 
 // Branches left in doubt by one crash ask again at spread-out moments.
