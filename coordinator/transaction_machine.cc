@@ -83,8 +83,7 @@ Actions TransactionMachine::Recover(absl::Time now) {
   switch (record_.state()) {
     case v1::TRANSACTION_STATE_ACTIVE:
     case v1::TRANSACTION_STATE_PREPARING:
-      return DecideAbort("COORDINATOR_RESTART", "",
-                         "the coordinator restarted before deciding", now);
+      return DecideAbort(kRestartAbortCode, "", kRestartAbortReason, now);
     case v1::TRANSACTION_STATE_COMMITTING: {
       // The record is on disk, so the decision is durable.
       Actions actions;

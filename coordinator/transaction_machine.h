@@ -57,6 +57,13 @@ struct RetryPolicy {
   absl::Duration parked_interval = absl::Minutes(1);
 };
 
+// The abort code and reason of a transaction a coordinator restart caught
+// undecided: from an old PREPARING record (Recover), or presumed for an id of
+// an earlier epoch that is not in the log.
+inline constexpr char kRestartAbortCode[] = "COORDINATOR_RESTART";
+inline constexpr char kRestartAbortReason[] =
+    "the coordinator restarted before deciding";
+
 // What the machine asks its caller to do. Carry them out in order.
 namespace action {
 // Send PrepareBranch for this participant's branch.

@@ -736,9 +736,9 @@ absl::StatusOr<internal::TransactionRecord> TransactionManager::LookupLocked(
   presumed.set_state(v1::TRANSACTION_STATE_ABORTED);
   presumed.set_outcome(v1::OUTCOME_ABORTED);
   if (parsed->epoch < epoch_) {
-    presumed.set_abort_code("COORDINATOR_RESTART");
+    presumed.set_abort_code(kRestartAbortCode);
     presumed.set_abort_reason(
-        "the coordinator restarted before deciding (presumed abort)");
+        absl::StrCat(kRestartAbortReason, " (presumed abort)"));
   } else {
     presumed.set_abort_reason("aborted before any branch was prepared");
   }

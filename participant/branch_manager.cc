@@ -418,9 +418,9 @@ void BranchManager::OnPreparedRecordSynced(const std::string& txid,
     if (it == entries_.end()) return;
     Entry& entry = it->second;
     entry.state = State::kPrepared;
-    entry.next_query_at = OfEarlierEpochLocked(txid)
-                              ? clock_->Now()
-                              : clock_->Now() + options_.in_doubt_after;
+    const absl::Time now = clock_->Now();
+    entry.next_query_at =
+        OfEarlierEpochLocked(txid) ? now : now + options_.in_doubt_after;
     prepared_.insert(txid);
     AnswerWaitersLocked(entry, &actions);
     if (entry.abort_requested) {
