@@ -44,37 +44,51 @@ std::optional<v1::ErrorInfo> GetErrorInfo(const absl::Status& status) {
   return info;
 }
 
-grpc::Status ToGrpcStatus(const absl::Status& status) {
-  if (status.ok()) return grpc::Status::OK;
-  const auto code = static_cast<grpc::StatusCode>(status.code());
+v1::RpcStatus ToRpcStatus(const absl::Status& status) {
+  v1::RpcStatus result;
+  result.set_code(static_cast<int>(status.code()));
+  if (status.ok()) return result;
   // Messages quote request fields; bounded, they always fit in the trailers
   // (gRPC cannot deliver a status whose trailers pass its 8 KiB limit).
   std::string message(status.message().substr(0, kMaxStatusMessageBytes));
   if (message.size() < status.message().size()) message += "...";
+  result.set_message(std::move(message));
   std::optional<v1::ErrorInfo> info = GetErrorInfo(status);
-  if (!info.has_value() || info->ByteSizeLong() > kMaxStatusMessageBytes) {
-    return grpc::Status(code, message);
+  if (info.has_value() && info->ByteSizeLong() <= kMaxStatusMessageBytes) {
+    result.add_details()->PackFrom(*info);
   }
-  v1::RpcStatus details;
-  details.set_code(static_cast<int>(code));
-  details.set_message(message);
-  details.add_details()->PackFrom(*info);
-  return grpc::Status(code, message, details.SerializeAsString());
+  return result;
+}
+
+grpc::Status ToGrpcStatus(const absl::Status& status) {
+  if (status.ok()) return grpc::Status::OK;
+  v1::RpcStatus details = ToRpcStatus(status);
+  const auto code = static_cast<grpc::StatusCode>(details.code());
+  if (details.details().empty()) return grpc::Status(code, details.message());
+  return grpc::Status(code, details.message(), details.SerializeAsString());
+}
+
+absl::Status FromRpcStatus(const v1::RpcStatus& status) {
+  if (status.code() == 0) return absl::OkStatus();
+  absl::Status result(static_cast<absl::StatusCode>(status.code()),
+                      status.message());
+  for (const auto& any : status.details()) {
+    v1::ErrorInfo info;
+    if (any.UnpackTo(&info)) return WithErrorInfo(std::move(result), info);
+  }
+  return result;
 }
 
 absl::Status FromGrpcStatus(const grpc::Status& status) {
   if (status.ok()) return absl::OkStatus();
-  absl::Status result(static_cast<absl::StatusCode>(status.error_code()),
-                      status.error_message());
   v1::RpcStatus details;
-  if (!status.error_details().empty() &&
-      details.ParseFromString(status.error_details())) {
-    for (const auto& any : details.details()) {
-      v1::ErrorInfo info;
-      if (any.UnpackTo(&info)) return WithErrorInfo(std::move(result), info);
-    }
+  if (status.error_details().empty() ||
+      !details.ParseFromString(status.error_details())) {
+    details.Clear();
   }
-  return result;
+  details.set_code(static_cast<int>(status.error_code()));
+  details.set_message(status.error_message());
+  return FromRpcStatus(details);
 }
 
 }  // namespace twopc

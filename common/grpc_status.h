@@ -29,6 +29,11 @@ std::optional<v1::ErrorInfo> GetErrorInfo(const absl::Status& status);
 // Status messages sent to clients are cut to this many bytes (plus "...").
 inline constexpr size_t kMaxStatusMessageBytes = 1024;
 
+// absl -> twopc.v1.RpcStatus (a status inside a message, e.g. one result of
+// ExecuteStream): same code and message (cut to kMaxStatusMessageBytes),
+// and the ErrorInfo in `details` unless it is larger than that.
+v1::RpcStatus ToRpcStatus(const absl::Status& status);
+
 // absl -> gRPC: same code and message (cut to kMaxStatusMessageBytes); an
 // attached ErrorInfo travels in the error details as a twopc.v1.RpcStatus
 // unless it is larger than that (then it is dropped).
@@ -45,6 +50,9 @@ grpc::Status ReplyWith(absl::StatusOr<Response> result, Response* response) {
 
 // gRPC -> absl: the inverse of ToGrpcStatus (ErrorInfo restored when present).
 absl::Status FromGrpcStatus(const grpc::Status& status);
+
+// twopc.v1.RpcStatus -> absl: the inverse of ToRpcStatus.
+absl::Status FromRpcStatus(const v1::RpcStatus& status);
 
 }  // namespace twopc
 

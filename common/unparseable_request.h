@@ -37,10 +37,13 @@
 #define TWOPC_COMMON_UNPARSEABLE_REQUEST_H_
 
 #include <grpcpp/server_context.h>
+#include <grpcpp/support/byte_buffer.h>
 #include <grpcpp/support/server_interceptor.h>
 
 #include <memory>
 #include <string>
+
+#include "absl/status/status.h"
 
 namespace twopc {
 
@@ -55,6 +58,17 @@ class SelfParsingContext final : public grpc::ServerContext {};
 // The message of the INVALID_ARGUMENT status sent for `method`
 // ("/package.Service/Method") when its request does not parse.
 std::string UnparseableRequestMessage(const std::string& method);
+
+// For raw methods: parses `bytes` (consumed) into `*request`, or returns
+// INVALID_ARGUMENT with UnparseableRequestMessage(method).
+template <typename Request>
+absl::Status ParseOwnRequest(grpc::ByteBuffer& bytes,
+                             const std::string& method, Request* request) {
+  if (grpc::SerializationTraits<Request>::Deserialize(&bytes, request).ok()) {
+    return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError(UnparseableRequestMessage(method));
+}
 
 }  // namespace twopc
 

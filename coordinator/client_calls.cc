@@ -13,18 +13,6 @@ namespace {
 // arrivals is matched at once rather than one re-request at a time.
 constexpr int kRequestsPerMethod = 16;
 
-// Parses the bytes of a raw method's request: INVALID_ARGUMENT naming
-// `method` (common/unparseable_request.h) when they do not parse.
-template <typename Request>
-absl::Status ParseRequest(grpc::ByteBuffer& bytes, absl::string_view method,
-                          Request* request) {
-  if (grpc::SerializationTraits<Request>::Deserialize(&bytes, request).ok()) {
-    return absl::OkStatus();
-  }
-  return absl::InvalidArgumentError(UnparseableRequestMessage(absl::StrCat(
-      "/", v1::TransactionService::service_full_name(), "/", method)));
-}
-
 }  // namespace
 
 // One Execute or Commit call, from the request gRPC matched to it until its
@@ -91,7 +79,11 @@ class ClientCalls::Call final : public CompletionQueueLoop::Handler {
       }
     };
     RequestType request;
-    absl::Status parsed = ParseRequest(request_, method, &request);
+    absl::Status parsed = ParseOwnRequest(
+        request_,
+        absl::StrCat("/", v1::TransactionService::service_full_name(), "/",
+                     method),
+        &request);
     if (!parsed.ok()) {
       answer(parsed);
       return;

@@ -98,6 +98,9 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
                      s->queue_service_.get()}));
   s->client_calls_ = std::make_unique<ClientCalls>(
       s->transaction_service_.get(), s->manager_.get(), server_queue);
+  s->execute_streams_ = std::make_unique<ExecuteStreams>(
+      s->transaction_service_.get(), s->manager_.get(), server_queue,
+      s->loop_.get());
   return server;
 }
 
@@ -110,6 +113,7 @@ void CoordinatorServer::Shutdown(absl::Duration grace) {
     server_.server->Wait();
   }
   client_calls_.reset();
+  execute_streams_.reset();
   // 3. Links (their failure callbacks reach the manager, which may queue
   //    log writes); then the loop, which drains what is left of the calls
   //    from its queue (before the server goes); then the writer, which

@@ -22,6 +22,7 @@
 #include "common/grpc_server.h"
 #include "coordinator/client_calls.h"
 #include "coordinator/consumer_groups.h"
+#include "coordinator/execute_streams.h"
 #include "coordinator/participant_registry.h"
 #include "coordinator/queue_service.h"
 #include "coordinator/topic_registry.h"
@@ -89,6 +90,7 @@ class CoordinatorServer {
   std::unique_ptr<TransactionManager> manager_;
   std::unique_ptr<TransactionServiceImpl> transaction_service_;
   std::unique_ptr<ClientCalls> client_calls_;
+  std::unique_ptr<ExecuteStreams> execute_streams_;
   std::unique_ptr<CoordinatorServiceImpl> coordinator_service_;
   std::unique_ptr<AdminServiceImpl> admin_service_;
   std::unique_ptr<QueueServiceImpl> queue_service_;

@@ -18,13 +18,16 @@
 
 namespace twopc::coordinator {
 
-// TransactionService (clients). Execute and Commit are asynchronous raw
-// methods, served by ClientCalls (coordinator/client_calls.h) on the
-// server's completion queue; the rest are synchronous here. Thread-safe.
+// TransactionService (clients). Execute, Commit and ExecuteStream are
+// asynchronous raw methods, served by ClientCalls
+// (coordinator/client_calls.h) and ExecuteStreams
+// (coordinator/execute_streams.h) on the server's completion queue; the
+// rest are synchronous here. Thread-safe.
 class TransactionServiceImpl final
     : public v1::TransactionService::WithRawMethod_Execute<
           v1::TransactionService::WithRawMethod_Commit<
-              v1::TransactionService::Service>> {
+              v1::TransactionService::WithRawMethod_ExecuteStream<
+                  v1::TransactionService::Service>>> {
  public:
   explicit TransactionServiceImpl(TransactionManager* manager)
       : manager_(manager) {}

@@ -187,13 +187,13 @@ class LinkService::Stream final {
   void OnRead() {
     // The method is raw so that a batch that does not parse can be told
     // from the end of the stream (gRPC reports both alike).
-    if (!grpc::SerializationTraits<v1::CoordinatorBatch>::Deserialize(
-             &incoming_bytes_, &incoming_)
-             .ok()) {
-      Refuse(grpc::Status(
-          grpc::StatusCode::INVALID_ARGUMENT,
-          UnparseableRequestMessage(absl::StrCat(
-              "/", v1::ParticipantService::service_full_name(), "/Link"))));
+    absl::Status parsed = ParseOwnRequest(
+        incoming_bytes_,
+        absl::StrCat("/", v1::ParticipantService::service_full_name(),
+                     "/Link"),
+        &incoming_);
+    if (!parsed.ok()) {
+      Refuse(ToGrpcStatus(parsed));
       return;
     }
     const std::string& expected = incoming_.expected_participant_id();

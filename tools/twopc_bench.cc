@@ -109,6 +109,10 @@ void AddTxnOptions(CLI::App* txn, TxnBenchOptions& o, bool& json) {
                   "gRPC channels (connections) the clients are spread over")
       ->check(CLI::Range(1, 256))
       ->capture_default_str();
+  txn->add_flag("--stream", o.stream,
+                "send the transactions over TransactionService.ExecuteStream "
+                "(the clients of a channel share one stream; results come "
+                "back many per message) instead of one Execute call each");
   txn->add_option("--client_threads", o.load.threads,
                   "threads driving the clients' asynchronous calls")
       ->check(CLI::Range(1, 64))

@@ -39,6 +39,31 @@ TEST(GrpcStatusTest, ErrorInfoSurvivesTheRoundTrip) {
   EXPECT_EQ(got->certainty(), v1::ErrorInfo::CERTAINTY_DEFINITE);
 }
 
+// A status inside a message (ExecuteStream's results) carries the same.
+TEST(GrpcStatusTest, RpcStatusCarriesCodeMessageAndErrorInfo) {
+  v1::ErrorInfo info;
+  info.set_reason("VOTED_NO");
+  info.set_participant_id("b");
+  const absl::Status original =
+      WithErrorInfo(absl::AbortedError("participant b voted NO"), info);
+  const v1::RpcStatus message = ToRpcStatus(original);
+  EXPECT_EQ(message.code(), static_cast<int>(grpc::StatusCode::ABORTED));
+  EXPECT_EQ(message.message(), "participant b voted NO");
+  const absl::Status back = FromRpcStatus(message);
+  EXPECT_EQ(back.code(), absl::StatusCode::kAborted);
+  EXPECT_EQ(back.message(), original.message());
+  ASSERT_TRUE(GetErrorInfo(back).has_value());
+  EXPECT_EQ(GetErrorInfo(back)->reason(), "VOTED_NO");
+  EXPECT_EQ(GetErrorInfo(back)->participant_id(), "b");
+
+  EXPECT_EQ(ToRpcStatus(absl::OkStatus()).code(), 0);
+  EXPECT_TRUE(FromRpcStatus(v1::RpcStatus()).ok());
+  EXPECT_EQ(ToRpcStatus(absl::NotFoundError(std::string(1 << 20, 'm')))
+                .message()
+                .size(),
+            kMaxStatusMessageBytes + 3);
+}
+
 TEST(GrpcStatusTest, CertaintyDefaultsFromTheCode) {
   const absl::Status status =
       WithErrorInfo(absl::UnavailableError("link down"), v1::ErrorInfo());

@@ -212,6 +212,8 @@ TEST_F(FoundDefectsTest, UnparseableRequestIsInvalidArgument) {
   } calls[] = {
       {"/twopc.v1.TransactionService/Begin", "twopc.v1.BeginRequest", false},
       {"/twopc.v1.TransactionService/Watch", "twopc.v1.WatchRequest", false},
+      {"/twopc.v1.TransactionService/ExecuteStream",
+       "twopc.v1.ExecuteStreamRequest", false},
       {"/twopc.v1.AdminService/ListTopics", "twopc.v1.ListTopicsRequest",
        false},
       {"/twopc.v1.CoordinatorService/Register", "twopc.v1.RegisterRequest",

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/struct.pb.h"
@@ -62,7 +63,8 @@ class BenchTest : public ::testing::Test {
         "/usr/bin/env", "TMPDIR=" + tmp_,
         std::string(TWOPC_BIN_DIR) + "/twopc-bench"};
     argv.insert(argv.end(), args.begin(), args.end());
-    return Subprocess::Start(argv, dir_.Sub("bench.out"));
+    return Subprocess::Start(
+        argv, dir_.Sub(absl::StrCat("bench-", ++runs_, ".out")));
   }
 
   BenchRun RunBench(const std::vector<std::string>& args) {
@@ -101,8 +103,13 @@ class BenchTest : public ::testing::Test {
     return found;
   }
 
+  // Interrupts a long run over `api` once it measures; the bench must exit
+  // 130 and leave no process or file behind.
+  void InterruptAndCheckTheCleanUp(const std::string& api);
+
   TempDir dir_;
   const std::string tmp_ = dir_.Sub("tmp");
+  int runs_ = 0;  // each run's output goes to a file of its own
 };
 
 // The one JSON line of `output`, parsed.
@@ -166,6 +173,33 @@ TEST_F(BenchTest, LocalRunReportsCommitsIntendedAbortsAndCeilingsAsJson) {
   EXPECT_THAT(ProcessesUsingTmp(), IsEmpty());
 }
 
+// Over ExecuteStream every transaction is counted as over Execute calls:
+// each request's own result decides its outcome.
+TEST_F(BenchTest, StreamRunCountsEachTransactionByItsOwnResult) {
+  std::vector<std::string> args = {"txn",          "--local",
+                                   "--json",       "--stream",
+                                   "--no_ceilings", "--abort_ratio=0.25",
+                                   "--messages=1", "--idempotency_keys"};
+  args.insert(args.end(), kShortRun.begin(), kShortRun.end());
+  const BenchRun run = RunBench(args);
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  absl::StatusOr<Struct> report = ParseJsonReport(run.output);
+  ASSERT_THAT(report, IsOk());
+  EXPECT_EQ(Number(Field(*report, "config").struct_value(), "stream"), 1)
+      << run.output;
+  const auto& runs = Field(*report, "runs").list_value().values();
+  ASSERT_EQ(runs.size(), 1) << run.output;
+  const Struct& result = runs[0].struct_value();
+  EXPECT_GT(Number(result, "committed"), 0) << run.output;
+  EXPECT_GT(Number(result, "aborted_as_intended"), 0) << run.output;
+  EXPECT_EQ(Number(result, "conflicts"), 0) << run.output;
+  EXPECT_EQ(Number(result, "aborted_unexpectedly"), 0) << run.output;
+  EXPECT_EQ(Number(result, "committed_unexpectedly"), 0) << run.output;
+  EXPECT_EQ(Number(result, "failed"), 0) << run.output;
+  EXPECT_THAT(LeftInTmp(), IsEmpty());
+  EXPECT_THAT(ProcessesUsingTmp(), IsEmpty());
+}
+
 TEST_F(BenchTest, SweepPrintsOneTableRowPerClientCount) {
   const BenchRun run =
       RunBench({"txn", "--local", "--sweep=1,3", "--no_ceilings",
@@ -177,8 +211,15 @@ TEST_F(BenchTest, SweepPrintsOneTableRowPerClientCount) {
 }
 
 TEST_F(BenchTest, InterruptStopsTheLocalClusterAndRemovesItsData) {
+  for (const char* api : {"--channels=2", "--stream"}) {
+    SCOPED_TRACE(api);
+    InterruptAndCheckTheCleanUp(api);
+  }
+}
+
+void BenchTest::InterruptAndCheckTheCleanUp(const std::string& api) {
   auto bench = StartBench({"txn", "--local", "--progress", "--duration=5m",
-                           "--clients=4", "--no_ceilings"});
+                           "--clients=4", "--no_ceilings", api});
   ASSERT_THAT(bench, IsOk());
   ASSERT_THAT((*bench)->WaitForLine("measure", kBenchTimeout), IsOk());
   EXPECT_THAT(ProcessesUsingTmp(), Not(IsEmpty()));  // the cluster is up

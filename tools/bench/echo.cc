@@ -101,9 +101,9 @@ EchoWorkload::EchoWorkload(std::vector<std::shared_ptr<grpc::Channel>> channels,
 
 std::unique_ptr<PendingCall> EchoWorkload::Start(int client, uint64_t,
                                                  grpc::CompletionQueue* cq,
-                                                 void* tag) {
+                                                 QueueEvent* done) {
   return std::make_unique<EchoCall>(stubs_[client % stubs_.size()].get(),
-                                    request_, cq, tag);
+                                    request_, cq, done);
 }
 
 }  // namespace twopc::bench

@@ -32,7 +32,7 @@ class EchoWorkload final : public Workload {
 
   std::unique_ptr<PendingCall> Start(int client, uint64_t sequence,
                                      grpc::CompletionQueue* cq,
-                                     void* tag) override;
+                                     QueueEvent* done) override;
 
  private:
   const grpc::ByteBuffer request_;

@@ -88,11 +88,18 @@ class LoadGenerator::ClientThread {
     int id = 0;
     uint64_t next_sequence = 0;
   };
-  // A call in flight (closed loop: one per client, for good).
-  struct Slot {
+  // A call in flight (closed loop: one per client, for good); the call's
+  // `done` event.
+  struct Slot final : QueueEvent {
+    void OnEvent(bool) override { thread->Complete(this); }
+    ClientThread* thread = nullptr;
     Client* client = nullptr;
     std::unique_ptr<PendingCall> call;
     Clock::time_point start;
+  };
+  struct Tick final : QueueEvent {
+    void OnEvent(bool) override { thread->OnTick(); }
+    ClientThread* thread = nullptr;
   };
 
   bool open_loop() const { return interval_ != Clock::duration::zero(); }
@@ -101,8 +108,9 @@ class LoadGenerator::ClientThread {
   void Complete(Slot* slot);
   void OnTick();
   void SendDueCalls();
-  // When stopping: cancels (once) if asked, and shuts the queue down once
-  // nothing is in flight and no tick is pending.
+  // When stopping (after every event): cancels (once) if asked, and shuts
+  // the queue down once nothing is in flight, the workload released the
+  // queue and no tick is pending.
   void WindDown();
   void ArmTick(Clock::time_point at);
   void Record(CallOutcome outcome, const PendingCall& call,
@@ -115,6 +123,7 @@ class LoadGenerator::ClientThread {
 
   grpc::CompletionQueue cq_;
   grpc::Alarm tick_;
+  Tick tick_event_;
   bool tick_pending_ = false;
   bool cancelled_ = false;
   bool shut_down_ = false;
@@ -143,6 +152,7 @@ LoadGenerator::ClientThread::ClientThread(
                                        std::chrono::duration<double>(
                                            options.threads / options.rate))
                                  : Clock::duration::zero()) {
+  tick_event_.thread = this;
   for (int id = index; id < options.clients; id += options.threads) {
     clients_.push_back(Client{.id = id, .next_sequence = 0});
   }
@@ -155,6 +165,7 @@ LoadGenerator::ClientThread::ClientThread(
       slots_[i].client = &clients_[i];
     }
   }
+  for (Slot& slot : slots_) slot.thread = this;
   thread_ = std::thread([this] { Run(); });
 }
 
@@ -170,12 +181,8 @@ void LoadGenerator::ClientThread::Run() {
   void* tag = nullptr;
   bool ok = false;
   while (cq_.Next(&tag, &ok)) {
-    if (tag == &tick_) {
-      tick_pending_ = false;
-      OnTick();
-    } else {
-      Complete(static_cast<Slot*>(tag));
-    }
+    static_cast<QueueEvent*>(tag)->OnEvent(ok);
+    if (run_state_->load() != RunState::kRunning) WindDown();
   }
 }
 
@@ -194,7 +201,7 @@ void LoadGenerator::ClientThread::Complete(Slot* slot) {
   slot->call.reset();
   --in_flight_;
   if (run_state_->load() != RunState::kRunning) {
-    WindDown();
+    return;  // the loop winds down
   } else if (open_loop()) {
     free_slots_.push_back(slot);
   } else {
@@ -203,8 +210,9 @@ void LoadGenerator::ClientThread::Complete(Slot* slot) {
 }
 
 void LoadGenerator::ClientThread::OnTick() {
+  tick_pending_ = false;
   if (run_state_->load() != RunState::kRunning) {
-    WindDown();
+    return;  // the loop winds down
   } else if (open_loop()) {
     SendDueCalls();
   } else {
@@ -234,6 +242,7 @@ void LoadGenerator::ClientThread::SendDueCalls() {
 }
 
 void LoadGenerator::ClientThread::WindDown() {
+  if (shut_down_) return;
   if (run_state_->load() == RunState::kCancelling && !cancelled_) {
     cancelled_ = true;
     for (Slot& slot : slots_) {
@@ -242,9 +251,11 @@ void LoadGenerator::ClientThread::WindDown() {
   }
   if (in_flight_ > 0) {
     if (!tick_pending_) ArmTick(Clock::now() + kStopCheckInterval);
+  } else if (!workload_->Release(&cq_)) {
+    // Its events come out of the queue and land here again.
   } else if (tick_pending_) {
     tick_.Cancel();  // its tag comes back at once and lands here again
-  } else if (!shut_down_) {
+  } else {
     shut_down_ = true;
     cq_.Shutdown();
   }
@@ -252,7 +263,7 @@ void LoadGenerator::ClientThread::WindDown() {
 
 void LoadGenerator::ClientThread::ArmTick(Clock::time_point at) {
   tick_pending_ = true;
-  tick_.Set(&cq_, ToAlarmDeadline(at), &tick_);
+  tick_.Set(&cq_, ToAlarmDeadline(at), static_cast<QueueEvent*>(&tick_event_));
 }
 
 void LoadGenerator::ClientThread::Record(CallOutcome outcome,

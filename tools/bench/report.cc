@@ -35,6 +35,7 @@ std::string Describe(const TxnBenchOptions& options, const Target& target) {
       "-byte payloads, ", options.messages, " messages/tx, abort ratio ",
       options.abort_ratio, "; ", absl::FormatDuration(options.duration),
       " after ", absl::FormatDuration(options.warmup), " warm-up; ",
+      options.stream ? "ExecuteStream over " : "Execute calls over ",
       options.channels, " channels, ", options.load.threads, " client threads",
       options.local ? "; --local" : "");
 }
@@ -176,6 +177,7 @@ Struct ConfigJson(const TxnBenchOptions& options, const Target& target) {
   Set(config, "duration_seconds", absl::ToDoubleSeconds(options.duration));
   Set(config, "warmup_seconds", absl::ToDoubleSeconds(options.warmup));
   Set(config, "channels", options.channels);
+  Set(config, "stream", options.stream ? 1.0 : 0.0);
   Set(config, "client_threads", options.load.threads);
   return config;
 }

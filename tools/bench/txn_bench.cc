@@ -259,7 +259,8 @@ absl::Status RunOrError(const TxnBenchOptions& options) {
                .topic = topic,
                .abort_ratio = options.abort_ratio,
                .idempotency_keys = options.idempotency_keys,
-               .run_id = run_id});
+               .run_id = run_id,
+               .stream = options.stream});
 
   std::unique_ptr<ChildProcess> echo_server;
   std::unique_ptr<EchoWorkload> echo;

@@ -30,6 +30,9 @@ struct TxnBenchOptions {
   std::vector<int> client_counts = {64};
   LoadOptions load;
   int channels = 4;
+  // Transactions over ExecuteStream (the clients of a channel and a client
+  // thread share one stream) instead of one Execute call each.
+  bool stream = false;
 
   // Transactions.
   int payload_bytes = 100;

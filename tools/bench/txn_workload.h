@@ -13,13 +13,24 @@
 // spaced, carries on its first branch an `expect` precondition that fails, so
 // that participant votes NO and the others get an abort.
 //
+// Calls: one unary Execute per transaction, or (`stream`) one request on a
+// TransactionService.ExecuteStream that the clients of one client thread
+// and one channel share: the requests queued while a write is out go
+// together in the next message, as a client library that multiplexes its
+// callers' transactions would send them. A stream that ends fails the
+// requests still waiting (kFailed); the next request opens a new one.
+//
 // Thread-safe.
 #ifndef TWOPC_TOOLS_BENCH_TXN_WORKLOAD_H_
 #define TWOPC_TOOLS_BENCH_TXN_WORKLOAD_H_
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 
 #include "tools/bench/workload.h"
 #include "twopc/v1/transaction.grpc.pb.h"
@@ -40,6 +51,8 @@ struct TxnShape {
   bool idempotency_keys = false;
   // Keeps this run's keys and idempotency keys apart from earlier runs'.
   std::string run_id;
+  // Over ExecuteStream instead of unary Execute calls.
+  bool stream = false;
 };
 
 class TxnWorkload final : public Workload {
@@ -48,21 +61,33 @@ class TxnWorkload final : public Workload {
   TxnWorkload(std::vector<std::shared_ptr<grpc::Channel>> channels,
               TxnShape shape);
 
+  ~TxnWorkload() override;
+
   std::unique_ptr<PendingCall> Start(int client, uint64_t sequence,
                                      grpc::CompletionQueue* cq,
-                                     void* tag) override;
+                                     QueueEvent* done) override;
+  bool Release(grpc::CompletionQueue* cq) override;
 
   // Serialized size of a transaction that is not meant to abort.
   size_t RequestBytes() const;
 
  private:
+  class ExecuteStream;
+  class StreamedExecute;
+
   bool MeantToAbort(uint64_t sequence) const;
   v1::ExecuteRequest Build(int client, uint64_t sequence,
                            bool meant_to_abort) const;
+  // The stream of `cq`'s thread on channel `index`.
+  ExecuteStream* StreamOf(grpc::CompletionQueue* cq, size_t index);
 
   const TxnShape shape_;
   const std::string payload_;
   std::vector<std::unique_ptr<v1::TransactionService::Stub>> stubs_;
+  absl::Mutex mu_;
+  // With `stream`: each client thread's queue -> a stream per channel.
+  std::map<grpc::CompletionQueue*, std::vector<std::unique_ptr<ExecuteStream>>>
+      streams_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace twopc::bench

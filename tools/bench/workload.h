@@ -37,16 +37,36 @@ class PendingCall {
   virtual void Cancel() = 0;
 };
 
+// Every tag on a client thread's completion queue: the thread calls
+// OnEvent for each one that comes out (`ok` as CompletionQueue::Next says).
+class QueueEvent {
+ public:
+  virtual void OnEvent(bool ok) = 0;
+
+ protected:
+  ~QueueEvent() = default;
+};
+
 // Thread-safe: Start is called concurrently from every client thread.
 class Workload {
  public:
   virtual ~Workload() = default;
   // Starts call number `sequence` (0, 1, ... for each client) of client
-  // `client` (0 .. clients-1) on `cq`; its completion comes out of `cq` with
-  // `tag`. The returned call must live until then.
+  // `client` (0 .. clients-1) on `cq`, whose thread is the caller. Its end
+  // is reported once, on that thread, by `done->OnEvent`: `done` comes out
+  // of `cq` as the tag of a call of its own, or a workload event of its
+  // own on `cq` (a stream's read) calls it. Never from within Start. The
+  // returned call must live until then.
   virtual std::unique_ptr<PendingCall> Start(int client, uint64_t sequence,
                                              grpc::CompletionQueue* cq,
-                                             void* tag) = 0;
+                                             QueueEvent* done) = 0;
+
+  // For stopping, once no call of `cq` is in flight: ends what the workload
+  // keeps open on `cq` besides calls (e.g. streams shared by calls). True
+  // when nothing of the workload's is left on `cq`, so it may be shut
+  // down; otherwise its events still come out of `cq` and the thread asks
+  // again after each. Called on the thread of `cq`.
+  virtual bool Release(grpc::CompletionQueue* /*cq*/) { return true; }
 };
 
 // `count` channels to `target`, each with its own connection (gRPC would

@@ -1,0 +1,267 @@
+#include "coordinator/execute_streams.h"
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "common/grpc_status.h"
+#include "common/unparseable_request.h"
+
+namespace twopc::coordinator {
+namespace {
+
+// Streams waiting for a client at any time.
+constexpr int kWaitingStreams = 4;
+
+std::string MethodName() {
+  return absl::StrCat("/", v1::TransactionService::service_full_name(),
+                      "/ExecuteStream");
+}
+
+}  // namespace
+
+// One ExecuteStream call, from the stream gRPC matched to it until its
+// Finish came back and the manager answered every request it handed over.
+// At most one Read and one Write are outstanding; the results that became
+// ready while a Write was out go in the next one.
+class ExecuteStreams::Stream {
+ public:
+  explicit Stream(ExecuteStreams* owner)
+      : owner_(owner),
+        manager_(owner->manager_),
+        loop_(owner->loop_),
+        stream_(&context_) {}
+
+  void Request() {
+    owner_->service_->RequestExecuteStream(&context_, &stream_, owner_->queue_,
+                                           owner_->queue_, Tag(kStarted));
+  }
+
+ private:
+  // kFlush is run from the loop's own thread (RunSoon); the rest come
+  // through the queue.
+  enum Event { kStarted, kRead, kWritten, kFinished, kFlush, kEvents };
+
+  CompletionQueueLoop::Handler* Tag(Event event) { return tags_.Tag(event); }
+
+  void Handle(Event event, bool ok) {
+    bool last = false;
+    switch (event) {
+      case kStarted:
+        if (!ok) {  // the server is shutting down
+          delete this;
+          return;
+        }
+        owner_->Request();  // the next stream
+        {
+          absl::MutexLock lock(&mu_);
+          StartReadLocked();
+        }
+        return;
+      case kRead:
+        OnRead(ok);
+        return;
+      case kWritten: {
+        absl::MutexLock lock(&mu_);
+        writing_ = false;
+        if (!ok) OnBrokenLocked();
+        FlushLocked();
+        return;
+      }
+      case kFlush: {
+        absl::MutexLock lock(&mu_);
+        flush_pending_ = false;
+        FlushLocked();
+        last = finished_;
+        break;
+      }
+      case kFinished: {
+        absl::MutexLock lock(&mu_);
+        finished_ = true;
+        last = !flush_pending_;
+        break;
+      }
+      case kEvents:
+        break;
+    }
+    if (last) delete this;
+  }
+
+  void OnRead(bool ok) {
+    {
+      absl::MutexLock lock(&mu_);
+      reading_ = false;
+      if (!ok) {  // half-closed by the client, or the call is over
+        input_done_ = true;
+        FlushLocked();
+        return;
+      }
+    }
+    v1::ExecuteStreamRequest message;
+    absl::Status parsed = ParseOwnRequest(incoming_, MethodName(), &message);
+    if (parsed.ok() && message.items_size() > kMaxRequestsPerMessage) {
+      parsed = absl::InvalidArgumentError(absl::StrCat(
+          "an ExecuteStreamRequest holds ", message.items_size(),
+          " requests; at most ", kMaxRequestsPerMessage,
+          " are allowed per message (send the rest in further messages)"));
+    }
+    if (!parsed.ok()) {
+      absl::MutexLock lock(&mu_);
+      input_done_ = true;
+      end_status_ = parsed;
+      FlushLocked();
+      return;
+    }
+    {
+      absl::MutexLock lock(&mu_);
+      unanswered_ += message.items_size();
+    }
+    // Not under mu_: the manager may answer at once, on this thread.
+    for (v1::ExecuteStreamRequest::Item& item : *message.mutable_items()) {
+      const uint64_t tag = item.tag();
+      manager_->Execute(std::move(*item.mutable_request()),
+                        [this, tag](absl::StatusOr<v1::Transaction> result) {
+                          OnResult(tag, std::move(result));
+                        });
+    }
+    absl::MutexLock lock(&mu_);
+    if (!input_done_) StartReadLocked();
+  }
+
+  // The manager's answer to one request, on any thread.
+  void OnResult(uint64_t tag, absl::StatusOr<v1::Transaction> result)
+      ABSL_LOCKS_EXCLUDED(mu_) {
+    v1::ExecuteStreamResponse::Result item;
+    item.set_tag(tag);
+    if (result.ok()) {
+      item.mutable_status();  // code 0: OK
+      *item.mutable_transaction() = std::move(*result);
+    } else {
+      *item.mutable_status() = ToRpcStatus(result.status());
+    }
+    absl::MutexLock lock(&mu_);
+    --unanswered_;
+    if (!broken_) ready_.push_back(std::move(item));
+    if (loop_->InLoopThread()) {
+      // Everything answered in this round of the loop goes in one write.
+      if (!flush_pending_) {
+        flush_pending_ = true;
+        loop_->RunSoon(Tag(kFlush));
+      }
+    } else {
+      FlushLocked();
+    }
+  }
+
+  // Reads the next message unless too many requests wait for results.
+  void StartReadLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (unanswered_ >= kMaxUnanswered) {
+      read_paused_ = true;
+      return;
+    }
+    read_paused_ = false;
+    reading_ = true;
+    stream_.Read(&incoming_, Tag(kRead));
+  }
+
+  // A write failed: the client is gone. Results are dropped from now on.
+  void OnBrokenLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    broken_ = true;
+    ready_.clear();
+    if (read_paused_) {  // no read will come back to end the input
+      read_paused_ = false;
+      input_done_ = true;
+    }
+  }
+
+  // Writes the ready results if no write is out, resumes a paused read, and
+  // finishes once nothing is left to read, answer or write.
+  void FlushLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (writing_ || finishing_) return;
+    if (!ready_.empty()) {
+      WriteReadyLocked();
+      return;
+    }
+    if (read_paused_ && !input_done_) StartReadLocked();
+    if (input_done_ && unanswered_ == 0 && !reading_) {
+      finishing_ = true;
+      stream_.Finish(ToGrpcStatus(end_status_), Tag(kFinished));
+    }
+  }
+
+  void WriteReadyLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    v1::ExecuteStreamResponse response;
+    size_t bytes = 0;
+    size_t taken = 0;
+    for (; taken < ready_.size(); ++taken) {
+      const size_t size = ready_[taken].ByteSizeLong();
+      if (taken > 0 && bytes + size > kMaxResponseBytes) break;
+      bytes += size;
+      *response.add_results() = std::move(ready_[taken]);
+    }
+    ready_.erase(ready_.begin(), ready_.begin() + taken);
+    grpc::ByteBuffer buffer;
+    bool own_buffer = false;
+    if (!grpc::SerializationTraits<v1::ExecuteStreamResponse>::Serialize(
+             response, &buffer, &own_buffer)
+             .ok()) {
+      // Cannot happen for a message we built; treat as a broken stream.
+      OnBrokenLocked();
+      end_status_ = absl::InternalError("could not serialise results");
+      FlushLocked();
+      return;
+    }
+    writing_ = true;
+    stream_.Write(buffer, Tag(kWritten));
+    if (read_paused_ && !input_done_) StartReadLocked();
+  }
+
+  ExecuteStreams* const owner_;  // for the kStarted event only
+  TransactionManager* const manager_;
+  CompletionQueueLoop* const loop_;
+  CompletionQueueLoop::EventTags<Stream, Event, kEvents> tags_{
+      this, &Stream::Handle};
+  SelfParsingContext context_;  // no unparseable-request interceptor
+  grpc::ServerAsyncReaderWriter<grpc::ByteBuffer, grpc::ByteBuffer> stream_;
+  grpc::ByteBuffer incoming_;  // the read path only (one Read at a time)
+
+  absl::Mutex mu_;
+  // Requests handed to the manager without an answer yet.
+  int unanswered_ ABSL_GUARDED_BY(mu_) = 0;
+  // Results not written yet, in the order they became ready.
+  std::vector<v1::ExecuteStreamResponse::Result> ready_ ABSL_GUARDED_BY(mu_);
+  bool reading_ ABSL_GUARDED_BY(mu_) = false;      // a Read is out
+  bool read_paused_ ABSL_GUARDED_BY(mu_) = false;  // kMaxUnanswered reached
+  // No more reads: half-closed, the call is over, or a message refused.
+  bool input_done_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status end_status_ ABSL_GUARDED_BY(mu_);  // the stream's final status
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;      // a Write is out
+  bool flush_pending_ ABSL_GUARDED_BY(mu_) = false;  // kFlush asked to run
+  bool broken_ ABSL_GUARDED_BY(mu_) = false;       // a Write failed
+  bool finishing_ ABSL_GUARDED_BY(mu_) = false;    // Finish is out
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;     // ... and came back
+};
+
+ExecuteStreams::ExecuteStreams(TransactionServiceImpl* service,
+                               TransactionManager* manager,
+                               grpc::ServerCompletionQueue* queue,
+                               CompletionQueueLoop* loop)
+    : service_(service), manager_(manager), queue_(queue), loop_(loop) {
+  for (int i = 0; i < kWaitingStreams; ++i) Request();
+}
+
+ExecuteStreams::~ExecuteStreams() {
+  absl::MutexLock lock(&mu_);
+  shut_down_ = true;
+}
+
+void ExecuteStreams::Request() {
+  // No new request may reach a queue that is shut down.
+  absl::MutexLock lock(&mu_);
+  if (shut_down_) return;
+  (new Stream(this))->Request();
+}
+
+}  // namespace twopc::coordinator
