@@ -36,7 +36,9 @@ class ClientCalls::Call final : public CompletionQueueLoop::Handler {
   // is shutting down), then the answer went out (or could not).
   void OnEvent(bool ok) override {
     if (answering_ || !ok) {
+      OpenCalls* open_calls = owner_->open_calls_;
       delete this;
+      open_calls->Closed();
       return;
     }
     answering_ = true;
@@ -104,24 +106,21 @@ class ClientCalls::Call final : public CompletionQueueLoop::Handler {
 
 ClientCalls::ClientCalls(TransactionServiceImpl* service,
                          TransactionManager* manager,
-                         grpc::ServerCompletionQueue* queue)
-    : service_(service), manager_(manager), queue_(queue) {
+                         grpc::ServerCompletionQueue* queue,
+                         OpenCalls* open_calls)
+    : service_(service),
+      manager_(manager),
+      queue_(queue),
+      open_calls_(open_calls) {
   for (int i = 0; i < kRequestsPerMethod; ++i) {
     Request(/*execute=*/true);
     Request(/*execute=*/false);
   }
 }
 
-ClientCalls::~ClientCalls() {
-  // No new request may reach the queue once it is shut down.
-  absl::MutexLock lock(&mu_);
-  shut_down_ = true;
-}
-
 void ClientCalls::Request(bool execute) {
-  // No new request may reach a queue that is shut down.
-  absl::MutexLock lock(&mu_);
-  if (shut_down_) return;
+  // Closed once shutting down: no new request may reach the queue then.
+  if (!open_calls_->TryOpen()) return;
   (new Call(this, execute))->Request();
 }
 

@@ -17,10 +17,10 @@
 // does not free its call early: the call is answered (into the void) when
 // the manager decides, which the transaction's deadline bounds.
 //
-// Thread-safety: internal. Lifetime: construct after the server started;
-// destroy after the server has shut down and the manager has answered every
-// waiting call (TransactionManager::Stop). The calls still on the queue then
-// end when the loop drains it.
+// Thread-safety: internal. Lifetime: construct after the server started.
+// To stop: stop the manager (TransactionManager::Stop answers every waiting
+// call), shut the server down, then `open_calls->CloseAndWait()` while the
+// loop still runs; destroy this object after that.
 #ifndef TWOPC_COORDINATOR_CLIENT_CALLS_H_
 #define TWOPC_COORDINATOR_CLIENT_CALLS_H_
 
@@ -28,9 +28,8 @@
 
 #include <grpcpp/grpcpp.h>
 
-#include "absl/base/thread_annotations.h"
-#include "absl/synchronization/mutex.h"
 #include "common/completion_queue_loop.h"
+#include "common/open_calls.h"
 #include "coordinator/services.h"
 #include "coordinator/transaction_manager.h"
 
@@ -38,14 +37,12 @@ namespace twopc::coordinator {
 
 class ClientCalls {
  public:
-  // Nothing is owned. `service` and `manager` must outlive this object;
-  // `queue` is the server's completion queue for asynchronous methods,
-  // drained by a CompletionQueueLoop until every call has ended (destroy
-  // the loop after this object).
+  // Nothing is owned; all must outlive this object. `queue` is the
+  // server's completion queue for asynchronous methods, drained by a
+  // CompletionQueueLoop until every call has ended; each call is counted
+  // in `open_calls`.
   ClientCalls(TransactionServiceImpl* service, TransactionManager* manager,
-              grpc::ServerCompletionQueue* queue);
-  // Requests no more calls.
-  ~ClientCalls();
+              grpc::ServerCompletionQueue* queue, OpenCalls* open_calls);
 
   ClientCalls(const ClientCalls&) = delete;
   ClientCalls& operator=(const ClientCalls&) = delete;
@@ -53,14 +50,14 @@ class ClientCalls {
  private:
   class Call;
 
-  // Asks gRPC for the next call of `method` (Execute or Commit).
-  void Request(bool execute) ABSL_LOCKS_EXCLUDED(mu_);
+  // Asks gRPC for the next call of `method` (Execute or Commit), unless
+  // open_calls_ is closed.
+  void Request(bool execute);
 
   TransactionServiceImpl* const service_;
   TransactionManager* const manager_;
   grpc::ServerCompletionQueue* const queue_;
-  absl::Mutex mu_;
-  bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
+  OpenCalls* const open_calls_;
 };
 
 }  // namespace twopc::coordinator

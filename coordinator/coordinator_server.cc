@@ -97,10 +97,11 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
                      s->coordinator_service_.get(), s->admin_service_.get(),
                      s->queue_service_.get()}));
   s->client_calls_ = std::make_unique<ClientCalls>(
-      s->transaction_service_.get(), s->manager_.get(), server_queue);
+      s->transaction_service_.get(), s->manager_.get(), server_queue,
+      &s->open_client_calls_);
   s->execute_streams_ = std::make_unique<ExecuteStreams>(
       s->transaction_service_.get(), s->manager_.get(), server_queue,
-      s->loop_.get());
+      s->loop_.get(), &s->open_client_calls_);
   return server;
 }
 
@@ -112,6 +113,9 @@ void CoordinatorServer::Shutdown(absl::Duration grace) {
     server_.server->Shutdown(absl::ToChronoTime(absl::Now() + grace));
     server_.server->Wait();
   }
+  // The server does not wait for asynchronous calls: their last events
+  // may still be on the loop, which must run until every one has ended.
+  open_client_calls_.CloseAndWait();
   client_calls_.reset();
   execute_streams_.reset();
   // 3. Links (their failure callbacks reach the manager, which may queue

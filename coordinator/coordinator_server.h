@@ -20,6 +20,7 @@
 #include "absl/status/statusor.h"
 #include "common/completion_queue_loop.h"
 #include "common/grpc_server.h"
+#include "common/open_calls.h"
 #include "coordinator/client_calls.h"
 #include "coordinator/consumer_groups.h"
 #include "coordinator/execute_streams.h"
@@ -89,6 +90,9 @@ class CoordinatorServer {
   std::unique_ptr<ParticipantRegistry> registry_;
   std::unique_ptr<TransactionManager> manager_;
   std::unique_ptr<TransactionServiceImpl> transaction_service_;
+  // The asynchronous calls of client_calls_ and execute_streams_; outlives
+  // the loop's thread.
+  OpenCalls open_client_calls_;
   std::unique_ptr<ClientCalls> client_calls_;
   std::unique_ptr<ExecuteStreams> execute_streams_;
   std::unique_ptr<CoordinatorServiceImpl> coordinator_service_;

@@ -32,6 +32,7 @@ class ExecuteStreams::Stream {
       : owner_(owner),
         manager_(owner->manager_),
         loop_(owner->loop_),
+        open_calls_(owner->open_calls_),
         stream_(&context_) {}
 
   void Request() {
@@ -51,8 +52,8 @@ class ExecuteStreams::Stream {
     switch (event) {
       case kStarted:
         if (!ok) {  // the server is shutting down
-          delete this;
-          return;
+          last = true;
+          break;
         }
         owner_->Request();  // the next stream
         {
@@ -66,6 +67,8 @@ class ExecuteStreams::Stream {
       case kWritten: {
         absl::MutexLock lock(&mu_);
         writing_ = false;
+        unsent_ -= in_write_;
+        in_write_ = 0;
         if (!ok) OnBrokenLocked();
         FlushLocked();
         return;
@@ -86,7 +89,10 @@ class ExecuteStreams::Stream {
       case kEvents:
         break;
     }
-    if (last) delete this;
+    if (!last) return;
+    OpenCalls* open_calls = open_calls_;
+    delete this;
+    open_calls->Closed();
   }
 
   void OnRead(bool ok) {
@@ -117,6 +123,7 @@ class ExecuteStreams::Stream {
     {
       absl::MutexLock lock(&mu_);
       unanswered_ += message.items_size();
+      unsent_ += message.items_size();
     }
     // Not under mu_: the manager may answer at once, on this thread.
     for (v1::ExecuteStreamRequest::Item& item : *message.mutable_items()) {
@@ -143,7 +150,11 @@ class ExecuteStreams::Stream {
     }
     absl::MutexLock lock(&mu_);
     --unanswered_;
-    if (!broken_) ready_.push_back(std::move(item));
+    if (broken_) {
+      --unsent_;
+    } else {
+      ready_.push_back(std::move(item));
+    }
     if (loop_->InLoopThread()) {
       // Everything answered in this round of the loop goes in one write.
       if (!flush_pending_) {
@@ -155,9 +166,9 @@ class ExecuteStreams::Stream {
     }
   }
 
-  // Reads the next message unless too many requests wait for results.
+  // Reads the next message unless too many results are not written yet.
   void StartReadLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (unanswered_ >= kMaxUnanswered) {
+    if (unsent_ >= kMaxUnsent) {
       read_paused_ = true;
       return;
     }
@@ -169,6 +180,7 @@ class ExecuteStreams::Stream {
   // A write failed: the client is gone. Results are dropped from now on.
   void OnBrokenLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     broken_ = true;
+    unsent_ -= ready_.size();
     ready_.clear();
     if (read_paused_) {  // no read will come back to end the input
       read_paused_ = false;
@@ -208,12 +220,14 @@ class ExecuteStreams::Stream {
              response, &buffer, &own_buffer)
              .ok()) {
       // Cannot happen for a message we built; treat as a broken stream.
+      unsent_ -= taken;
       OnBrokenLocked();
       end_status_ = absl::InternalError("could not serialise results");
       FlushLocked();
       return;
     }
     writing_ = true;
+    in_write_ = taken;
     stream_.Write(buffer, Tag(kWritten));
     if (read_paused_ && !input_done_) StartReadLocked();
   }
@@ -221,6 +235,7 @@ class ExecuteStreams::Stream {
   ExecuteStreams* const owner_;  // for the kStarted event only
   TransactionManager* const manager_;
   CompletionQueueLoop* const loop_;
+  OpenCalls* const open_calls_;
   CompletionQueueLoop::EventTags<Stream, Event, kEvents> tags_{
       this, &Stream::Handle};
   SelfParsingContext context_;  // no unparseable-request interceptor
@@ -230,10 +245,14 @@ class ExecuteStreams::Stream {
   absl::Mutex mu_;
   // Requests handed to the manager without an answer yet.
   int unanswered_ ABSL_GUARDED_BY(mu_) = 0;
+  // Requests read whose results are not written yet (unanswered, ready or
+  // in the Write that is out); reading pauses at kMaxUnsent.
+  int unsent_ ABSL_GUARDED_BY(mu_) = 0;
+  int in_write_ ABSL_GUARDED_BY(mu_) = 0;  // results in the Write that is out
   // Results not written yet, in the order they became ready.
   std::vector<v1::ExecuteStreamResponse::Result> ready_ ABSL_GUARDED_BY(mu_);
   bool reading_ ABSL_GUARDED_BY(mu_) = false;      // a Read is out
-  bool read_paused_ ABSL_GUARDED_BY(mu_) = false;  // kMaxUnanswered reached
+  bool read_paused_ ABSL_GUARDED_BY(mu_) = false;  // kMaxUnsent reached
   // No more reads: half-closed, the call is over, or a message refused.
   bool input_done_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status end_status_ ABSL_GUARDED_BY(mu_);  // the stream's final status
@@ -247,20 +266,18 @@ class ExecuteStreams::Stream {
 ExecuteStreams::ExecuteStreams(TransactionServiceImpl* service,
                                TransactionManager* manager,
                                grpc::ServerCompletionQueue* queue,
-                               CompletionQueueLoop* loop)
-    : service_(service), manager_(manager), queue_(queue), loop_(loop) {
+                               CompletionQueueLoop* loop, OpenCalls* open_calls)
+    : service_(service),
+      manager_(manager),
+      queue_(queue),
+      loop_(loop),
+      open_calls_(open_calls) {
   for (int i = 0; i < kWaitingStreams; ++i) Request();
 }
 
-ExecuteStreams::~ExecuteStreams() {
-  absl::MutexLock lock(&mu_);
-  shut_down_ = true;
-}
-
 void ExecuteStreams::Request() {
-  // No new request may reach a queue that is shut down.
-  absl::MutexLock lock(&mu_);
-  if (shut_down_) return;
+  // Closed once shutting down: no new request may reach the queue then.
+  if (!open_calls_->TryOpen()) return;
   (new Stream(this))->Request();
 }
 

@@ -6,9 +6,11 @@
 // Why: a unary Execute costs a call of its own at both ends (a new HTTP/2
 // stream, its headers, and one socket write per answer: gRPC never packs
 // two calls' answers into one write). On a stream, every request of a
-// message is handed to the TransactionManager at once, and every result
-// that is ready after a round of the loop's events (e.g. all the decisions
-// one log sync made durable) goes out in one message.
+// message is handed to the TransactionManager at once (in one event of the
+// loop: up to kMaxRequestsPerMessage Executes), and the results that become
+// ready together (e.g. all the decisions one log sync made durable) go out
+// in one message; results made on another thread go out at once, and what
+// is ready while a write is out goes in the next.
 //
 // Per stream:
 //  * Each request is exactly an Execute; its answer (OK with the
@@ -17,17 +19,19 @@
 //    kMaxRequestsPerMessage requests, ends the stream INVALID_ARGUMENT once
 //    the requests of earlier messages have their results; nothing of it is
 //    started.
-//  * Flow control: with kMaxUnanswered requests or more without a result,
-//    the stream is not read until results go out.
+//  * Flow control: with kMaxUnsent requests or more whose results have not
+//    been written (waiting for the manager, or for the client to read), the
+//    stream is not read until results go out. A message is read whole, so
+//    up to kMaxUnsent + kMaxRequestsPerMessage - 1 may be pending.
 //  * The stream ends OK once the client half-closed and every result went
 //    out. If the client goes away, results are dropped, and the stream ends
 //    once the manager has answered every request (the transactions'
 //    deadlines bound that).
 //
 // Thread-safety: internal (a stream's results may come from any thread).
-// Lifetime: as ClientCalls (construct after the server started; destroy
-// after the server has shut down and the manager has answered every waiting
-// call; the loop drains what is left).
+// Lifetime: as ClientCalls (construct after the server started; to stop,
+// stop the manager, shut the server down, then `open_calls->CloseAndWait()`
+// while the loop still runs; destroy this object after that).
 #ifndef TWOPC_COORDINATOR_EXECUTE_STREAMS_H_
 #define TWOPC_COORDINATOR_EXECUTE_STREAMS_H_
 
@@ -35,9 +39,8 @@
 
 #include <grpcpp/grpcpp.h>
 
-#include "absl/base/thread_annotations.h"
-#include "absl/synchronization/mutex.h"
 #include "common/completion_queue_loop.h"
+#include "common/open_calls.h"
 #include "coordinator/services.h"
 #include "coordinator/transaction_manager.h"
 
@@ -46,17 +49,17 @@ namespace twopc::coordinator {
 class ExecuteStreams {
  public:
   static constexpr int kMaxRequestsPerMessage = 1024;
-  static constexpr int kMaxUnanswered = 4096;
+  static constexpr int kMaxUnsent = 4096;
   // Results are packed into messages of about this size at most (a larger
   // single result goes alone); clients accept 4 MiB by default.
   static constexpr size_t kMaxResponseBytes = 1 << 20;
 
   // Nothing is owned; all must outlive this object. `queue` is the
-  // server's completion queue for asynchronous methods, drained by `loop`.
+  // server's completion queue for asynchronous methods, drained by `loop`;
+  // each stream is counted in `open_calls`.
   ExecuteStreams(TransactionServiceImpl* service, TransactionManager* manager,
-                 grpc::ServerCompletionQueue* queue, CompletionQueueLoop* loop);
-  // Accepts no more streams.
-  ~ExecuteStreams();
+                 grpc::ServerCompletionQueue* queue, CompletionQueueLoop* loop,
+                 OpenCalls* open_calls);
 
   ExecuteStreams(const ExecuteStreams&) = delete;
   ExecuteStreams& operator=(const ExecuteStreams&) = delete;
@@ -64,15 +67,14 @@ class ExecuteStreams {
  private:
   class Stream;
 
-  // Asks gRPC for the next stream.
-  void Request() ABSL_LOCKS_EXCLUDED(mu_);
+  // Asks gRPC for the next stream, unless open_calls_ is closed.
+  void Request();
 
   TransactionServiceImpl* const service_;
   TransactionManager* const manager_;
   grpc::ServerCompletionQueue* const queue_;
   CompletionQueueLoop* const loop_;
-  absl::Mutex mu_;
-  bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
+  OpenCalls* const open_calls_;
 };
 
 }  // namespace twopc::coordinator

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Reproduces the README's transaction benchmark table (`make bench`): every
+# Reproduces the README's transaction benchmark tables (`make bench`): every
 # configuration of the benchmark issue's bar, each run several times with
 # `twopc-bench txn --local` (all processes on this machine, fsync on,
-# 2 participants per transaction), and prints the medians as a markdown
-# table, with the bar and whether the median meets it.
+# 2 participants per transaction), once with one Execute call per
+# transaction and once over ExecuteStream (--stream), and prints the medians
+# as a markdown table per API, with the bar and whether the median meets it.
 #
 #   bash tools/bench.sh BIN_DIR
 #
@@ -48,14 +49,23 @@ run() {
 }
 
 start=$(date +%s)
-# With and without a message alternate, so that the ratio of their medians
-# compares runs made close together (this machine drifts between runs).
+# The two APIs, and with and without a message, alternate, so that the
+# ratios of their medians compare runs made close together (this machine
+# drifts between runs).
 for ((i = 1; i <= runs; i++)); do
-  run_once clients64 "$i" --clients 64
-  run_once message64 "$i" --clients 64 --messages 1
+  run_once execute.clients64 "$i" --clients 64
+  run_once stream.clients64 "$i" --clients 64 --stream
+  run_once execute.message64 "$i" --clients 64 --messages 1
+  run_once stream.message64 "$i" --clients 64 --messages 1 --stream
 done
-run clients1 --clients 1
-run sweep --sweep "$sweep"
+for ((i = 1; i <= runs; i++)); do
+  run_once execute.clients1 "$i" --clients 1
+  run_once stream.clients1 "$i" --clients 1 --stream
+done
+for ((i = 1; i <= runs; i++)); do
+  run_once execute.sweep "$i" --sweep "$sweep"
+  run_once stream.sweep "$i" --sweep "$sweep" --stream
+done
 echo "bench.sh: done in $(($(date +%s) - start)) s" >&2
 
 /usr/bin/python3 - "$out" "$runs" "$(nproc)" <<'PYTHON'
@@ -86,66 +96,75 @@ def values(runs_, get):
     return result
 
 
-rows = []
+def table(api):
+    rows = []
 
+    def row(measure, bar, vals, fmt, meets=None):
+        if not vals:
+            rows.append((measure, bar, "-", "-", ""))
+            return
+        median = statistics.median(vals)
+        met = "" if meets is None else ("yes" if meets(median) else "**no**")
+        rows.append((measure, bar, fmt.format(median),
+                     " / ".join(fmt.format(v) for v in vals), met))
 
-def row(measure, bar, vals, fmt, meets=None):
-    if not vals:
-        rows.append((measure, bar, "-", "-", ""))
-        return
-    median = statistics.median(vals)
-    met = "" if meets is None else ("yes" if meets(median) else "**no**")
-    rows.append((measure, bar, fmt.format(median),
-                 " / ".join(fmt.format(v) for v in vals), met))
+    tx = lambda r: r["committed_per_second"]
+    ms = lambda key: (lambda r: r["latency_us"][key] / 1000)
 
+    c64 = first_run(f"{api}.clients64")
+    c1 = first_run(f"{api}.clients1")
+    m64 = first_run(f"{api}.message64")
+    row("64 clients: committed tx/s", "≥ 15,000 (goal 20,000)",
+        values(c64, tx), "{:,.0f}", lambda v: v >= 15000)
+    row("64 clients: latency p50 (ms)", "", values(c64, ms("p50")), "{:.2f}")
+    row("64 clients: latency p99 (ms)", "", values(c64, ms("p99")), "{:.2f}")
+    row("64 clients: decisions per sync", "≥ 8",
+        values(c64, lambda r: r["decisions_per_sync"]), "{:.1f}",
+        lambda v: v >= 8)
+    for process in ("coordinator", "p1", "p2", "bench"):
+        row(f"64 clients: CPU µs per tx, {process}", "",
+            values(c64, lambda r: r["cpu_us_per_transaction"][process]),
+            "{:.0f}")
+    row("64 clients: gRPC echo ceiling (unary calls/s)", "",
+        values(c64, lambda r: r["echo_calls_per_second"]), "{:,.0f}")
+    row("64 clients: ours / echo", "",
+        values(c64, lambda r: r["ratio_to_echo"]), "{:.3f}")
+    row("1 client: committed tx/s", "", values(c1, tx), "{:,.0f}")
+    row("1 client: latency p50 (ms)", "≤ 0.3", values(c1, ms("p50")),
+        "{:.3f}", lambda v: v <= 0.3)
+    row("1 client: latency p99 (ms)", "≤ 1.5", values(c1, ms("p99")),
+        "{:.3f}", lambda v: v <= 1.5)
 
-tx = lambda r: r["committed_per_second"]
-ms = lambda key: (lambda r: r["latency_us"][key] / 1000)
+    sweeps = [r["runs"] for r in reports(f"{api}.sweep")]
+    for index, point in enumerate(sweeps[0]):
+        row(f"{point['clients']} clients: committed tx/s", "",
+            [s[index]["committed_per_second"] for s in sweeps], "{:,.0f}")
+    flatness = [min(p["committed_per_second"] for p in s) /
+                max(p["committed_per_second"] for p in s) for s in sweeps]
+    row("sweep: lowest / peak tx/s", "≥ 0.90", flatness, "{:.2f}",
+        lambda v: v >= 0.9)
 
-c64, c1, m64 = first_run("clients64"), first_run("clients1"), first_run("message64")
-row("64 clients: committed tx/s", "≥ 15,000 (goal 20,000)", values(c64, tx),
-    "{:,.0f}", lambda v: v >= 15000)
-row("64 clients: latency p50 (ms)", "", values(c64, ms("p50")), "{:.2f}")
-row("64 clients: latency p99 (ms)", "", values(c64, ms("p99")), "{:.2f}")
-row("64 clients: decisions per sync", "≥ 8",
-    values(c64, lambda r: r["decisions_per_sync"]), "{:.1f}", lambda v: v >= 8)
-for process in ("coordinator", "p1", "p2", "bench"):
-    row(f"64 clients: CPU µs per tx, {process}", "",
-        values(c64, lambda r: r["cpu_us_per_transaction"][process]), "{:.0f}")
-row("64 clients: gRPC echo ceiling (calls/s)", "",
-    values(c64, lambda r: r["echo_calls_per_second"]), "{:,.0f}")
-row("64 clients: ours / echo", "", values(c64, lambda r: r["ratio_to_echo"]),
-    "{:.3f}")
-row("1 client: committed tx/s", "", values(c1, tx), "{:,.0f}")
-row("1 client: latency p50 (ms)", "≤ 0.3", values(c1, ms("p50")), "{:.3f}",
-    lambda v: v <= 0.3)
-row("1 client: latency p99 (ms)", "≤ 1.5", values(c1, ms("p99")), "{:.3f}",
-    lambda v: v <= 1.5)
+    row("64 clients, 1 message/tx: committed tx/s", "", values(m64, tx),
+        "{:,.0f}")
+    with_message = statistics.median(values(m64, tx))
+    without = statistics.median(values(c64, tx))
+    rows.append(("with a message / without (medians)", "≥ 0.80",
+                 f"{with_message / without:.2f}", "",
+                 "yes" if with_message >= 0.8 * without else "**no**"))
+    row("RocksDB synced writes/s, 1 thread", "",
+        values(reports(f"{api}.clients64"),
+               lambda r: r["rocksdb_synced_writes_per_second"]), "{:,.0f}")
+    return rows
 
-sweeps = [r["runs"] for r in reports("sweep")]
-for index, point in enumerate(sweeps[0]):
-    row(f"{point['clients']} clients: committed tx/s", "",
-        [s[index]["committed_per_second"] for s in sweeps], "{:,.0f}")
-flatness = [min(p["committed_per_second"] for p in s) /
-            max(p["committed_per_second"] for p in s) for s in sweeps]
-row("sweep: lowest / peak tx/s", "≥ 0.90", flatness, "{:.2f}",
-    lambda v: v >= 0.9)
-
-row("64 clients, 1 message/tx: committed tx/s", "", values(m64, tx), "{:,.0f}")
-with_message = statistics.median(values(m64, tx))
-without = statistics.median(values(c64, tx))
-rows.append(("with a message / without (medians)", "≥ 0.80",
-             f"{with_message / without:.2f}", "",
-             "yes" if with_message >= 0.8 * without else "**no**"))
-row("RocksDB synced writes/s, 1 thread", "",
-    values([r for r in reports("clients64")],
-           lambda r: r["rocksdb_synced_writes_per_second"]), "{:,.0f}")
 
 print(f"Medians of {runs} runs of `twopc-bench txn --local` "
       f"({cores} cores, all processes on this machine, fsync on, "
-      f"2 participants per transaction), {datetime.date.today()}:\n")
-print("| measure | bar | median | runs | met |")
-print("| --- | --- | ---: | --- | --- |")
-for measure, bar, median, each, met in rows:
-    print(f"| {measure} | {bar} | {median} | {each} | {met} |")
+      f"2 participants per transaction), {datetime.date.today()}.")
+for api, title in (("execute", "One `Execute` call per transaction"),
+                   ("stream", "Over `ExecuteStream` (`--stream`)")):
+    print(f"\n{title}:\n")
+    print("| measure | bar | median | runs | met |")
+    print("| --- | --- | ---: | --- | --- |")
+    for measure, bar, median, each, met in table(api):
+        print(f"| {measure} | {bar} | {median} | {each} | {met} |")
 PYTHON

@@ -6,6 +6,8 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include <grpcpp/grpcpp.h>
 
@@ -157,7 +159,7 @@ TEST_F(ExecuteStreamTest, AMessageOverTheLimitEndsTheStreamAfterEarlierResults) 
 // that many in flight it is not refused RESOURCE_EXHAUSTED.
 TEST_F(ExecuteStreamTest, ReadingPausesWhileTooManyRequestsWaitForResults) {
   coordinator_->Shutdown(absl::ZeroDuration());
-  options_.manager.limits.max_inflight = ExecuteStreams::kMaxUnanswered;
+  options_.manager.limits.max_inflight = ExecuteStreams::kMaxUnsent;
   StartCoordinator();
   b_->set_on_prepare(FakeParticipant::OnPrepare::kSilent);
 
@@ -165,7 +167,7 @@ TEST_F(ExecuteStreamTest, ReadingPausesWhileTooManyRequestsWaitForResults) {
   std::unique_ptr<Stream> stream = Open(&context);
   v1::ExecuteRequest stalled = TwoBranches();
   stalled.mutable_timeout()->set_seconds(2);
-  for (int sent = 0; sent < ExecuteStreams::kMaxUnanswered;) {
+  for (int sent = 0; sent < ExecuteStreams::kMaxUnsent;) {
     v1::ExecuteStreamRequest message;
     for (int i = 0; i < ExecuteStreams::kMaxRequestsPerMessage; ++i, ++sent) {
       Add(&message, sent, stalled);
@@ -179,8 +181,8 @@ TEST_F(ExecuteStreamTest, ReadingPausesWhileTooManyRequestsWaitForResults) {
   ASSERT_TRUE(stream->Write(last));
   ASSERT_TRUE(stream->WritesDone());
 
-  auto results = ReadResults(stream.get(), ExecuteStreams::kMaxUnanswered + 1);
-  ASSERT_EQ(results.size(), ExecuteStreams::kMaxUnanswered + 1u);
+  auto results = ReadResults(stream.get(), ExecuteStreams::kMaxUnsent + 1);
+  ASSERT_EQ(results.size(), ExecuteStreams::kMaxUnsent + 1u);
   EXPECT_THAT(results.at(0), StatusIs(absl::StatusCode::kAborted));
   EXPECT_THAT(results.at(99'999), IsOk());
   EXPECT_TRUE(stream->Finish().ok());
@@ -221,12 +223,93 @@ TEST_F(ExecuteStreamTest, ShutdownAnswersWaitingRequests) {
   ASSERT_TRUE(a_->WaitFor("prepare:1-1"));
   coordinator_->Shutdown(absl::Milliseconds(200));
   auto results = ReadResults(stream.get(), 1);
-  if (results.count(5) == 1) {
-    EXPECT_TRUE(IsAmbiguous(results.at(5).status().code()))
-        << results.at(5).status();
-  }
+  ASSERT_EQ(results.count(5), 1u);
+  EXPECT_TRUE(IsAmbiguous(results.at(5).status().code()))
+      << results.at(5).status();
   EXPECT_FALSE(stream->Finish().ok());
   StartCoordinator();  // for TearDown symmetry
+}
+
+// Results the client does not read count against kMaxUnsent as much as
+// requests without an answer: the coordinator stops reading, so memory
+// stays bounded. Once the client reads, everything is served.
+TEST_F(ExecuteStreamTest, AClientThatDoesNotReadIsNotReadEither) {
+  grpc::ClientContext context;
+  std::unique_ptr<Stream> stream = Open(&context);
+  constexpr int kMessages = 8;
+  constexpr int kRequests = kMessages * ExecuteStreams::kMaxRequestsPerMessage;
+  std::thread writer([&] {  // its writes block once the coordinator stops
+    for (int m = 0; m < kMessages; ++m) {
+      v1::ExecuteStreamRequest message;
+      for (int i = 0; i < ExecuteStreams::kMaxRequestsPerMessage; ++i) {
+        Add(&message, m * ExecuteStreams::kMaxRequestsPerMessage + i,
+            TwoBranches());
+      }
+      ASSERT_TRUE(stream->Write(message));
+    }
+    stream->WritesDone();
+  });
+  auto prepares = [this] {
+    int n = 0;
+    for (const std::string& event : a_->received()) {
+      n += event.rfind("prepare:", 0) == 0;
+    }
+    return n;
+  };
+  const absl::Time deadline = absl::Now() + kWait;
+  while (prepares() < ExecuteStreams::kMaxUnsent && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  ASSERT_GE(prepares(), ExecuteStreams::kMaxUnsent);
+  // A unary call through the same loop: by its answer, a coordinator that
+  // kept reading would have started far more of the stream's requests.
+  v1::ExecuteRequest a_only;
+  *a_only.add_branches() = KvBranch("a");
+  EXPECT_THAT(Execute(a_only), IsOk());
+  EXPECT_LE(prepares(), ExecuteStreams::kMaxUnsent +
+                            ExecuteStreams::kMaxRequestsPerMessage);
+
+  auto results = ReadResults(stream.get(), kRequests);
+  writer.join();
+  EXPECT_EQ(results.size(), static_cast<size_t>(kRequests));
+  for (const auto& [tag, result] : results) {
+    ASSERT_THAT(result, IsOk()) << tag;
+  }
+  EXPECT_TRUE(stream->Finish().ok());
+}
+
+// The server does not wait for asynchronous calls at shutdown: streams whose
+// last events are still on the loop must end before the loop does (this
+// aborted in gRPC, or used a freed ExecuteStreams, before OpenCalls).
+TEST(ExecuteStreamShutdownTest, OpenStreamsEndBeforeTheLoop) {
+  for (int round = 0; round < 40; ++round) {
+    TempDir dir;
+    CoordinatorOptions options;
+    options.listen = "127.0.0.1:0";
+    options.data_dir = dir.Sub("coordinator");
+    auto server = CoordinatorServer::Start(options);
+    ASSERT_THAT(server, IsOk());
+    auto stub = v1::TransactionService::NewStub(grpc::CreateChannel(
+        (*server)->address(), grpc::InsecureChannelCredentials()));
+    std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
+    std::vector<std::unique_ptr<Stream>> streams;
+    for (int i = 0; i < 8; ++i) {
+      contexts.push_back(std::make_unique<grpc::ClientContext>());
+      streams.push_back(stub->ExecuteStream(contexts.back().get()));
+      v1::ExecuteStreamRequest message;
+      auto* item = message.add_items();
+      item->set_tag(i);
+      v1::Branch* branch = item->mutable_request()->add_branches();
+      branch->set_participant_id("nobody");
+      branch->mutable_kv()->add_operations()->mutable_put()->set_key("k");
+      streams.back()->Write(message);
+    }
+    (*server)->Shutdown(absl::ZeroDuration());
+    for (size_t i = 0; i < streams.size(); ++i) {
+      contexts[i]->TryCancel();  // results may be left unread
+      streams[i]->Finish();
+    }
+  }
 }
 
 }  // namespace

@@ -24,7 +24,11 @@
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/subprocess.h"
 #include "tests/testing/temp_dir.h"
+#include "common/grpc_server.h"
 #include "tools/bench/latency_histogram.h"
+#include "tools/bench/load_generator.h"
+#include "tools/bench/txn_workload.h"
+#include "twopc/v1/transaction.grpc.pb.h"
 
 namespace twopc {
 namespace {
@@ -257,6 +261,60 @@ TEST_F(BenchTest, RunningClusterServersAreFoundForCpuTime) {
   for (const char* process : {"coordinator", "p1", "p2"}) {
     EXPECT_TRUE(cpu.fields().contains(process)) << process << run.output;
   }
+}
+
+// A coordinator stand-in whose ExecuteStream answers every request of the
+// first `messages_per_stream` messages (OK), then ends the stream
+// UNAVAILABLE: the requests written after that must fail, and the client
+// must open a new stream for the next ones.
+class StreamEndingService final : public v1::TransactionService::Service {
+ public:
+  static constexpr int kMessagesPerStream = 2;
+
+  grpc::Status ExecuteStream(
+      grpc::ServerContext*,
+      grpc::ServerReaderWriter<v1::ExecuteStreamResponse,
+                               v1::ExecuteStreamRequest>* stream) override {
+    v1::ExecuteStreamRequest request;
+    for (int m = 0; m < kMessagesPerStream && stream->Read(&request); ++m) {
+      v1::ExecuteStreamResponse response;
+      for (const auto& item : request.items()) {
+        auto* result = response.add_results();
+        result->set_tag(item.tag());
+        result->mutable_status();  // OK
+      }
+      if (!stream->Write(response)) break;
+    }
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE, "stream limit");
+  }
+};
+
+// Streams that end mid-run: every call ends exactly once (committed or
+// failed), new streams take over, and stopping releases them all.
+TEST(TxnWorkloadTest, StreamsThatEndAreReplacedAndFailOnlyTheirOwnRequests) {
+  StreamEndingService service;
+  auto server = StartGrpcServer("127.0.0.1:0", {&service}, 8 << 20);
+  ASSERT_THAT(server, IsOk());
+  bench::TxnShape shape;
+  shape.participant_ids = {"p1"};
+  shape.run_id = "test";
+  shape.stream = true;
+  bench::TxnWorkload workload(bench::MakeChannels(server->address, 2), shape);
+  bench::LoadOptions options;
+  options.clients = 16;
+  options.threads = 2;
+  bench::LoadGenerator load(&workload, options);
+  const absl::Time deadline = absl::Now() + absl::Seconds(60);
+  while (load.Totals().completed() < 20000 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  load.Stop(bench::LoadGenerator::StopMode::kDrain);
+  const bench::LoadCounters totals = load.Totals();
+  EXPECT_GE(totals.completed(), 20000u);
+  EXPECT_GT(totals.committed, 0u);
+  EXPECT_GT(totals.failed, 0u);
+  EXPECT_THAT(totals.first_error, HasSubstr("stream limit"));
+  server->server->Shutdown(absl::ToChronoTime(absl::Now()));
 }
 
 TEST(LatencyHistogramTest, PercentilesAreWithinOneBucketOfTheTruth) {

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <deque>
+#include <list>
 #include <map>
 #include <utility>
 
@@ -93,151 +94,194 @@ class TxnWorkload::StreamedExecute final : public PendingCall {
   grpc::Status status_;
 };
 
-// One ExecuteStream of one client thread on one channel, driven on that
+// The ExecuteStream of one client thread on one channel, driven on that
 // thread's queue. One Write at a time: the requests queued meanwhile go in
-// the next message (at most kMaxRequestsPerMessage each). Opened by the
-// first request; when it ends, the requests waiting fail and the next
-// request opens a new one.
+// the next message (at most kMaxRequestsPerMessage requests and about
+// kMaxMessageBytes each). Opened by the first request. When a stream call
+// ends, the requests written on it and still waiting fail, and the next
+// request opens a new call; an ended call is freed once none of its
+// operations is left on the queue.
 class TxnWorkload::ExecuteStream {
  public:
   ExecuteStream(v1::TransactionService::Stub* stub, grpc::CompletionQueue* cq)
       : stub_(stub), cq_(cq) {}
 
   void Submit(v1::ExecuteRequest request, StreamedExecute* call) {
-    if (!open_) Open();
+    if (current_ == nullptr) Open();
     const uint64_t tag = next_tag_++;
-    waiting_.emplace(tag, call);
+    const size_t bytes = request.ByteSizeLong();
     if (queued_.empty() ||
-        queued_.back().items_size() >= kMaxRequestsPerMessage) {
+        queued_.back().message.items_size() >= kMaxRequestsPerMessage ||
+        queued_.back().bytes + bytes > kMaxMessageBytes) {
       queued_.emplace_back();
     }
-    auto* item = queued_.back().add_items();
+    Queued& message = queued_.back();
+    auto* item = message.message.add_items();
     item->set_tag(tag);
     *item->mutable_request() = std::move(request);
+    message.bytes += bytes;
+    message.calls.emplace(tag, call);
     WriteQueued();
   }
 
   void Cancel() {
-    if (open_) context_->TryCancel();
+    for (auto& call : calls_) call->context.TryCancel();
   }
 
-  // Half-closes once nothing is queued or being written. True once the
-  // stream is over (or was never opened).
+  // Half-closes the current call once nothing is queued or being written.
+  // True once no call has anything left on the queue.
   bool Release() {
-    if (!open_) return true;
     closing_ = true;
     WriteQueued();
-    return false;
+    return calls_.empty();
   }
 
  private:
   static constexpr int kMaxRequestsPerMessage = 1024;
+  // Below the coordinator's 8 MiB message limit with room to spare.
+  static constexpr size_t kMaxMessageBytes = 1 << 20;
   enum Event { kStarted, kWritten, kWritesDone, kRead, kFinished, kEvents };
+
+  struct Call;
   struct Tag final : QueueEvent {
-    void OnEvent(bool ok) override { stream->Handle(event, ok); }
-    ExecuteStream* stream = nullptr;
+    void OnEvent(bool ok) override { call->owner->Handle(call, event, ok); }
+    Call* call = nullptr;
     Event event = kStarted;
   };
+  // One stream call and everything of it on the queue.
+  struct Call {
+    ExecuteStream* owner = nullptr;
+    grpc::ClientContext context;  // outlives `stream` (declared before it)
+    std::unique_ptr<grpc::ClientAsyncReaderWriter<v1::ExecuteStreamRequest,
+                                                  v1::ExecuteStreamResponse>>
+        stream;
+    Tag tags[kEvents];
+    int outstanding = 0;  // operations on the queue
+    bool started = false;
+    bool writing = false;
+    bool half_closed = false;
+    bool ended = false;  // Finish asked for
+    v1::ExecuteStreamResponse incoming;
+    grpc::Status status;
+    std::map<uint64_t, StreamedExecute*> waiting;  // written, tag -> call
 
-  QueueEvent* TagOf(Event event) {
-    Tag& tag = tags_[event];
-    tag.stream = this;
-    tag.event = event;
-    return &tag;
-  }
+    QueueEvent* TagOf(Event event) {
+      ++outstanding;
+      return &tags[event];
+    }
+  };
+  // A message not written yet and the calls of its requests.
+  struct Queued {
+    v1::ExecuteStreamRequest message;
+    size_t bytes = 0;
+    std::map<uint64_t, StreamedExecute*> calls;
+  };
 
   void Open() {
-    open_ = true;
-    started_ = writing_ = half_closed_ = false;
-    context_ = std::make_unique<grpc::ClientContext>();
-    stream_ = stub_->PrepareAsyncExecuteStream(context_.get(), cq_);
-    stream_->StartCall(TagOf(kStarted));
+    calls_.push_back(std::make_unique<Call>());
+    current_ = calls_.back().get();
+    current_->owner = this;
+    for (int e = 0; e < kEvents; ++e) {
+      current_->tags[e].call = current_;
+      current_->tags[e].event = static_cast<Event>(e);
+    }
+    current_->stream =
+        stub_->PrepareAsyncExecuteStream(&current_->context, cq_);
+    current_->stream->StartCall(current_->TagOf(kStarted));
   }
 
   void WriteQueued() {
-    if (!started_ || writing_ || half_closed_) return;
+    Call* call = current_;
+    if (call == nullptr || !call->started || call->writing ||
+        call->half_closed || call->ended) {
+      return;
+    }
     if (!queued_.empty()) {
-      writing_ = true;
-      stream_->Write(queued_.front(), TagOf(kWritten));
+      call->writing = true;
+      call->stream->Write(queued_.front().message, call->TagOf(kWritten));
+      call->waiting.merge(queued_.front().calls);
       queued_.pop_front();  // Write has serialised it
     } else if (closing_) {
-      half_closed_ = true;
-      stream_->WritesDone(TagOf(kWritesDone));
+      call->half_closed = true;
+      call->stream->WritesDone(call->TagOf(kWritesDone));
     }
   }
 
-  void Handle(Event event, bool ok) {
+  // Ends `call` (once): asks for its status, which fails what waits on it.
+  void End(Call* call) {
+    if (call->ended) return;
+    call->ended = true;
+    if (current_ == call) current_ = nullptr;
+    call->stream->Finish(&call->status, call->TagOf(kFinished));
+  }
+
+  void Handle(Call* call, Event event, bool ok) {
+    --call->outstanding;
     switch (event) {
       case kStarted:
         if (!ok) {
-          stream_->Finish(&status_, TagOf(kFinished));
-          return;
+          End(call);
+          break;
         }
-        started_ = true;
-        stream_->Read(&incoming_, TagOf(kRead));
+        call->started = true;
+        call->stream->Read(&call->incoming, call->TagOf(kRead));
         WriteQueued();
-        return;
+        break;
       case kWritten:
-        writing_ = false;
-        if (ok) WriteQueued();  // else the read ends the stream
-        return;
+        call->writing = false;
+        if (ok) WriteQueued();  // else the read ends the call
+        break;
       case kWritesDone:
-        return;
+        break;
       case kRead:
         if (!ok) {
-          stream_->Finish(&status_, TagOf(kFinished));
-          return;
+          End(call);
+          break;
         }
-        for (const auto& result : incoming_.results()) {
-          auto it = waiting_.find(result.tag());
-          if (it == waiting_.end()) continue;
-          StreamedExecute* call = it->second;
-          waiting_.erase(it);
-          call->Complete(grpc::Status(
+        for (const auto& result : call->incoming.results()) {
+          auto it = call->waiting.find(result.tag());
+          if (it == call->waiting.end()) continue;
+          StreamedExecute* done = it->second;
+          call->waiting.erase(it);
+          done->Complete(grpc::Status(
               static_cast<grpc::StatusCode>(result.status().code()),
               result.status().message()));
         }
-        stream_->Read(&incoming_, TagOf(kRead));
-        return;
+        call->stream->Read(&call->incoming, call->TagOf(kRead));
+        break;
       case kFinished:
-        OnFinished();
-        return;
+        OnFinished(call);
+        break;
       case kEvents:
-        return;
+        break;
+    }
+    if (call->ended && call->outstanding == 0) {
+      calls_.remove_if([call](const std::unique_ptr<Call>& c) {
+        return c.get() == call;
+      });
     }
   }
 
-  // The stream is over: what still waits fails, and a later request opens
-  // a new stream.
-  void OnFinished() {
-    open_ = false;
+  // The call is over: what was written on it and still waits fails (a
+  // request may submit the next one, which opens a new call).
+  void OnFinished(Call* call) {
     std::map<uint64_t, StreamedExecute*> failed;
-    failed.swap(waiting_);
-    queued_.clear();
+    failed.swap(call->waiting);
     const grpc::Status status =
-        status_.ok() ? grpc::Status(grpc::StatusCode::UNKNOWN,
-                                    "ExecuteStream ended without a result")
-                     : status_;
-    for (auto& [tag, call] : failed) call->Complete(status);
+        call->status.ok() ? grpc::Status(grpc::StatusCode::UNKNOWN,
+                                         "ExecuteStream ended without a result")
+                          : call->status;
+    for (auto& [tag, done] : failed) done->Complete(status);
+    if (current_ == nullptr && !queued_.empty()) Open();  // queued meanwhile
   }
 
   v1::TransactionService::Stub* const stub_;
   grpc::CompletionQueue* const cq_;
-  Tag tags_[kEvents];
-  bool open_ = false;
-  bool started_ = false;
-  bool writing_ = false;
-  bool closing_ = false;      // Release asked for the end
-  bool half_closed_ = false;  // WritesDone was sent
-  std::unique_ptr<grpc::ClientContext> context_;
-  std::unique_ptr<grpc::ClientAsyncReaderWriter<v1::ExecuteStreamRequest,
-                                                v1::ExecuteStreamResponse>>
-      stream_;
-  std::deque<v1::ExecuteStreamRequest> queued_;
-  v1::ExecuteStreamResponse incoming_;
-  grpc::Status status_;
+  std::list<std::unique_ptr<Call>> calls_;  // the current one and ended ones
+  Call* current_ = nullptr;                 // accepts writes; may be null
+  bool closing_ = false;                    // Release asked for the end
+  std::deque<Queued> queued_;
   uint64_t next_tag_ = 0;
-  std::map<uint64_t, StreamedExecute*> waiting_;  // tag -> call
 };
 
 void TxnWorkload::StreamedExecute::Cancel() { stream_->Cancel(); }
