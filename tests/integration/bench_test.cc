@@ -139,6 +139,17 @@ double Number(const Struct& object, const std::string& name) {
   return Field(object, name).number_value();
 }
 
+// A run with intended aborts: some commit, some abort as intended, and
+// since every client writes its own keys, nothing else aborts or fails.
+void ExpectOutcomesAsIntended(const Struct& result, const std::string& output) {
+  EXPECT_GT(Number(result, "committed"), 0) << output;
+  EXPECT_GT(Number(result, "aborted_as_intended"), 0) << output;
+  for (const char* other : {"conflicts", "aborted_unexpectedly",
+                            "committed_unexpectedly", "failed"}) {
+    EXPECT_EQ(Number(result, other), 0) << other << output;
+  }
+}
+
 TEST_F(BenchTest, LocalRunReportsCommitsIntendedAbortsAndCeilingsAsJson) {
   std::vector<std::string> args = {"txn", "--local", "--json",
                                    "--abort_ratio=0.25", "--messages=1"};
@@ -152,13 +163,7 @@ TEST_F(BenchTest, LocalRunReportsCommitsIntendedAbortsAndCeilingsAsJson) {
   ASSERT_EQ(runs.size(), 1) << run.output;
   const Struct& result = runs[0].struct_value();
   EXPECT_EQ(Number(result, "clients"), 8);
-  EXPECT_GT(Number(result, "committed"), 0) << run.output;
-  EXPECT_GT(Number(result, "aborted_as_intended"), 0) << run.output;
-  // Every client writes its own keys, so nothing else may abort or fail.
-  EXPECT_EQ(Number(result, "conflicts"), 0) << run.output;
-  EXPECT_EQ(Number(result, "aborted_unexpectedly"), 0) << run.output;
-  EXPECT_EQ(Number(result, "committed_unexpectedly"), 0) << run.output;
-  EXPECT_EQ(Number(result, "failed"), 0) << run.output;
+  ExpectOutcomesAsIntended(result, run.output);
   EXPECT_GT(Number(result, "decisions_synced"), 0) << run.output;
   EXPECT_GT(Number(result, "log_syncs"), 0) << run.output;
   const Struct& latency = Field(result, "latency_us").struct_value();
@@ -193,13 +198,7 @@ TEST_F(BenchTest, StreamRunCountsEachTransactionByItsOwnResult) {
       << run.output;
   const auto& runs = Field(*report, "runs").list_value().values();
   ASSERT_EQ(runs.size(), 1) << run.output;
-  const Struct& result = runs[0].struct_value();
-  EXPECT_GT(Number(result, "committed"), 0) << run.output;
-  EXPECT_GT(Number(result, "aborted_as_intended"), 0) << run.output;
-  EXPECT_EQ(Number(result, "conflicts"), 0) << run.output;
-  EXPECT_EQ(Number(result, "aborted_unexpectedly"), 0) << run.output;
-  EXPECT_EQ(Number(result, "committed_unexpectedly"), 0) << run.output;
-  EXPECT_EQ(Number(result, "failed"), 0) << run.output;
+  ExpectOutcomesAsIntended(runs[0].struct_value(), run.output);
   EXPECT_THAT(LeftInTmp(), IsEmpty());
   EXPECT_THAT(ProcessesUsingTmp(), IsEmpty());
 }
