@@ -44,6 +44,8 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 
 namespace twopc {
 
@@ -60,14 +62,17 @@ class SelfParsingContext final : public grpc::ServerContext {};
 std::string UnparseableRequestMessage(const std::string& method);
 
 // For raw methods: parses `bytes` (consumed) into `*request`, or returns
-// INVALID_ARGUMENT with UnparseableRequestMessage(method).
+// INVALID_ARGUMENT with UnparseableRequestMessage("/service/method"). The
+// method's name is built only on failure (this runs once per call or
+// message on the hot path).
 template <typename Request>
-absl::Status ParseOwnRequest(grpc::ByteBuffer& bytes,
-                             const std::string& method, Request* request) {
+absl::Status ParseOwnRequest(grpc::ByteBuffer& bytes, absl::string_view service,
+                             absl::string_view method, Request* request) {
   if (grpc::SerializationTraits<Request>::Deserialize(&bytes, request).ok()) {
     return absl::OkStatus();
   }
-  return absl::InvalidArgumentError(UnparseableRequestMessage(method));
+  return absl::InvalidArgumentError(
+      UnparseableRequestMessage(absl::StrCat("/", service, "/", method)));
 }
 
 }  // namespace twopc

@@ -82,9 +82,7 @@ class ClientCalls::Call final : public CompletionQueueLoop::Handler {
     };
     RequestType request;
     absl::Status parsed = ParseOwnRequest(
-        request_,
-        absl::StrCat("/", v1::TransactionService::service_full_name(), "/",
-                     method),
+        request_, v1::TransactionService::service_full_name(), method,
         &request);
     if (!parsed.ok()) {
       answer(parsed);

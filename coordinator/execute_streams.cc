@@ -15,11 +15,6 @@ namespace {
 // Streams waiting for a client at any time.
 constexpr int kWaitingStreams = 4;
 
-std::string MethodName() {
-  return absl::StrCat("/", v1::TransactionService::service_full_name(),
-                      "/ExecuteStream");
-}
-
 }  // namespace
 
 // One ExecuteStream call, from the stream gRPC matched to it until its
@@ -106,7 +101,9 @@ class ExecuteStreams::Stream {
       }
     }
     v1::ExecuteStreamRequest message;
-    absl::Status parsed = ParseOwnRequest(incoming_, MethodName(), &message);
+    absl::Status parsed = ParseOwnRequest(
+        incoming_, v1::TransactionService::service_full_name(),
+        "ExecuteStream", &message);
     if (parsed.ok() && message.items_size() > kMaxRequestsPerMessage) {
       parsed = absl::InvalidArgumentError(absl::StrCat(
           "an ExecuteStreamRequest holds ", message.items_size(),

@@ -187,11 +187,10 @@ class LinkService::Stream final {
   void OnRead() {
     // The method is raw so that a batch that does not parse can be told
     // from the end of the stream (gRPC reports both alike).
-    absl::Status parsed = ParseOwnRequest(
-        incoming_bytes_,
-        absl::StrCat("/", v1::ParticipantService::service_full_name(),
-                     "/Link"),
-        &incoming_);
+    absl::Status parsed =
+        ParseOwnRequest(incoming_bytes_,
+                        v1::ParticipantService::service_full_name(), "Link",
+                        &incoming_);
     if (!parsed.ok()) {
       Refuse(ToGrpcStatus(parsed));
       return;
