@@ -138,6 +138,10 @@ void AddTxnOptions(CLI::App* txn, TxnBenchOptions& o, bool& json) {
                 "give every transaction an idempotency key");
   AddDurationOption(txn, "--duration", &o.duration,
                     "measured window per client count");
+  AddDurationOption(txn, "--deadline", &o.deadline,
+                    "a transaction not answered this long after it started "
+                    "fails DEADLINE_EXCEEDED (with --stream, the stream it "
+                    "was sent on is cancelled, failing what waits on it)");
   AddDurationOption(txn, "--warmup", &o.warmup,
                     "load before each measured window, not counted");
   txn->add_flag("!--no_ceilings", o.ceilings,

@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <sys/wait.h>
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -35,6 +36,7 @@ namespace {
 
 using ::google::protobuf::Struct;
 using ::google::protobuf::Value;
+using ::testing::AllOf;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::Not;
@@ -313,6 +315,59 @@ TEST(TxnWorkloadTest, StreamsThatEndAreReplacedAndFailOnlyTheirOwnRequests) {
   EXPECT_GT(totals.committed, 0u);
   EXPECT_GT(totals.failed, 0u);
   EXPECT_THAT(totals.first_error, HasSubstr("stream limit"));
+  server->server->Shutdown(absl::ToChronoTime(absl::Now()));
+}
+
+// A coordinator stand-in whose ExecuteStream reads every request and never
+// answers, until the client cancels the stream.
+class SilentStreamService final : public v1::TransactionService::Service {
+ public:
+  grpc::Status ExecuteStream(
+      grpc::ServerContext*,
+      grpc::ServerReaderWriter<v1::ExecuteStreamResponse,
+                               v1::ExecuteStreamRequest>* stream) override {
+    v1::ExecuteStreamRequest request;
+    while (stream->Read(&request)) {
+      requests_ += request.items_size();
+    }
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE, "gone");
+  }
+  int requests() const { return requests_.load(); }
+
+ private:
+  std::atomic<int> requests_{0};
+};
+
+// A stream that never answers fails its requests at the deadline
+// (DEADLINE_EXCEEDED, as a unary call would), and new streams take over; a
+// drain against it ends instead of waiting forever.
+TEST(TxnWorkloadTest, AStreamWithoutAnswersFailsItsRequestsAtTheDeadline) {
+  SilentStreamService service;
+  auto server = StartGrpcServer("127.0.0.1:0", {&service}, 8 << 20);
+  ASSERT_THAT(server, IsOk());
+  bench::TxnShape shape;
+  shape.participant_ids = {"p1"};
+  shape.run_id = "test";
+  shape.stream = true;
+  shape.deadline = absl::Milliseconds(200);
+  bench::TxnWorkload workload(bench::MakeChannels(server->address, 1), shape);
+  bench::LoadOptions options;
+  options.clients = 4;
+  options.threads = 1;
+  bench::LoadGenerator load(&workload, options);
+  // Each round of 4 requests fails after 200 ms, then 4 more are sent.
+  const absl::Time deadline = absl::Now() + absl::Seconds(60);
+  while (load.Totals().failed < 8 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  load.Stop(bench::LoadGenerator::StopMode::kDrain);
+  const bench::LoadCounters totals = load.Totals();
+  EXPECT_GE(totals.failed, 8u);
+  EXPECT_EQ(totals.committed, 0u);
+  EXPECT_EQ(totals.completed(), totals.failed);
+  EXPECT_THAT(totals.first_error,
+              AllOf(HasSubstr("DEADLINE_EXCEEDED"), HasSubstr("200ms")));
+  EXPECT_GE(service.requests(), 8);
   server->server->Shutdown(absl::ToChronoTime(absl::Now()));
 }
 

@@ -260,7 +260,8 @@ absl::Status RunOrError(const TxnBenchOptions& options) {
                .abort_ratio = options.abort_ratio,
                .idempotency_keys = options.idempotency_keys,
                .run_id = run_id,
-               .stream = options.stream});
+               .stream = options.stream,
+               .deadline = options.deadline});
 
   std::unique_ptr<ChildProcess> echo_server;
   std::unique_ptr<EchoWorkload> echo;

@@ -33,6 +33,9 @@ struct TxnBenchOptions {
   // Transactions over ExecuteStream (the clients of a channel and a client
   // thread share one stream) instead of one Execute call each.
   bool stream = false;
+  // A transaction not answered this long after it started fails
+  // DEADLINE_EXCEEDED (TxnShape::deadline).
+  absl::Duration deadline = absl::Seconds(60);
 
   // Transactions.
   int payload_bytes = 100;

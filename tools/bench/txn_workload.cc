@@ -1,10 +1,13 @@
 #include "tools/bench/txn_workload.h"
 
+#include <algorithm>
 #include <cmath>
 #include <deque>
 #include <list>
 #include <map>
 #include <utility>
+
+#include <grpcpp/alarm.h>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -18,8 +21,6 @@ constexpr uint64_t kKeysPerClient = 1 << 16;
 constexpr char kNeverWritten[] = "twopc-bench: never written";
 // Part of the NO-vote reason of a kv sidecar whose key is locked.
 constexpr char kLockConflict[] = "is locked by";
-// Generous: a call only takes this long when the system is stuck.
-constexpr absl::Duration kCallDeadline = absl::Seconds(60);
 
 // How a transaction's answer counts.
 CallOutcome OutcomeOf(const grpc::Status& status, bool meant_to_abort) {
@@ -45,9 +46,10 @@ class ExecuteCall final : public PendingCall {
  public:
   ExecuteCall(v1::TransactionService::Stub* stub,
               const v1::ExecuteRequest& request, bool meant_to_abort,
-              grpc::CompletionQueue* cq, QueueEvent* done)
+              absl::Duration deadline, grpc::CompletionQueue* cq,
+              QueueEvent* done)
       : meant_to_abort_(meant_to_abort) {
-    context_.set_deadline(absl::ToChronoTime(absl::Now() + kCallDeadline));
+    context_.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
     reader_ = stub->AsyncExecute(&context_, request, cq);
     reader_->Finish(&response_, &status_, done);
   }
@@ -73,7 +75,12 @@ class TxnWorkload::StreamedExecute final : public PendingCall {
  public:
   StreamedExecute(ExecuteStream* stream, bool meant_to_abort,
                   QueueEvent* done)
-      : stream_(stream), meant_to_abort_(meant_to_abort), done_(done) {}
+      : stream_(stream),
+        meant_to_abort_(meant_to_abort),
+        done_(done),
+        started_(absl::Now()) {}
+
+  absl::Time started() const { return started_; }
 
   CallOutcome Outcome() const override {
     return OutcomeOf(status_, meant_to_abort_);
@@ -91,6 +98,7 @@ class TxnWorkload::StreamedExecute final : public PendingCall {
   ExecuteStream* const stream_;
   const bool meant_to_abort_;
   QueueEvent* const done_;
+  const absl::Time started_;
   grpc::Status status_;
 };
 
@@ -100,11 +108,16 @@ class TxnWorkload::StreamedExecute final : public PendingCall {
 // kMaxMessageBytes each). Opened by the first request. When a stream call
 // ends, the requests written on it and still waiting fail, and the next
 // request opens a new call; an ended call is freed once none of its
-// operations is left on the queue.
+// operations is left on the queue. A watchdog alarm per call cancels it
+// once the oldest request waiting on it is past the deadline.
 class TxnWorkload::ExecuteStream {
  public:
-  ExecuteStream(v1::TransactionService::Stub* stub, grpc::CompletionQueue* cq)
-      : stub_(stub), cq_(cq) {}
+  ExecuteStream(v1::TransactionService::Stub* stub, grpc::CompletionQueue* cq,
+                absl::Duration deadline)
+      : stub_(stub),
+        cq_(cq),
+        deadline_(deadline),
+        watch_interval_(std::min(absl::Seconds(1), deadline / 4)) {}
 
   void Submit(v1::ExecuteRequest request, StreamedExecute* call) {
     if (current_ == nullptr) Open();
@@ -140,7 +153,15 @@ class TxnWorkload::ExecuteStream {
   static constexpr int kMaxRequestsPerMessage = 1024;
   // Below the coordinator's 8 MiB message limit with room to spare.
   static constexpr size_t kMaxMessageBytes = 1 << 20;
-  enum Event { kStarted, kWritten, kWritesDone, kRead, kFinished, kEvents };
+  enum Event {
+    kStarted,
+    kWritten,
+    kWritesDone,
+    kRead,
+    kFinished,
+    kWatch,
+    kEvents
+  };
 
   struct Call;
   struct Tag final : QueueEvent {
@@ -156,11 +177,13 @@ class TxnWorkload::ExecuteStream {
                                                   v1::ExecuteStreamResponse>>
         stream;
     Tag tags[kEvents];
+    grpc::Alarm watchdog;
     int outstanding = 0;  // operations on the queue
     bool started = false;
     bool writing = false;
     bool half_closed = false;
-    bool ended = false;  // Finish asked for
+    bool ended = false;      // Finish asked for
+    bool timed_out = false;  // cancelled by the watchdog
     v1::ExecuteStreamResponse incoming;
     grpc::Status status;
     std::map<uint64_t, StreamedExecute*> waiting;  // written, tag -> call
@@ -188,6 +211,25 @@ class TxnWorkload::ExecuteStream {
     current_->stream =
         stub_->PrepareAsyncExecuteStream(&current_->context, cq_);
     current_->stream->StartCall(current_->TagOf(kStarted));
+    Watch(current_);
+  }
+
+  void Watch(Call* call) {
+    call->watchdog.Set(cq_, absl::ToChronoTime(absl::Now() + watch_interval_),
+                       call->TagOf(kWatch));
+  }
+
+  // The watchdog's tick: cancels the call once its oldest waiting request
+  // (the smallest tag: written first) is past the deadline.
+  void OnWatch(Call* call) {
+    if (call->ended) return;
+    if (!call->waiting.empty() &&
+        absl::Now() - call->waiting.begin()->second->started() > deadline_) {
+      call->timed_out = true;
+      call->context.TryCancel();  // the read fails, which ends the call
+      return;
+    }
+    Watch(call);
   }
 
   void WriteQueued() {
@@ -211,6 +253,7 @@ class TxnWorkload::ExecuteStream {
   void End(Call* call) {
     if (call->ended) return;
     call->ended = true;
+    call->watchdog.Cancel();
     if (current_ == call) current_ = nullptr;
     call->stream->Finish(&call->status, call->TagOf(kFinished));
   }
@@ -252,6 +295,9 @@ class TxnWorkload::ExecuteStream {
       case kFinished:
         OnFinished(call);
         break;
+      case kWatch:
+        if (ok) OnWatch(call);  // else cancelled: the call ended
+        break;
       case kEvents:
         break;
     }
@@ -267,16 +313,24 @@ class TxnWorkload::ExecuteStream {
   void OnFinished(Call* call) {
     std::map<uint64_t, StreamedExecute*> failed;
     failed.swap(call->waiting);
-    const grpc::Status status =
-        call->status.ok() ? grpc::Status(grpc::StatusCode::UNKNOWN,
-                                         "ExecuteStream ended without a result")
-                          : call->status;
+    grpc::Status status = call->status;
+    if (call->timed_out) {
+      status = grpc::Status(
+          grpc::StatusCode::DEADLINE_EXCEEDED,
+          absl::StrCat("no answer within ", absl::FormatDuration(deadline_),
+                       " on ExecuteStream; the stream was cancelled"));
+    } else if (status.ok()) {
+      status = grpc::Status(grpc::StatusCode::UNKNOWN,
+                            "ExecuteStream ended without a result");
+    }
     for (auto& [tag, done] : failed) done->Complete(status);
     if (current_ == nullptr && !queued_.empty()) Open();  // queued meanwhile
   }
 
   v1::TransactionService::Stub* const stub_;
   grpc::CompletionQueue* const cq_;
+  const absl::Duration deadline_;
+  const absl::Duration watch_interval_;
   std::list<std::unique_ptr<Call>> calls_;  // the current one and ended ones
   Call* current_ = nullptr;                 // accepts writes; may be null
   bool closing_ = false;                    // Release asked for the end
@@ -304,7 +358,7 @@ std::unique_ptr<PendingCall> TxnWorkload::Start(int client, uint64_t sequence,
   if (!shape_.stream) {
     return std::make_unique<ExecuteCall>(
         stubs_[channel].get(), Build(client, sequence, meant_to_abort),
-        meant_to_abort, cq, done);
+        meant_to_abort, shape_.deadline, cq, done);
   }
   ExecuteStream* stream = StreamOf(cq, channel);
   auto call = std::make_unique<StreamedExecute>(stream, meant_to_abort, done);
@@ -318,7 +372,8 @@ TxnWorkload::ExecuteStream* TxnWorkload::StreamOf(grpc::CompletionQueue* cq,
   std::vector<std::unique_ptr<ExecuteStream>>& streams = streams_[cq];
   if (streams.empty()) {
     for (const auto& stub : stubs_) {
-      streams.push_back(std::make_unique<ExecuteStream>(stub.get(), cq));
+      streams.push_back(
+          std::make_unique<ExecuteStream>(stub.get(), cq, shape_.deadline));
     }
   }
   return streams[index].get();

@@ -29,6 +29,8 @@
 #include <string>
 #include <vector>
 
+#include "absl/time/time.h"
+
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 
@@ -53,6 +55,11 @@ struct TxnShape {
   std::string run_id;
   // Over ExecuteStream instead of unary Execute calls.
   bool stream = false;
+  // A transaction not answered this long after it started fails
+  // DEADLINE_EXCEEDED: the deadline of its Execute call or, over a stream,
+  // the stream call it was written on is cancelled (failing every request
+  // still waiting on it; the next request opens a new stream).
+  absl::Duration deadline = absl::Seconds(60);
 };
 
 class TxnWorkload final : public Workload {
