@@ -66,11 +66,12 @@ constexpr PointInfo kPoints[] = {
      "to every branch",
      false},
     {"coordinator.removing_participant",
-     "TransactionManager::RemoveParticipant: the removal is audited and "
-     "no new branch may go to the participant, but the registry still "
-     "holds it",
+     "TransactionManager::RemoveParticipant: the removal is allowed and no "
+     "new branch may go to the participant, but neither the registry's "
+     "change nor its audit record (one synced write) is written yet",
      "a removal caught half-way: no transaction starts on the participant "
-     "meanwhile; after a crash there it is still registered",
+     "meanwhile; after a crash there it is still registered and the audit "
+     "log does not claim it was removed",
      false},
     {"coordinator.after_commit_ack",
      "TransactionManager::OnReply, as a phase-2 acknowledgement arrives and "

@@ -49,16 +49,22 @@ absl::StatusOr<std::unique_ptr<AuditLog>> AuditLog::Open(
 }
 
 absl::Status AuditLog::Append(const v1::AuditRecord& record) {
-  absl::MutexLock lock(&mu_);
+  rocksdb::WriteBatch batch;
+  Add(record, batch);
   rocksdb::WriteOptions options;
   options.sync = true;
-  rocksdb::Status status = store_->db()->Put(
-      options, family_, Key(next_sequence_), record.SerializeAsString());
-  if (!status.ok()) {
-    return storage::FromRocksDb(status, "writing the audit log");
+  return storage::FromRocksDb(store_->db()->Write(options, &batch),
+                              "writing the audit log");
+}
+
+void AuditLog::Add(const v1::AuditRecord& record, rocksdb::WriteBatch& batch) {
+  uint64_t sequence = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    sequence = next_sequence_++;
   }
-  ++next_sequence_;
-  return absl::OkStatus();
+  batch.Put(family_, Key(sequence), record.SerializeAsString())
+      .PermitUncheckedError();
 }
 
 absl::StatusOr<v1::ListAuditRecordsResponse> AuditLog::List(

@@ -4,7 +4,8 @@
 //
 // Append syncs before it returns, so the caller writes the record first and
 // acts only once it is durable: nothing an operator forces happens
-// unrecorded. Records are few and kept forever; they are keyed by a
+// unrecorded. An action that is itself one write to the same store puts its
+// record into that write instead (Add), so the two are durable together. Records are few and kept forever; they are keyed by a
 // sequence number, so listing newest first is a reverse scan.
 //
 // Thread-safety: all methods may be called concurrently.
@@ -20,6 +21,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "rocksdb/write_batch.h"
 #include "storage/store.h"
 #include "twopc/v1/admin.pb.h"
 
@@ -36,6 +38,11 @@ class AuditLog {
 
   // Writes `record` and syncs it.
   absl::Status Append(const v1::AuditRecord& record) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Puts `record` into `batch` under the next sequence number; the caller
+  // writes the batch (synced). If that write fails, the number stays unused.
+  void Add(const v1::AuditRecord& record, rocksdb::WriteBatch& batch)
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   // Records newest first, `page_size` (default 50, at most 1,000) at a time,
   // continuing from `page_token` (from a previous response; empty = newest).

@@ -161,15 +161,18 @@ absl::Status ParticipantRegistry::Register(const std::string& participant_id,
   return absl::OkStatus();
 }
 
-absl::Status ParticipantRegistry::Remove(const std::string& participant_id) {
+absl::Status ParticipantRegistry::Remove(const std::string& participant_id,
+                                         rocksdb::WriteBatch with) {
   absl::MutexLock serial(&register_mu_);
   RETURN_IF_ERROR(CheckRegistered(participant_id));
   // Synced before the link goes: after a crash it stays removed.
+  RETURN_IF_ERROR(storage::FromRocksDb(
+      with.Delete(store_->family(kFamily), participant_id),
+      "removing participant"));
   rocksdb::WriteOptions sync;
   sync.sync = true;
-  RETURN_IF_ERROR(storage::FromRocksDb(
-      store_->db()->Delete(sync, store_->family(kFamily), participant_id),
-      "removing participant"));
+  RETURN_IF_ERROR(storage::FromRocksDb(store_->db()->Write(sync, &with),
+                                       "removing participant"));
   {
     absl::MutexLock lock(&mu_);
     auto it = participants_.find(participant_id);

@@ -22,6 +22,7 @@
 #include "common/clock.h"
 #include "common/completion_queue_loop.h"
 #include "coordinator/participant_link.h"
+#include "rocksdb/write_batch.h"
 #include "storage/store.h"
 #include "twopc/internal/decision_log.pb.h"
 #include "twopc/v1/admin.pb.h"
@@ -56,12 +57,14 @@ class ParticipantRegistry {
                         const std::string& endpoint,
                         const std::string& resource) ABSL_LOCKS_EXCLUDED(mu_);
 
-  // Forgets a participant (durably, synced) and closes its link: requests
-  // in flight on it fail with UNAVAILABLE, and Send refuses from now on.
-  // NOT_FOUND when not registered. The caller checks that no transaction
-  // still needs it.
-  absl::Status Remove(const std::string& participant_id)
-      ABSL_LOCKS_EXCLUDED(mu_);
+  // Forgets a participant (durably, synced, in one write with `with`: e.g.
+  // the removal's audit record, so after a crash both are on disk or
+  // neither) and closes its link: requests in flight on it fail with
+  // UNAVAILABLE, and Send refuses from now on. NOT_FOUND (nothing written)
+  // when not registered. The caller checks that no transaction still needs
+  // it.
+  absl::Status Remove(const std::string& participant_id,
+                      rocksdb::WriteBatch with) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Records a heartbeat. NOT_FOUND when not registered.
   absl::Status Heartbeat(const std::string& participant_id,

@@ -1512,9 +1512,9 @@ absl::Status TransactionManager::CheckOperatorActionLocked(
   return absl::OkStatus();
 }
 
-absl::Status TransactionManager::WriteAudit(const OperatorRequest& request,
-                                            const std::string& action,
-                                            absl::string_view result) {
+v1::AuditRecord TransactionManager::AuditRecordOf(
+    const OperatorRequest& request, const std::string& action,
+    absl::string_view result) const {
   v1::AuditRecord audit;
   *audit.mutable_time() = Timestamp(absl::ToUnixMicros(clock_->Now()));
   audit.set_operator_(request.operator_name.empty() ? "unknown"
@@ -1523,7 +1523,15 @@ absl::Status TransactionManager::WriteAudit(const OperatorRequest& request,
   audit.set_target(request.target);
   audit.set_reason(request.reason);
   audit.set_result(std::string(result));
-  if (absl::Status written = audit_->Append(audit); !written.ok()) {
+  return audit;
+}
+
+absl::Status TransactionManager::WriteAudit(const OperatorRequest& request,
+                                            const std::string& action,
+                                            absl::string_view result) {
+  if (absl::Status written =
+          audit_->Append(AuditRecordOf(request, action, result));
+      !written.ok()) {
     return absl::UnavailableError(absl::StrCat(
         "nothing was done: the audit log could not be written: ",
         written.message()));
@@ -1646,15 +1654,20 @@ absl::Status TransactionManager::RemoveParticipant(
     absl::MutexLock lock(&mu_);
     removing_.erase(participant);
   };
-  // Durable before anything happens, refusals included.
-  RETURN_IF_ERROR(WriteAudit(request, "remove-participant",
-                             allowed.ok() ? "applied" : allowed.message()));
-  RETURN_IF_ERROR(allowed);
+  if (!allowed.ok()) {
+    RETURN_IF_ERROR(
+        WriteAudit(request, "remove-participant", allowed.message()));
+    return allowed;
+  }
   TWOPC_FAILPOINT("coordinator.removing_participant");
-  absl::Status status = registry_->Remove(participant);
+  // The audit record goes in the registry's own synced write: after a crash
+  // the removal and its record are both on disk, or neither is.
+  rocksdb::WriteBatch audit;
+  audit_->Add(AuditRecordOf(request, "remove-participant", "applied"), audit);
+  absl::Status status = registry_->Remove(participant, std::move(audit));
   if (!status.ok()) {
     WriteAudit(request, "remove-participant",
-               absl::StrCat("not applied after all: ", status.message()))
+               absl::StrCat("not applied: ", status.message()))
         .IgnoreError();
   }
   return status;

@@ -260,6 +260,10 @@ class TransactionManager {
       const std::string& transaction_id,
       const std::function<absl::Status(const TransactionMachine&)>& check,
       absl::Status* allowed) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The audit record of `action` on request.target, stamped now.
+  v1::AuditRecord AuditRecordOf(const OperatorRequest& request,
+                                const std::string& action,
+                                absl::string_view result) const;
   // Appends an audit record (synced) of `action` on request.target;
   // UNAVAILABLE when it cannot.
   absl::Status WriteAudit(const OperatorRequest& request,

@@ -329,7 +329,9 @@ TEST_F(AdminOperationsTest, AParticipantIsRemovedOnlyOnceNothingNeedsIt) {
 
 // Between the check and the registry's change, no transaction may start a
 // branch on the participant (it could prepare and commit there, and then
-// never reach phase 2).
+// never reach phase 2). The audit record is written with the registry's
+// change, not before it: a crash in between leaves no record claiming a
+// removal that did not happen.
 TEST_F(AdminOperationsTest, NoTransactionStartsOnAParticipantBeingRemoved) {
   ASSERT_THAT(failpoint::ArmFromSpec(
                   "coordinator.removing_participant=delay:1000"),
@@ -350,8 +352,13 @@ TEST_F(AdminOperationsTest, NoTransactionStartsOnAParticipantBeingRemoved) {
   EXPECT_THAT(Execute(TwoBranches()),
               StatusIs(absl::StatusCode::kNotFound,
                        HasSubstr("participant b is being removed")));
+  EXPECT_THAT(Audit(), SizeIs(0));
   removal.join();
   EXPECT_THAT(removed, IsOk());
+  std::vector<v1::AuditRecord> audit = Audit();
+  ASSERT_THAT(audit, SizeIs(1));
+  EXPECT_EQ(audit[0].action(), "remove-participant");
+  EXPECT_EQ(audit[0].result(), "applied");
   EXPECT_THAT(b_->received(), ::testing::IsEmpty());
   EXPECT_THAT(Execute(TwoBranches()),
               StatusIs(absl::StatusCode::kNotFound,
