@@ -264,6 +264,15 @@ TEST_F(BenchTest, RunningClusterServersAreFoundForCpuTime) {
   }
 }
 
+// One branch per transaction, over ExecuteStream, against a stand-in.
+bench::TxnShape StreamShape() {
+  bench::TxnShape shape;
+  shape.participant_ids = {"p1"};
+  shape.run_id = "test";
+  shape.stream = true;
+  return shape;
+}
+
 // A coordinator stand-in whose ExecuteStream answers every request of the
 // first `messages_per_stream` messages (OK), then ends the stream
 // UNAVAILABLE: the requests written after that must fail, and the client
@@ -296,11 +305,8 @@ TEST(TxnWorkloadTest, StreamsThatEndAreReplacedAndFailOnlyTheirOwnRequests) {
   StreamEndingService service;
   auto server = StartGrpcServer("127.0.0.1:0", {&service}, 8 << 20);
   ASSERT_THAT(server, IsOk());
-  bench::TxnShape shape;
-  shape.participant_ids = {"p1"};
-  shape.run_id = "test";
-  shape.stream = true;
-  bench::TxnWorkload workload(bench::MakeChannels(server->address, 2), shape);
+  bench::TxnWorkload workload(bench::MakeChannels(server->address, 2),
+                              StreamShape());
   bench::LoadOptions options;
   options.clients = 16;
   options.threads = 2;
@@ -345,10 +351,7 @@ TEST(TxnWorkloadTest, AStreamWithoutAnswersFailsItsRequestsAtTheDeadline) {
   SilentStreamService service;
   auto server = StartGrpcServer("127.0.0.1:0", {&service}, 8 << 20);
   ASSERT_THAT(server, IsOk());
-  bench::TxnShape shape;
-  shape.participant_ids = {"p1"};
-  shape.run_id = "test";
-  shape.stream = true;
+  bench::TxnShape shape = StreamShape();
   shape.deadline = absl::Milliseconds(200);
   bench::TxnWorkload workload(bench::MakeChannels(server->address, 1), shape);
   bench::LoadOptions options;
