@@ -102,6 +102,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/btree_map.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
@@ -354,8 +355,13 @@ class BranchManager {
   // Branches in progress. A transaction id is in at most one of entries_
   // and finished_.
   EntryMap entries_ ABSL_GUARDED_BY(mu_);
-  // Finished branches, until ForgetFinished drops them.
-  absl::flat_hash_map<std::string, Finished> finished_ ABSL_GUARDED_BY(mu_);
+  // Finished branches, until ForgetFinished drops them: about the
+  // retention times the commit rate (~900,000 at 15,000 tx/s and a minute).
+  // A B-tree, not a hash map: a hash map of that size rehashes everything
+  // at once as it grows, stalling the sidecar's loop for hundreds of
+  // milliseconds (absl's flat_hash_map: 0.5 s at a million entries here; a
+  // B-tree insert peaked at ~1 ms and was faster on average).
+  absl::btree_map<std::string, Finished> finished_ ABSL_GUARDED_BY(mu_);
   // The transaction ids of finished_ by forget time (earliest first).
   std::priority_queue<std::pair<absl::Time, std::string>,
                       std::vector<std::pair<absl::Time, std::string>>,
