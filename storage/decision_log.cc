@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 #include "common/transaction_id.h"
 #include "google/protobuf/util/time_util.h"
 #include "storage/coding.h"
@@ -176,8 +177,20 @@ absl::StatusOr<int> DecisionLog::Compact(
   std::unique_ptr<rocksdb::Iterator> it(
       store_->db()->NewIterator(rocksdb::ReadOptions(), records_));
   rocksdb::WriteBatch batch;
+  int in_batch = 0;
   int deleted = 0;
   std::string newest;
+  auto write_batch = [&]() -> absl::Status {
+    if (in_batch == 0) return absl::OkStatus();
+    RETURN_IF_ERROR(before_delete(newest));
+    RETURN_IF_ERROR(
+        FromRocksDb(store_->db()->Write(rocksdb::WriteOptions(), &batch),
+                    "compacting the decision log"));
+    deleted += in_batch;
+    in_batch = 0;
+    batch.Clear();
+    return absl::OkStatus();
+  };
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
     internal::TransactionRecord record;
     if (!record.ParseFromArray(it->value().data(),
@@ -195,16 +208,10 @@ absl::StatusOr<int> DecisionLog::Compact(
       batch.Delete(keys_, record.idempotency_key());
     }
     newest = record.transaction_id();
-    ++deleted;
+    if (++in_batch == kMaxDeletedPerWrite) RETURN_IF_ERROR(write_batch());
   }
   if (!it->status().ok()) return FromRocksDb(it->status(), "compacting");
-  if (deleted > 0) {
-    if (absl::Status status = before_delete(newest); !status.ok()) {
-      return status;
-    }
-    rocksdb::Status s = store_->db()->Write(rocksdb::WriteOptions(), &batch);
-    if (!s.ok()) return FromRocksDb(s, "compacting the decision log");
-  }
+  RETURN_IF_ERROR(write_batch());
   return deleted;
 }
 

@@ -175,6 +175,42 @@ TEST_F(DecisionLogTest, CompactionStopsWhenTheWatermarkCannotBeStored) {
   EXPECT_EQ(Ids(), (std::vector<std::string>{"1-1"}));
 }
 
+// A large compaction goes in bounded writes, oldest first, each announced
+// with its newest id before it is written.
+TEST_F(DecisionLogTest, CompactionDeletesInBoundedWritesOldestFirst) {
+  constexpr int kRecords = 2 * DecisionLog::kMaxDeletedPerWrite + 5;
+  for (int i = 1; i <= kRecords; ++i) {
+    // Unforced, like a real final record; the last write syncs them all.
+    log_->Append(Record(absl::StrCat("1-", i), v1::TRANSACTION_STATE_COMMITTED,
+                        i, i, absl::StrCat("key-", i)),
+                 /*index_key=*/true, nullptr);
+  }
+  ASSERT_THAT(AppendSynced(Record("1-999999", v1::TRANSACTION_STATE_COMMITTED,
+                                  1'000'000, 1'000'000)),
+              IsOk());
+  std::vector<std::string> announced;
+  std::vector<size_t> left_when_announced;
+  auto deleted = log_->Compact(absl::FromUnixMicros(kRecords + 1),
+                               [&](const std::string& newest) {
+                                 announced.push_back(newest);
+                                 left_when_announced.push_back(Ids().size());
+                                 return absl::OkStatus();
+                               });
+  ASSERT_THAT(deleted, IsOk());
+  EXPECT_EQ(*deleted, kRecords);
+  const int per_write = DecisionLog::kMaxDeletedPerWrite;
+  EXPECT_EQ(announced,
+            (std::vector<std::string>{absl::StrCat("1-", per_write),
+                                      absl::StrCat("1-", 2 * per_write),
+                                      absl::StrCat("1-", kRecords)}));
+  // Each write comes after its announcement.
+  EXPECT_EQ(left_when_announced,
+            (std::vector<size_t>{kRecords + 1, kRecords + 1 - per_write,
+                                 kRecords + 1 - 2 * per_write}));
+  EXPECT_EQ(Ids(), (std::vector<std::string>{"1-999999"}));
+  EXPECT_FALSE(log_->FindByIdempotencyKey("key-1")->has_value());
+}
+
 TEST_F(DecisionLogTest, CommitRecordAndItsMessagesAreOneAtomicWrite) {
   std::vector<std::vector<v1::MessagePosition>> results;
   for (int t = 0; t < 3; ++t) {
