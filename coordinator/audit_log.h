@@ -5,8 +5,9 @@
 // Append syncs before it returns, so the caller writes the record first and
 // acts only once it is durable: nothing an operator forces happens
 // unrecorded. An action that is itself one write to the same store puts its
-// record into that write instead (Add), so the two are durable together. Records are few and kept forever; they are keyed by a
-// sequence number, so listing newest first is a reverse scan.
+// record into that write instead (Add), so the two are durable together.
+// Records are few and kept forever; they are keyed by a sequence number, so
+// listing newest first is a reverse scan.
 //
 // Thread-safety: all methods may be called concurrently.
 #ifndef TWOPC_COORDINATOR_AUDIT_LOG_H_
