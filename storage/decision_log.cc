@@ -2,6 +2,7 @@
 
 #include <memory>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
@@ -176,21 +177,10 @@ absl::StatusOr<int> DecisionLog::Compact(
   const int64_t cutoff_us = absl::ToUnixMicros(cutoff);
   std::unique_ptr<rocksdb::Iterator> it(
       store_->db()->NewIterator(rocksdb::ReadOptions(), records_));
-  rocksdb::WriteBatch batch;
-  int in_batch = 0;
+  std::vector<rocksdb::WriteBatch> writes;
+  int in_last_write = kMaxDeletedPerWrite;
   int deleted = 0;
   std::string newest;
-  auto write_batch = [&]() -> absl::Status {
-    if (in_batch == 0) return absl::OkStatus();
-    RETURN_IF_ERROR(before_delete(newest));
-    RETURN_IF_ERROR(
-        FromRocksDb(store_->db()->Write(rocksdb::WriteOptions(), &batch),
-                    "compacting the decision log"));
-    deleted += in_batch;
-    in_batch = 0;
-    batch.Clear();
-    return absl::OkStatus();
-  };
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
     internal::TransactionRecord record;
     if (!record.ParseFromArray(it->value().data(),
@@ -203,15 +193,26 @@ absl::StatusOr<int> DecisionLog::Compact(
     if (!IsFinal(record.state()) || record.finish_time_us() >= cutoff_us) {
       continue;
     }
-    batch.Delete(records_, it->key());
+    if (in_last_write == kMaxDeletedPerWrite) {
+      writes.emplace_back();
+      in_last_write = 0;
+    }
+    writes.back().Delete(records_, it->key());
     if (!record.idempotency_key().empty()) {
-      batch.Delete(keys_, record.idempotency_key());
+      writes.back().Delete(keys_, record.idempotency_key());
     }
     newest = record.transaction_id();
-    if (++in_batch == kMaxDeletedPerWrite) RETURN_IF_ERROR(write_batch());
+    ++in_last_write;
+    ++deleted;
   }
   if (!it->status().ok()) return FromRocksDb(it->status(), "compacting");
-  RETURN_IF_ERROR(write_batch());
+  if (deleted == 0) return 0;
+  RETURN_IF_ERROR(before_delete(newest));
+  for (rocksdb::WriteBatch& write : writes) {
+    RETURN_IF_ERROR(
+        FromRocksDb(store_->db()->Write(rocksdb::WriteOptions(), &write),
+                    "compacting the decision log"));
+  }
   return deleted;
 }
 

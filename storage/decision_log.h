@@ -85,12 +85,13 @@ class DecisionLog {
 
   // Deletes final (COMMITTED/ABORTED) records that finished before `cutoff`,
   // with their idempotency keys. Unfinished records are never deleted.
-  // The deletes go in writes of at most kMaxDeletedPerWrite records, oldest
-  // first: one write of a minute's records (~900,000 at 15,000 tx/s) would
-  // hold up every decision write queued behind it. Before each write,
-  // `before_delete` is called with the id of the newest record it deletes;
-  // an error from it stops the compaction there. Returns how many were
-  // deleted. Not synced: a crash may bring some back.
+  // `before_delete` is called once, with the id of the newest record to be
+  // deleted, before anything is; an error from it cancels the compaction.
+  // The deletes then go in writes of at most kMaxDeletedPerWrite records,
+  // oldest first: one write of a minute's records (~900,000 at 15,000 tx/s)
+  // would hold up every decision write queued behind it. Returns how many
+  // were deleted. Not synced: a crash may bring some back (a failed write
+  // stops there).
   absl::StatusOr<int> Compact(
       absl::Time cutoff,
       const std::function<absl::Status(const std::string& newest_id)>&
