@@ -106,8 +106,10 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
 }
 
 void CoordinatorServer::Shutdown(absl::Duration grace) {
-  // 1. Stop timers and answer waiting clients, so no call blocks shutdown.
+  // 1. Stop timers and answer waiting clients, and end the open streams,
+  //    so no call blocks shutdown.
   if (manager_ != nullptr) manager_->Stop();
+  if (execute_streams_ != nullptr) execute_streams_->Stop();
   // 2. Stop serving.
   if (server_.server != nullptr) {
     server_.server->Shutdown(absl::ToChronoTime(absl::Now() + grace));

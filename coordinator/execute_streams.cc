@@ -5,6 +5,10 @@
 #include <utility>
 #include <vector>
 
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/wire_format_lite.h>
+#include <grpcpp/support/proto_buffer_reader.h>
+
 #include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
 #include "common/unparseable_request.h"
@@ -14,6 +18,26 @@ namespace {
 
 // Streams waiting for a client at any time.
 constexpr int kWaitingStreams = 4;
+
+// Whether the serialised ExecuteStreamRequest in `bytes` holds more than
+// `limit` requests, counted without parsing them: so a message of millions
+// of tiny requests (8 MiB of two-byte items) is refused before they are
+// allocated. Bytes that are not a message count as far as they go (the
+// parse then refuses them). Leaves `bytes` as it was.
+bool HoldsMoreRequestsThan(grpc::ByteBuffer& bytes, int limit) {
+  using google::protobuf::internal::WireFormatLite;
+  constexpr uint32_t kItemsTag = WireFormatLite::MakeTag(
+      v1::ExecuteStreamRequest::kItemsFieldNumber,
+      WireFormatLite::WIRETYPE_LENGTH_DELIMITED);
+  grpc::ProtoBufferReader reader(&bytes);
+  google::protobuf::io::CodedInputStream input(&reader);
+  int items = 0;
+  for (uint32_t tag = input.ReadTag(); tag != 0; tag = input.ReadTag()) {
+    if (tag == kItemsTag && ++items > limit) return true;
+    if (!WireFormatLite::SkipField(&input, tag)) break;
+  }
+  return false;
+}
 
 }  // namespace
 
@@ -35,6 +59,17 @@ class ExecuteStreams::Stream {
                                            owner_->queue_, Tag(kStarted));
   }
 
+  // Reads no more; the stream ends UNAVAILABLE once every request it
+  // started has its result written (a Read still out is cut short).
+  void Stop() ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    if (input_done_) return;  // ends on its own already
+    EndEarlyLocked(absl::UnavailableError(
+        "the coordinator is shutting down: the requests of this stream "
+        "without a result were not started; send them again to a running "
+        "coordinator (with the same idempotency key)"));
+  }
+
  private:
   // kFlush is run from the loop's own thread (RunSoon); the rest come
   // through the queue.
@@ -47,14 +82,14 @@ class ExecuteStreams::Stream {
     switch (event) {
       case kStarted:
         if (!ok) {  // the server is shutting down
-          last = true;
-          break;
+          Close();
+          return;
         }
         owner_->Request();  // the next stream
-        {
+        if (owner_->Opened(this)) {
           absl::MutexLock lock(&mu_);
           StartReadLocked();
-        }
+        }  // else stopping: Opened stopped this stream
         return;
       case kRead:
         OnRead(ok);
@@ -72,43 +107,74 @@ class ExecuteStreams::Stream {
         absl::MutexLock lock(&mu_);
         flush_pending_ = false;
         FlushLocked();
-        last = finished_;
+        last = OverLocked();
         break;
       }
       case kFinished: {
         absl::MutexLock lock(&mu_);
         finished_ = true;
-        last = !flush_pending_;
+        last = OverLocked();
         break;
       }
       case kEvents:
         break;
     }
-    if (!last) return;
+    if (last) Close();
+  }
+
+  // Nothing of the stream is left on the queue or to come from it.
+  bool OverLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return finished_ && !flush_pending_ && !reading_;
+  }
+
+  void Close() ABSL_LOCKS_EXCLUDED(mu_) {
+    owner_->Closed(this);
     OpenCalls* open_calls = open_calls_;
     delete this;
     open_calls->Closed();
   }
 
+  // Reads no more, and ends the stream with `status` once every request it
+  // started has its result written, without waiting for the client's
+  // input.
+  void EndEarlyLocked(absl::Status status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    input_done_ = true;
+    ending_early_ = true;
+    if (end_status_.ok()) end_status_ = std::move(status);
+    FlushLocked();
+  }
+
   void OnRead(bool ok) {
+    bool input_ended = false;
+    bool over = false;
     {
       absl::MutexLock lock(&mu_);
       reading_ = false;
-      if (!ok) {  // half-closed by the client, or the call is over
+      // Half-closed by the client, or the call is over; or the stream was
+      // ended early while this Read was out (a message it brought is not
+      // started: the end status says so).
+      input_ended = !ok || input_done_;
+      if (input_ended) {
         input_done_ = true;
         FlushLocked();
-        return;
+        over = OverLocked();
       }
     }
+    if (input_ended) {
+      if (over) Close();
+      return;
+    }
     v1::ExecuteStreamRequest message;
-    absl::Status parsed = ParseOwnRequest(
-        incoming_, v1::TransactionService::service_full_name(),
-        "ExecuteStream", &message);
-    if (parsed.ok() && message.items_size() > kMaxRequestsPerMessage) {
+    absl::Status parsed;
+    if (HoldsMoreRequestsThan(incoming_, kMaxRequestsPerMessage)) {
       parsed = absl::InvalidArgumentError(absl::StrCat(
-          "an ExecuteStreamRequest holds ", message.items_size(),
+          "an ExecuteStreamRequest holds more than ", kMaxRequestsPerMessage,
           " requests; at most ", kMaxRequestsPerMessage,
           " are allowed per message (send the rest in further messages)"));
+    } else {
+      parsed = ParseOwnRequest(incoming_,
+                               v1::TransactionService::service_full_name(),
+                               "ExecuteStream", &message);
     }
     if (!parsed.ok()) {
       absl::MutexLock lock(&mu_);
@@ -194,7 +260,7 @@ class ExecuteStreams::Stream {
       return;
     }
     if (read_paused_ && !input_done_) StartReadLocked();
-    if (input_done_ && unanswered_ == 0 && !reading_) {
+    if (input_done_ && unanswered_ == 0 && (!reading_ || ending_early_)) {
       finishing_ = true;
       stream_.Finish(ToGrpcStatus(end_status_), Tag(kFinished));
     }
@@ -219,8 +285,7 @@ class ExecuteStreams::Stream {
       // Cannot happen for a message we built; treat as a broken stream.
       unsent_ -= taken;
       OnBrokenLocked();
-      end_status_ = absl::InternalError("could not serialise results");
-      FlushLocked();
+      EndEarlyLocked(absl::InternalError("could not serialise results"));
       return;
     }
     writing_ = true;
@@ -252,6 +317,9 @@ class ExecuteStreams::Stream {
   bool read_paused_ ABSL_GUARDED_BY(mu_) = false;  // kMaxUnsent reached
   // No more reads: half-closed, the call is over, or a message refused.
   bool input_done_ ABSL_GUARDED_BY(mu_) = false;
+  // Ends without waiting for the client's input: a Read may still be out
+  // when Finish is asked for (Stop, or a result that cannot be written).
+  bool ending_early_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status end_status_ ABSL_GUARDED_BY(mu_);  // the stream's final status
   bool writing_ ABSL_GUARDED_BY(mu_) = false;      // a Write is out
   bool flush_pending_ ABSL_GUARDED_BY(mu_) = false;  // kFlush asked to run
@@ -270,6 +338,24 @@ ExecuteStreams::ExecuteStreams(TransactionServiceImpl* service,
       loop_(loop),
       open_calls_(open_calls) {
   for (int i = 0; i < kWaitingStreams; ++i) Request();
+}
+
+void ExecuteStreams::Stop() {
+  absl::MutexLock lock(&mu_);
+  stopped_ = true;
+  for (Stream* stream : open_) stream->Stop();
+}
+
+bool ExecuteStreams::Opened(Stream* stream) {
+  absl::MutexLock lock(&mu_);
+  open_.insert(stream);
+  if (stopped_) stream->Stop();
+  return !stopped_;
+}
+
+void ExecuteStreams::Closed(Stream* stream) {
+  absl::MutexLock lock(&mu_);
+  open_.erase(stream);
 }
 
 void ExecuteStreams::Request() {

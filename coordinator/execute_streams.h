@@ -25,13 +25,18 @@
 //    up to kMaxUnsent + kMaxRequestsPerMessage - 1 may be pending.
 //  * The stream ends OK once the client half-closed and every result went
 //    out. If the client goes away, results are dropped, and the stream ends
-//    once the manager has answered every request (the transactions'
-//    deadlines bound that).
+//    once the manager has answered every request (at the transactions'
+//    deadlines, or at their completion for `wait_for_completion`).
+//  * Stop (at shutdown, after the manager stopped) ends every stream
+//    UNAVAILABLE once the requests it started have their results written;
+//    what the client sent after that is not started. So a shutdown does not
+//    wait for clients that keep a stream open.
 //
 // Thread-safety: internal (a stream's results may come from any thread).
 // Lifetime: as ClientCalls (construct after the server started; to stop,
-// stop the manager, shut the server down, then `open_calls->CloseAndWait()`
-// while the loop still runs; destroy this object after that).
+// stop the manager, then Stop this, shut the server down, then
+// `open_calls->CloseAndWait()` while the loop still runs; destroy this
+// object after that).
 #ifndef TWOPC_COORDINATOR_EXECUTE_STREAMS_H_
 #define TWOPC_COORDINATOR_EXECUTE_STREAMS_H_
 
@@ -39,6 +44,9 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/synchronization/mutex.h"
 #include "common/completion_queue_loop.h"
 #include "common/open_calls.h"
 #include "coordinator/services.h"
@@ -64,17 +72,31 @@ class ExecuteStreams {
   ExecuteStreams(const ExecuteStreams&) = delete;
   ExecuteStreams& operator=(const ExecuteStreams&) = delete;
 
+  // Ends every open stream and every stream that starts from now on (see
+  // above). Call after the manager stopped, before the server shuts down.
+  void Stop() ABSL_LOCKS_EXCLUDED(mu_);
+
  private:
   class Stream;
 
   // Asks gRPC for the next stream, unless open_calls_ is closed.
   void Request();
+  // A stream started: registered for Stop. False once stopped (the stream
+  // is then stopped at once).
+  bool Opened(Stream* stream) ABSL_LOCKS_EXCLUDED(mu_);
+  // A stream is about to be deleted.
+  void Closed(Stream* stream) ABSL_LOCKS_EXCLUDED(mu_);
 
   TransactionServiceImpl* const service_;
   TransactionManager* const manager_;
   grpc::ServerCompletionQueue* const queue_;
   CompletionQueueLoop* const loop_;
   OpenCalls* const open_calls_;
+
+  // Before each Stream's mu_.
+  absl::Mutex mu_;
+  absl::flat_hash_set<Stream*> open_ ABSL_GUARDED_BY(mu_);
+  bool stopped_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace twopc::coordinator

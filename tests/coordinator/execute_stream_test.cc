@@ -226,7 +226,31 @@ TEST_F(ExecuteStreamTest, ShutdownAnswersWaitingRequests) {
   ASSERT_EQ(results.count(5), 1u);
   EXPECT_TRUE(IsAmbiguous(results.at(5).status().code()))
       << results.at(5).status();
-  EXPECT_FALSE(stream->Finish().ok());
+  const grpc::Status end = stream->Finish();
+  EXPECT_EQ(end.error_code(), grpc::StatusCode::UNAVAILABLE)
+      << end.error_message();
+  StartCoordinator();  // for TearDown symmetry
+}
+
+// A shutdown does not wait for a client that keeps its stream open (its
+// grace here is as long as the test's patience): the stream ends
+// UNAVAILABLE, saying that its requests without a result were not started.
+TEST_F(ExecuteStreamTest, ShutdownEndsAStreamTheClientKeepsOpen) {
+  grpc::ClientContext context;
+  std::unique_ptr<Stream> stream = Open(&context);
+  v1::ExecuteStreamRequest message;
+  Add(&message, 1, TwoBranches());
+  ASSERT_TRUE(stream->Write(message));
+  auto results = ReadResults(stream.get(), 1);
+  ASSERT_EQ(results.count(1), 1u);
+  ASSERT_THAT(results.at(1).status(), IsOk());
+  coordinator_->Shutdown(kWait);
+  v1::ExecuteStreamResponse response;
+  EXPECT_FALSE(stream->Read(&response));
+  const grpc::Status end = stream->Finish();
+  EXPECT_EQ(end.error_code(), grpc::StatusCode::UNAVAILABLE)
+      << end.error_message();
+  EXPECT_THAT(end.error_message(), HasSubstr("were not started"));
   StartCoordinator();  // for TearDown symmetry
 }
 

@@ -233,6 +233,29 @@ TEST_F(FoundDefectsTest, UnparseableRequestIsInvalidArgument) {
   }
 }
 
+// ExecuteStream parsed a whole message before it checked its number of
+// requests: 8 MiB of empty two-byte requests (4 million) were allocated on
+// the coordinator's loop thread before being refused. They are now counted
+// first: here too many requests followed by bytes that do not parse are
+// refused for their number, before the bytes are parsed.
+TEST_F(FoundDefectsTest, TooManyStreamedRequestsAreRefusedBeforeParsing) {
+  Start(WorldOptions());
+  constexpr int kMaxRequestsPerMessage = 1024;  // the documented limit
+  std::string message;
+  for (int i = 0; i <= kMaxRequestsPerMessage; ++i) {
+    message += std::string("\x0a\x00", 2);  // items: an empty Item
+  }
+  message += "\xff\xff\xff";
+  const RawResult result =
+      RawCall(world_->coordinator_channel(),
+              "/twopc.v1.TransactionService/ExecuteStream", message,
+              absl::Seconds(10), /*max_responses=*/1);
+  EXPECT_EQ(result.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(result.status.error_message(),
+              HasSubstr(absl::StrCat("more than ", kMaxRequestsPerMessage,
+                                     " requests")));
+}
+
 // With --auto_create_partitions, routing a message created its topic before
 // its partition was checked: a message with a partition out of range was
 // refused and still created the topic. (AddMessages for a transaction that
