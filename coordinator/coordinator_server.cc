@@ -101,7 +101,8 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
       &s->open_client_calls_);
   s->execute_streams_ = std::make_unique<ExecuteStreams>(
       s->transaction_service_.get(), s->manager_.get(), server_queue,
-      s->loop_.get(), &s->open_client_calls_);
+      s->loop_.get(), &s->open_client_calls_,
+      options.manager.limits.max_execute_streams);
   return server;
 }
 

@@ -59,15 +59,12 @@ class ExecuteStreams::Stream {
                                            owner_->queue_, Tag(kStarted));
   }
 
-  // Reads no more; the stream ends UNAVAILABLE once every request it
+  // Reads no more; the stream ends with `status` once every request it
   // started has its result written (a Read still out is cut short).
-  void Stop() ABSL_LOCKS_EXCLUDED(mu_) {
+  void End(absl::Status status) ABSL_LOCKS_EXCLUDED(mu_) {
     absl::MutexLock lock(&mu_);
     if (input_done_) return;  // ends on its own already
-    EndEarlyLocked(absl::UnavailableError(
-        "the coordinator is shutting down: the requests of this stream "
-        "without a result were not started; send them again to a running "
-        "coordinator (with the same idempotency key)"));
+    EndEarlyLocked(std::move(status));
   }
 
  private:
@@ -89,7 +86,7 @@ class ExecuteStreams::Stream {
         if (owner_->Opened(this)) {
           absl::MutexLock lock(&mu_);
           StartReadLocked();
-        }  // else stopping: Opened stopped this stream
+        }  // else Opened ended this stream
         return;
       case kRead:
         OnRead(ok);
@@ -331,26 +328,50 @@ class ExecuteStreams::Stream {
 ExecuteStreams::ExecuteStreams(TransactionServiceImpl* service,
                                TransactionManager* manager,
                                grpc::ServerCompletionQueue* queue,
-                               CompletionQueueLoop* loop, OpenCalls* open_calls)
+                               CompletionQueueLoop* loop, OpenCalls* open_calls,
+                               int max_streams)
     : service_(service),
       manager_(manager),
       queue_(queue),
       loop_(loop),
-      open_calls_(open_calls) {
+      open_calls_(open_calls),
+      max_streams_(max_streams) {
   for (int i = 0; i < kWaitingStreams; ++i) Request();
 }
+
+namespace {
+
+absl::Status ShuttingDown() {
+  return absl::UnavailableError(
+      "the coordinator is shutting down: the requests of this stream without "
+      "a result were not started; send them again to a running coordinator "
+      "(with the same idempotency key)");
+}
+
+}  // namespace
 
 void ExecuteStreams::Stop() {
   absl::MutexLock lock(&mu_);
   stopped_ = true;
-  for (Stream* stream : open_) stream->Stop();
+  for (Stream* stream : open_) stream->End(ShuttingDown());
 }
 
 bool ExecuteStreams::Opened(Stream* stream) {
   absl::MutexLock lock(&mu_);
+  if (stopped_) {
+    stream->End(ShuttingDown());
+    return false;
+  }
+  if (static_cast<int>(open_.size()) >= max_streams_) {
+    stream->End(absl::ResourceExhaustedError(absl::StrCat(
+        "too many ExecuteStream calls open at once (limit ", max_streams_,
+        ", flag --max_execute_streams): nothing of this stream was started; "
+        "carry more requests on the streams already open, or retry with "
+        "backoff")));
+    return false;
+  }
   open_.insert(stream);
-  if (stopped_) stream->Stop();
-  return !stopped_;
+  return true;
 }
 
 void ExecuteStreams::Closed(Stream* stream) {

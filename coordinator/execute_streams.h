@@ -27,6 +27,8 @@
 //    out. If the client goes away, results are dropped, and the stream ends
 //    once the manager has answered every request (at the transactions'
 //    deadlines, or at their completion for `wait_for_completion`).
+//  * At most `max_streams` are open at once: one more ends at once
+//    RESOURCE_EXHAUSTED, nothing of it started.
 //  * Stop (at shutdown, after the manager stopped) ends every stream
 //    UNAVAILABLE once the requests it started have their results written;
 //    what the client sent after that is not started. So a shutdown does not
@@ -67,7 +69,7 @@ class ExecuteStreams {
   // each stream is counted in `open_calls`.
   ExecuteStreams(TransactionServiceImpl* service, TransactionManager* manager,
                  grpc::ServerCompletionQueue* queue, CompletionQueueLoop* loop,
-                 OpenCalls* open_calls);
+                 OpenCalls* open_calls, int max_streams);
 
   ExecuteStreams(const ExecuteStreams&) = delete;
   ExecuteStreams& operator=(const ExecuteStreams&) = delete;
@@ -81,8 +83,8 @@ class ExecuteStreams {
 
   // Asks gRPC for the next stream, unless open_calls_ is closed.
   void Request();
-  // A stream started: registered for Stop. False once stopped (the stream
-  // is then stopped at once).
+  // A stream started: registered for Stop. False when it is not to be
+  // served (stopping, or max_streams_ are open): it is then ended at once.
   bool Opened(Stream* stream) ABSL_LOCKS_EXCLUDED(mu_);
   // A stream is about to be deleted.
   void Closed(Stream* stream) ABSL_LOCKS_EXCLUDED(mu_);
@@ -92,6 +94,7 @@ class ExecuteStreams {
   grpc::ServerCompletionQueue* const queue_;
   CompletionQueueLoop* const loop_;
   OpenCalls* const open_calls_;
+  const int max_streams_;
 
   // Before each Stream's mu_.
   absl::Mutex mu_;

@@ -31,6 +31,11 @@ struct Limits {
   size_t max_reason_bytes = 1024;
   // Transactions not yet finished, across all clients.
   int max_inflight = 100'000;
+  // ExecuteStream calls open at once, across all clients. Each holds up to
+  // ExecuteStreams::kMaxUnsent + kMaxRequestsPerMessage - 1 results, so
+  // this bounds what clients that do not read can make the coordinator
+  // hold.
+  int max_execute_streams = 256;
 
   // Name -> value, for `twopcctl stats` and the README.
   std::map<std::string, std::string> Describe() const;

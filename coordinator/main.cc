@@ -60,6 +60,11 @@ int main(int argc, char** argv) {
                  "RESOURCE_EXHAUSTED")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
+  app.add_option("--max_execute_streams", limits.max_execute_streams,
+                 "ExecuteStream calls open at once; one more ends at once "
+                 "RESOURCE_EXHAUSTED")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   app.add_option("--auto_create_partitions", options.auto_create_partitions,
                  "partitions of a topic created on first publish; 0 = "
                  "publishing to an unknown topic is NOT_FOUND")

@@ -79,6 +79,7 @@ std::map<std::string, std::string> Limits::Describe() const {
       {"max_idempotency_key_bytes", absl::StrCat(max_idempotency_key_bytes)},
       {"max_labels", absl::StrCat(max_labels)},
       {"max_inflight", absl::StrCat(max_inflight)},
+      {"max_execute_streams", absl::StrCat(max_execute_streams)},
   };
 }
 

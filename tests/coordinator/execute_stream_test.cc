@@ -254,6 +254,54 @@ TEST_F(ExecuteStreamTest, ShutdownEndsAStreamTheClientKeepsOpen) {
   StartCoordinator();  // for TearDown symmetry
 }
 
+// Streams beyond --max_execute_streams end at once RESOURCE_EXHAUSTED,
+// nothing of them started; once a stream ends, another may open.
+TEST_F(ExecuteStreamTest, StreamsBeyondTheLimitAreRefused) {
+  options_.manager.limits.max_execute_streams = 2;
+  coordinator_->Shutdown(absl::Seconds(1));
+  StartCoordinator();
+  // Runs one transaction on a new stream; its result, or the stream's end.
+  struct Opened {
+    std::unique_ptr<grpc::ClientContext> context =
+        std::make_unique<grpc::ClientContext>();
+    std::unique_ptr<Stream> stream;
+  };
+  auto open = [&](const std::string& key, absl::Status* result) {
+    Opened opened;
+    opened.stream = Open(opened.context.get());
+    v1::ExecuteStreamRequest message;
+    Add(&message, 1, TwoBranches(key));
+    opened.stream->Write(message);  // may fail once the server refused it
+    auto results = ReadResults(opened.stream.get(), 1);
+    *result = results.count(1) == 1 ? results.at(1).status()
+                                    : FromGrpcStatus(opened.stream->Finish());
+    return opened;
+  };
+  absl::Status result;
+  Opened first = open("first", &result);
+  ASSERT_THAT(result, IsOk());
+  Opened second = open("second", &result);
+  ASSERT_THAT(result, IsOk());
+  open("third", &result);
+  EXPECT_THAT(result, StatusIs(absl::StatusCode::kResourceExhausted,
+                               HasSubstr("--max_execute_streams")));
+  grpc::ClientContext get_context;
+  v1::GetRequest get;
+  get.mutable_ref()->set_idempotency_key("third");
+  v1::GetResponse got;
+  EXPECT_EQ(transactions_->Get(&get_context, get, &got).error_code(),
+            grpc::StatusCode::NOT_FOUND);  // nothing of it started
+
+  first.stream->WritesDone();
+  ASSERT_TRUE(first.stream->Finish().ok());
+  // The server counts the stream closed once its end went out: soon.
+  const absl::Time deadline = absl::Now() + kWait;
+  do {
+    open("fourth", &result);
+  } while (!result.ok() && absl::Now() < deadline);
+  EXPECT_THAT(result, IsOk());
+}
+
 // Results the client does not read count against kMaxUnsent as much as
 // requests without an answer: the coordinator stops reading, so memory
 // stays bounded. Once the client reads, everything is served.
