@@ -111,6 +111,7 @@ void CoordinatorServer::Shutdown(absl::Duration grace) {
   //    so no call blocks shutdown.
   if (manager_ != nullptr) manager_->Stop();
   if (execute_streams_ != nullptr) execute_streams_->Stop();
+  if (queues_ != nullptr) queues_->EndWaits();  // long polls, subscriptions
   // 2. Stop serving.
   if (server_.server != nullptr) {
     server_.server->Shutdown(absl::ToChronoTime(absl::Now() + grace));

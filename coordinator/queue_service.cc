@@ -94,6 +94,11 @@ grpc::Status QueueServiceImpl::Subscribe(
           : std::min<size_t>(kMaxFetchBytes, request->max_batch_bytes());
   int64_t offset = request->offset();
   while (!context->IsCancelled()) {
+    if (logs_->waits_ended()) {
+      return ToGrpcStatus(absl::UnavailableError(absl::StrCat(
+          "the coordinator is shutting down: subscribe again from offset ",
+          offset, " once it is back")));
+    }
     auto read = logs_->Read(request->topic(), request->partition(), offset,
                             max_messages, max_bytes);
     if (!read.ok()) return ToGrpcStatus(read.status());

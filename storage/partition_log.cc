@@ -171,9 +171,21 @@ int64_t PartitionLogs::WaitForEnd(const std::string& topic, int32_t partition,
   auto it = partitions_.find({topic, partition});
   if (it == partitions_.end()) return 0;
   const Partition& p = it->second;
-  auto beyond = [&p, offset]() { return p.published_end > offset; };
+  auto beyond = [this, &p, offset]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return p.published_end > offset || waits_ended_;
+  };
   mu_.AwaitWithDeadline(absl::Condition(&beyond), deadline);
   return p.published_end;
+}
+
+void PartitionLogs::EndWaits() {
+  absl::MutexLock lock(&mu_);
+  waits_ended_ = true;
+}
+
+bool PartitionLogs::waits_ended() const {
+  absl::MutexLock lock(&mu_);
+  return waits_ended_;
 }
 
 absl::StatusOr<int64_t> PartitionLogs::TruncateBefore(const std::string& topic,

@@ -95,10 +95,16 @@ class PartitionLogs {
       ABSL_LOCKS_EXCLUDED(mu_);
 
   // Blocks until the partition's published end is beyond `offset`, or
-  // `deadline`. Returns the end offset.
+  // `deadline`, or EndWaits. Returns the end offset.
   int64_t WaitForEnd(const std::string& topic, int32_t partition,
                      int64_t offset, absl::Time deadline) const
       ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Wakes every WaitForEnd, and later ones return at once: at shutdown, so
+  // that long polls and subscriptions end instead of holding the server's
+  // shutdown for its grace period.
+  void EndWaits() ABSL_LOCKS_EXCLUDED(mu_);
+  bool waits_ended() const ABSL_LOCKS_EXCLUDED(mu_);
 
   // Retention: removes messages below `new_start` (clamped to the published
   // end) and records the new log start. Returns messages removed.
@@ -119,6 +125,7 @@ class PartitionLogs {
   rocksdb::ColumnFamilyHandle* const meta_;
 
   mutable absl::Mutex mu_;
+  bool waits_ended_ ABSL_GUARDED_BY(mu_) = false;
   std::map<PartitionKey, Partition> partitions_ ABSL_GUARDED_BY(mu_);
 };
 

@@ -601,6 +601,30 @@ TEST_F(CoordinatorRetentionQueueTest, AgeRetentionDropsOldMessages) {
   EXPECT_EQ(start, 1);
 }
 
+// A shutdown does not wait for open subscriptions (its grace here is the
+// test's patience): the subscriber is told UNAVAILABLE, with the offset to
+// subscribe again from.
+TEST_F(CoordinatorQueueTest, ShutdownEndsSubscriptions) {
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + kWait));
+  v1::SubscribeRequest subscribe;
+  subscribe.set_topic("orders");
+  subscribe.set_partition(1);
+  auto reader = queues_->Subscribe(&context, subscribe);
+  ASSERT_THAT(Execute(WithMessages("s1", {1})), IsOk());
+  v1::SubscribeResponse response;
+  ASSERT_TRUE(reader->Read(&response));
+  ASSERT_EQ(response.messages_size(), 1);
+  ASSERT_EQ(response.messages(0).offset(), 0);
+  coordinator_->Shutdown(kWait);
+  EXPECT_FALSE(reader->Read(&response));
+  const grpc::Status end = reader->Finish();
+  EXPECT_EQ(end.error_code(), grpc::StatusCode::UNAVAILABLE)
+      << end.error_message();
+  EXPECT_THAT(end.error_message(), HasSubstr("subscribe again from offset 1"));
+  StartCoordinator();  // for TearDown symmetry
+}
+
 TEST_F(CoordinatorQueueTest, ASubscriberThatDoesNotReadBlocksNobody) {
   grpc::ClientContext context;
   v1::SubscribeRequest subscribe;

@@ -2,6 +2,7 @@
 
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "common/grpc_status.h"
 #include "gtest/gtest.h"
@@ -127,6 +128,19 @@ TEST_F(PartitionLogsTest, RetentionMovesTheStartAndOldOffsetsAreOutOfRange) {
   EXPECT_EQ(logs_->GetOffsets("orders", 0)->end, 4);
   AppendSynced(0, {"e"});
   EXPECT_EQ(Values(0, 4), (std::vector<std::string>{"e"}));
+}
+
+// EndWaits (at shutdown) wakes a wait that nothing else would end, and
+// later waits return at once: without it this test hangs.
+TEST_F(PartitionLogsTest, EndWaitsEndsEveryWait) {
+  EXPECT_FALSE(logs_->waits_ended());
+  std::thread waiter([this] {
+    EXPECT_EQ(logs_->WaitForEnd("orders", 0, 0, absl::InfiniteFuture()), 0);
+  });
+  logs_->EndWaits();
+  waiter.join();
+  EXPECT_TRUE(logs_->waits_ended());
+  EXPECT_EQ(logs_->WaitForEnd("orders", 1, 0, absl::InfiniteFuture()), 0);
 }
 
 TEST(PartitionForKeyTest, IsTheDocumentedFnv1a64) {
