@@ -392,6 +392,16 @@ class CoordinatorQueueTest : public CoordinatorServerTest {
     return request;
   }
 
+  // A subscription to orders/`partition` from offset 0, bounded by kWait.
+  std::unique_ptr<grpc::ClientReader<v1::SubscribeResponse>> Subscribe(
+      grpc::ClientContext* context, int partition) {
+    context->set_deadline(absl::ToChronoTime(absl::Now() + kWait));
+    v1::SubscribeRequest subscribe;
+    subscribe.set_topic("orders");
+    subscribe.set_partition(partition);
+    return queues_->Subscribe(context, subscribe);
+  }
+
   std::vector<std::string> Values(int partition) {
     grpc::ClientContext context;
     v1::FetchRequest fetch;
@@ -466,11 +476,7 @@ TEST_F(CoordinatorQueueTest, UnknownTopicsAndPartitionsAreRefusedUpFront) {
 
 TEST_F(CoordinatorQueueTest, SubscribersSeeNewCommits) {
   grpc::ClientContext context;
-  context.set_deadline(absl::ToChronoTime(absl::Now() + kWait));
-  v1::SubscribeRequest subscribe;
-  subscribe.set_topic("orders");
-  subscribe.set_partition(1);
-  auto reader = queues_->Subscribe(&context, subscribe);
+  auto reader = Subscribe(&context, 1);
   ASSERT_THAT(Execute(WithMessages("s1", {1})), IsOk());
   v1::SubscribeResponse response;
   ASSERT_TRUE(reader->Read(&response));
@@ -606,11 +612,7 @@ TEST_F(CoordinatorRetentionQueueTest, AgeRetentionDropsOldMessages) {
 // subscribe again from.
 TEST_F(CoordinatorQueueTest, ShutdownEndsSubscriptions) {
   grpc::ClientContext context;
-  context.set_deadline(absl::ToChronoTime(absl::Now() + kWait));
-  v1::SubscribeRequest subscribe;
-  subscribe.set_topic("orders");
-  subscribe.set_partition(1);
-  auto reader = queues_->Subscribe(&context, subscribe);
+  auto reader = Subscribe(&context, 1);
   ASSERT_THAT(Execute(WithMessages("s1", {1})), IsOk());
   v1::SubscribeResponse response;
   ASSERT_TRUE(reader->Read(&response));
