@@ -23,8 +23,11 @@ constexpr int kWaitingStreams = 4;
 // `limit` requests, counted without parsing them: so a message of millions
 // of tiny requests (8 MiB of two-byte items) is refused before they are
 // allocated. Bytes that are not a message count as far as they go (the
-// parse then refuses them). Leaves `bytes` as it was.
+// parse then refuses them). Leaves `bytes` as it was. A request takes at
+// least two bytes (tag and length), so a smaller message is not scanned:
+// the usual message is read once, by the parse.
 bool HoldsMoreRequestsThan(grpc::ByteBuffer& bytes, int limit) {
+  if (bytes.Length() < 2 * (static_cast<size_t>(limit) + 1)) return false;
   using google::protobuf::internal::WireFormatLite;
   constexpr uint32_t kItemsTag = WireFormatLite::MakeTag(
       v1::ExecuteStreamRequest::kItemsFieldNumber,
