@@ -344,11 +344,18 @@ ExecuteStreams::ExecuteStreams(TransactionServiceImpl* service,
 
 namespace {
 
+// Definite (ErrorInfo reason SHUTTING_DOWN), unlike a transport's
+// UNAVAILABLE: a client library may send these requests again.
 absl::Status ShuttingDown() {
-  return absl::UnavailableError(
-      "the coordinator is shutting down: the requests of this stream without "
-      "a result were not started; send them again to a running coordinator "
-      "(with the same idempotency key)");
+  v1::ErrorInfo info;
+  info.set_certainty(v1::ErrorInfo::CERTAINTY_DEFINITE);
+  info.set_reason("SHUTTING_DOWN");
+  return WithErrorInfo(
+      absl::UnavailableError(
+          "the coordinator is shutting down: the requests of this stream "
+          "without a result were not started; send them again to a running "
+          "coordinator (with the same idempotency key)"),
+      std::move(info));
 }
 
 }  // namespace

@@ -140,8 +140,8 @@ void AddTxnOptions(CLI::App* txn, TxnBenchOptions& o, bool& json) {
                     "measured window per client count");
   AddDurationOption(txn, "--deadline", &o.deadline,
                     "a transaction not answered this long after it started "
-                    "fails DEADLINE_EXCEEDED (with --stream, the stream it "
-                    "was sent on is cancelled, failing what waits on it)");
+                    "fails DEADLINE_EXCEEDED (with --stream, a stream on "
+                    "which nothing came for this long is cancelled too)");
   AddDurationOption(txn, "--warmup", &o.warmup,
                     "load before each measured window, not counted");
   txn->add_flag("!--no_ceilings", o.ceilings,

@@ -5,6 +5,7 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -251,6 +252,11 @@ TEST_F(ExecuteStreamTest, ShutdownEndsAStreamTheClientKeepsOpen) {
   EXPECT_EQ(end.error_code(), grpc::StatusCode::UNAVAILABLE)
       << end.error_message();
   EXPECT_THAT(end.error_message(), HasSubstr("were not started"));
+  // Definite, unlike a transport's UNAVAILABLE: a client may send again.
+  const std::optional<v1::ErrorInfo> info = GetErrorInfo(FromGrpcStatus(end));
+  ASSERT_TRUE(info.has_value());
+  EXPECT_EQ(info->certainty(), v1::ErrorInfo::CERTAINTY_DEFINITE);
+  EXPECT_EQ(info->reason(), "SHUTTING_DOWN");
   StartCoordinator();  // for TearDown symmetry
 }
 

@@ -13,12 +13,11 @@
 // spaced, carries on its first branch an `expect` precondition that fails, so
 // that participant votes NO and the others get an abort.
 //
-// Calls: one unary Execute per transaction, or (`stream`) one request on a
-// TransactionService.ExecuteStream that the clients of one client thread
-// and one channel share: the requests queued while a write is out go
-// together in the next message, as a client library that multiplexes its
-// callers' transactions would send them. A stream that ends fails the
-// requests still waiting (kFailed); the next request opens a new one.
+// Calls: one unary Execute per transaction, or (`stream`) one request on an
+// ExecuteStreamClient (client/execute_stream_client.h) that the clients of
+// one client thread and one channel share, driven on that thread's queue:
+// the requests submitted while a write is out go together in the next
+// message.
 //
 // Thread-safe.
 #ifndef TWOPC_TOOLS_BENCH_TXN_WORKLOAD_H_
@@ -34,6 +33,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 
+#include "client/execute_stream_client.h"
 #include "tools/bench/workload.h"
 #include "twopc/v1/transaction.grpc.pb.h"
 
@@ -56,9 +56,8 @@ struct TxnShape {
   // Over ExecuteStream instead of unary Execute calls.
   bool stream = false;
   // A transaction not answered this long after it started fails
-  // DEADLINE_EXCEEDED: the deadline of its Execute call or, over a stream,
-  // the stream call it was written on is cancelled (failing every request
-  // still waiting on it; the next request opens a new stream).
+  // DEADLINE_EXCEEDED: the deadline of its Execute call, or of its request
+  // on the stream (ExecuteStreamClient::Options::deadline).
   absl::Duration deadline = absl::Seconds(60);
 };
 
@@ -79,21 +78,23 @@ class TxnWorkload final : public Workload {
   size_t RequestBytes() const;
 
  private:
-  class ExecuteStream;
   class StreamedExecute;
 
   bool MeantToAbort(uint64_t sequence) const;
   v1::ExecuteRequest Build(int client, uint64_t sequence,
                            bool meant_to_abort) const;
-  // The stream of `cq`'s thread on channel `index`.
-  ExecuteStream* StreamOf(grpc::CompletionQueue* cq, size_t index);
+  // The stream client of `cq`'s thread on channel `index`.
+  client::ExecuteStreamClient* StreamOf(grpc::CompletionQueue* cq,
+                                        size_t index);
 
   const TxnShape shape_;
   const std::string payload_;
+  const std::vector<std::shared_ptr<grpc::Channel>> channels_;
   std::vector<std::unique_ptr<v1::TransactionService::Stub>> stubs_;
   absl::Mutex mu_;
-  // With `stream`: each client thread's queue -> a stream per channel.
-  std::map<grpc::CompletionQueue*, std::vector<std::unique_ptr<ExecuteStream>>>
+  // With `stream`: each client thread's queue -> a client per channel.
+  std::map<grpc::CompletionQueue*,
+           std::vector<std::unique_ptr<client::ExecuteStreamClient>>>
       streams_ ABSL_GUARDED_BY(mu_);
 };
 

@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "common/completion_queue_loop.h"
+
 namespace twopc::bench {
 
 // How one call ended, as the load generator counts it.
@@ -39,13 +41,9 @@ class PendingCall {
 
 // Every tag on a client thread's completion queue: the thread calls
 // OnEvent for each one that comes out (`ok` as CompletionQueue::Next says).
-class QueueEvent {
- public:
-  virtual void OnEvent(bool ok) = 0;
-
- protected:
-  ~QueueEvent() = default;
-};
+// The same interface as CompletionQueueLoop's, so that what drives its
+// calls on a loop (ExecuteStreamClient) can run on these queues too.
+using QueueEvent = CompletionQueueLoop::Handler;
 
 // Thread-safe: Start is called concurrently from every client thread.
 class Workload {

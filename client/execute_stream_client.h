@@ -1,0 +1,206 @@
+// ExecuteStreamClient: a client library for TransactionService.ExecuteStream.
+// Many callers' transactions share one stream, so that the coordinator can
+// answer all the decisions of one log sync in one message (README, "Many
+// transactions over one stream").
+//
+// Each Execute is one ExecuteRequest and gets exactly one result: what a
+// unary Execute would have answered (OK with the committed transaction, or
+// the error with its twopc.v1.ErrorInfo in the status details), or a failure
+// of the client's own:
+//
+//   * DEADLINE_EXCEEDED, ambiguous: no result within `Options::deadline`.
+//     The transaction may still commit: look it up with TransactionService.Get
+//     (by id or idempotency key). A late result is dropped.
+//   * The stream ended before the request's result. If the request was never
+//     written: the stream's code, ErrorInfo reason NOT_SENT, definite (send it
+//     again). If it was written: the coordinator's own end status when that
+//     one is definite (e.g. UNAVAILABLE with reason SHUTTING_DOWN: not
+//     started; INVALID_ARGUMENT: its message was refused), otherwise the
+//     stream's code (UNKNOWN if the stream ended OK) with reason
+//     STREAM_ENDED, ambiguous.
+//   * INVALID_ARGUMENT, definite: the request is larger than
+//     `Options::max_request_bytes`, so no message could carry it.
+//   * CANCELLED, NOT_SENT or STREAM_ENDED as above: Close was called first,
+//     or the client was destroyed.
+// Nothing is retried: a request is written at most once. Send requests with
+// an idempotency key to make repeating them after an ambiguous answer safe.
+//
+// Streams: one at a time, opened by the first request (gRPC fail-fast: with
+// the coordinator unreachable the requests fail at once, UNAVAILABLE and
+// NOT_SENT). One message is written at a time; the requests submitted
+// meanwhile go together in the next message, at most
+// `max_requests_per_message` requests and about `max_message_bytes` bytes.
+// When a stream ends, the next request (or one still queued) opens a new
+// one, unless the stream ended without the coordinator ever answering (then
+// the queued requests fail too). A stream on which requests wait but nothing
+// was received for a whole `deadline` is cancelled as dead.
+//
+// Threading: the client drives its calls on a completion queue: a loop of
+// its own, or the caller's (every tag the client posts there is a
+// CompletionQueueLoop::Handler whose OnEvent the queue's thread must call).
+// `done` runs on that queue's thread, or on the thread calling
+// ExecuteAsync/Close/the destructor when the request fails there; it must
+// not block, and may call ExecuteAsync. Thread-safe otherwise.
+#ifndef TWOPC_CLIENT_EXECUTE_STREAM_CLIENT_H_
+#define TWOPC_CLIENT_EXECUTE_STREAM_CLIENT_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <list>
+#include <map>
+#include <memory>
+#include <vector>
+
+#include <grpcpp/alarm.h>
+#include <grpcpp/grpcpp.h>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/completion_queue_loop.h"
+#include "twopc/v1/transaction.grpc.pb.h"
+
+namespace twopc::client {
+
+class ExecuteStreamClient {
+ public:
+  struct Options {
+    // A request without a result this long after ExecuteAsync fails
+    // DEADLINE_EXCEEDED (ambiguous).
+    absl::Duration deadline = absl::Seconds(60);
+    // Packing. The coordinator takes at most 1,024 requests per message.
+    int max_requests_per_message = 1024;
+    // A message is closed once it holds this many bytes; a larger request
+    // goes in a message of its own. Keep it well below the coordinator's
+    // 8 MiB message limit.
+    size_t max_message_bytes = 1 << 20;
+    // Larger requests fail at once: the coordinator's gRPC message limit
+    // (8 MiB) less room for the message's framing. The coordinator itself
+    // refuses a transaction over --max_transaction_bytes (4 MiB by default).
+    size_t max_request_bytes = (8 << 20) - 1024;
+  };
+
+  // The result: OK with `response.transaction()`, or the error.
+  using Done =
+      std::function<void(grpc::Status status, v1::ExecuteResponse response)>;
+
+  // Drives its streams on a completion queue loop of its own.
+  ExecuteStreamClient(std::shared_ptr<grpc::ChannelInterface> channel,
+                      Options options);
+  // Drives them on `queue`, whose thread must run every tag's OnEvent (see
+  // above) until Closed().
+  ExecuteStreamClient(std::shared_ptr<grpc::ChannelInterface> channel,
+                      grpc::CompletionQueue* queue, Options options);
+
+  // Cancels what is still pending (Cancel) and waits until nothing of the
+  // client is left on its queue. With the caller's queue, that queue's
+  // thread must still run and must not be the one destroying the client
+  // unless Closed() is true.
+  ~ExecuteStreamClient();
+
+  ExecuteStreamClient(const ExecuteStreamClient&) = delete;
+  ExecuteStreamClient& operator=(const ExecuteStreamClient&) = delete;
+
+  // Sends `request` and calls `done` once with its result.
+  void ExecuteAsync(v1::ExecuteRequest request, Done done);
+
+  // Blocking ExecuteAsync. REQUIRES: not on the client's queue thread.
+  grpc::Status Execute(v1::ExecuteRequest request,
+                       v1::ExecuteResponse* response);
+
+  // Graceful end: later requests fail at once (CANCELLED, NOT_SENT); the
+  // requests already submitted are written, the stream is half-closed and
+  // their results still come.
+  void Close();
+  // Abrupt end: Close, and every stream is cancelled; what is still
+  // pending fails (CANCELLED; ambiguous for what was written).
+  void Cancel();
+  // True once closed and nothing of the client is left on its queue.
+  bool Closed() const;
+
+  // What the client has done so far (for tests and diagnostics).
+  struct Counts {
+    uint64_t messages_written = 0;
+    uint64_t requests_written = 0;
+    uint64_t streams_opened = 0;
+    uint64_t streams_ended = 0;  // their end handled
+  };
+  Counts counts() const;
+
+ private:
+  enum class Event { kStarted, kWritten, kWritesDone, kRead, kFinished };
+  static constexpr int kEventCount = 5;
+  struct Call;
+  // A request without a result yet.
+  struct Pending {
+    Done done;
+    absl::Time deadline;
+    Call* written_on = nullptr;  // null while queued
+  };
+  // A message not written yet.
+  struct Queued {
+    v1::ExecuteStreamRequest message;
+    size_t bytes = 0;
+  };
+  // A result to hand to its `done` once mu_ is released.
+  struct Finished {
+    Done done;
+    grpc::Status status;
+    v1::ExecuteResponse response;
+  };
+  class WatchdogTag final : public CompletionQueueLoop::Handler {
+   public:
+    explicit WatchdogTag(ExecuteStreamClient* owner) : owner_(owner) {}
+    void OnEvent(bool ok) override { owner_->OnWatchdog(ok); }
+
+   private:
+    ExecuteStreamClient* const owner_;
+  };
+
+  void Open() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void WriteQueued() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Handle(Call* call, Event event, bool ok);
+  void OnRead(Call* call, std::vector<Finished>* finished)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void OnFinished(Call* call, std::vector<Finished>* finished)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void End(Call* call) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Fails every queued request with `status` (made NOT_SENT).
+  void FailQueued(const grpc::Status& status, std::vector<Finished>* finished)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ArmWatchdog() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Once closing and nothing is pending, the watchdog is no longer needed.
+  void StopWatchdogIfIdle() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool ClosedLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void OnWatchdog(bool ok);
+  // Runs the `done` of each, outside mu_. REQUIRES: delivering_ was raised
+  // for a non-empty `finished` before mu_ was released.
+  void Deliver(std::vector<Finished>* finished) ABSL_LOCKS_EXCLUDED(mu_);
+
+  const Options options_;
+  const std::unique_ptr<v1::TransactionService::Stub> stub_;
+  // Set when the client runs its own loop. The destructor waits until none
+  // of the client's tags is left on the queue, then stops the loop.
+  std::unique_ptr<CompletionQueueLoop> own_loop_;
+  grpc::CompletionQueue* const queue_;
+
+  mutable absl::Mutex mu_;
+  bool closing_ ABSL_GUARDED_BY(mu_) = false;
+  std::list<std::unique_ptr<Call>> calls_ ABSL_GUARDED_BY(mu_);
+  Call* current_ ABSL_GUARDED_BY(mu_) = nullptr;  // accepts writes; may be null
+  std::deque<Queued> queued_ ABSL_GUARDED_BY(mu_);
+  std::map<uint64_t, Pending> pending_ ABSL_GUARDED_BY(mu_);  // tag order
+  uint64_t next_tag_ ABSL_GUARDED_BY(mu_) = 1;
+  WatchdogTag watchdog_tag_{this};
+  grpc::Alarm watchdog_ ABSL_GUARDED_BY(mu_);
+  bool watchdog_armed_ ABSL_GUARDED_BY(mu_) = false;
+  // Batches of results being handed to their `done` right now.
+  int delivering_ ABSL_GUARDED_BY(mu_) = 0;
+  Counts counts_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace twopc::client
+
+#endif  // TWOPC_CLIENT_EXECUTE_STREAM_CLIENT_H_

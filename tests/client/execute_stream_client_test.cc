@@ -1,0 +1,457 @@
+// ExecuteStreamClient against a real CoordinatorServer (coordinator_fixture.h)
+// for what the coordinator answers, and against a scripted TransactionService
+// for how the client handles a stream that ends, hangs or cannot be opened.
+#include "client/execute_stream_client.h"
+
+#include <algorithm>
+#include <atomic>
+#include <map>
+#include <optional>
+#include <set>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "common/grpc_server.h"
+#include "common/grpc_status.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/coordinator/coordinator_fixture.h"
+
+namespace twopc::client {
+namespace {
+
+using ::testing::HasSubstr;
+using ::twopc::coordinator::CoordinatorServerTest;
+using ::twopc::coordinator::FakeParticipant;
+using ::twopc::coordinator::kWait;
+
+// A result as the test keeps it.
+struct Result {
+  grpc::Status status;
+  v1::ExecuteResponse response;
+};
+
+// Collects the results of ExecuteAsync calls; waits for them.
+class Results {
+ public:
+  ExecuteStreamClient::Done Slot(int index) {
+    return [this, index](grpc::Status status, v1::ExecuteResponse response) {
+      absl::MutexLock lock(&mu_);
+      EXPECT_EQ(results_.count(index), 0u) << "two results for " << index;
+      results_[index] = Result{std::move(status), std::move(response)};
+    };
+  }
+  // The results once `count` have come; fails the test after kWait.
+  std::map<int, Result> WaitFor(size_t count) {
+    absl::MutexLock lock(&mu_);
+    auto done = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return results_.size() >= count;
+    };
+    EXPECT_TRUE(mu_.AwaitWithTimeout(absl::Condition(&done), kWait))
+        << results_.size() << " of " << count << " results";
+    return results_;
+  }
+  size_t size() const {
+    absl::MutexLock lock(&mu_);
+    return results_.size();
+  }
+
+ private:
+  mutable absl::Mutex mu_;
+  std::map<int, Result> results_ ABSL_GUARDED_BY(mu_);
+};
+
+std::optional<v1::ErrorInfo> InfoOf(const grpc::Status& status) {
+  return GetErrorInfo(FromGrpcStatus(status));
+}
+
+MATCHER_P2(HasInfo, certainty, reason, "") {
+  std::optional<v1::ErrorInfo> info = InfoOf(arg);
+  if (!info.has_value()) {
+    *result_listener << "no ErrorInfo in " << arg.error_message();
+    return false;
+  }
+  *result_listener << "certainty " << info->certainty() << ", reason "
+                   << info->reason();
+  return info->certainty() == certainty && info->reason() == reason;
+}
+
+// Waits (bounded) until `condition` holds.
+template <typename Condition>
+bool Eventually(Condition condition) {
+  const absl::Time deadline = absl::Now() + kWait;
+  while (!condition()) {
+    if (absl::Now() > deadline) return false;
+    absl::SleepFor(absl::Milliseconds(2));
+  }
+  return true;
+}
+
+// --- against the real coordinator -----------------------------------------
+
+class ExecuteStreamClientTest : public CoordinatorServerTest {
+ protected:
+  std::shared_ptr<grpc::Channel> Channel() {
+    return grpc::CreateChannel(coordinator_->address(),
+                               grpc::InsecureChannelCredentials());
+  }
+};
+
+TEST_F(ExecuteStreamClientTest, RequestsSubmittedTogetherShareOneMessage) {
+  // The test drives the client's queue itself, and only once everything is
+  // submitted: the stream cannot start before, so all 300 requests wait
+  // for one message.
+  grpc::CompletionQueue queue;
+  Results results;
+  {
+    ExecuteStreamClient client(Channel(), &queue, {});
+    for (int i = 0; i < 300; ++i) {
+      client.ExecuteAsync(TwoBranches(), results.Slot(i));
+    }
+    std::thread driver([&] {
+      void* tag = nullptr;
+      bool ok = false;
+      while (queue.Next(&tag, &ok)) {
+        static_cast<CompletionQueueLoop::Handler*>(tag)->OnEvent(ok);
+      }
+    });
+    std::map<int, Result> answered = results.WaitFor(300);
+    std::set<std::string> ids;
+    for (const auto& [index, result] : answered) {
+      EXPECT_TRUE(result.status.ok()) << result.status.error_message();
+      EXPECT_EQ(result.response.transaction().outcome(), v1::OUTCOME_COMMITTED);
+      ids.insert(result.response.transaction().transaction_id());
+    }
+    EXPECT_EQ(ids.size(), 300u) << "each request is a transaction of its own";
+    const ExecuteStreamClient::Counts counts = client.counts();
+    EXPECT_EQ(counts.streams_opened, 1u);
+    EXPECT_EQ(counts.messages_written, 1u);
+    EXPECT_EQ(counts.requests_written, 300u);
+    client.Close();
+    EXPECT_TRUE(Eventually([&] { return client.Closed(); }));
+    queue.Shutdown();
+    driver.join();
+  }
+}
+
+TEST_F(ExecuteStreamClientTest, ManyThreadsShareTheClient) {
+  ExecuteStreamClient client(Channel(), {});
+  std::vector<std::thread> callers;
+  std::atomic<int> committed{0};
+  for (int t = 0; t < 4; ++t) {
+    callers.emplace_back([&] {
+      for (int i = 0; i < 25; ++i) {
+        v1::ExecuteResponse response;
+        grpc::Status status = client.Execute(TwoBranches(), &response);
+        EXPECT_TRUE(status.ok()) << status.error_message();
+        if (response.transaction().outcome() == v1::OUTCOME_COMMITTED) ++committed;
+      }
+    });
+  }
+  for (auto& caller : callers) caller.join();
+  EXPECT_EQ(committed.load(), 100);
+  EXPECT_EQ(client.counts().streams_opened, 1u);
+}
+
+TEST_F(ExecuteStreamClientTest, AFailedTransactionGetsTheErrorExecuteWouldGive) {
+  ExecuteStreamClient client(Channel(), {});
+  v1::ExecuteRequest unknown;
+  *unknown.add_branches() = KvBranch("nobody");
+  v1::ExecuteResponse response;
+  grpc::Status status = client.Execute(unknown, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_THAT(status.error_message(), HasSubstr("nobody"));
+  EXPECT_THAT(status, HasInfo(v1::ErrorInfo::CERTAINTY_DEFINITE,
+                              "PARTICIPANT_UNKNOWN"));
+
+  a_->set_on_prepare(FakeParticipant::OnPrepare::kNo);
+  status = client.Execute(TwoBranches(), &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::ABORTED);
+  EXPECT_THAT(status.error_message(), HasSubstr("balance would be -5"));
+  EXPECT_THAT(status, HasInfo(v1::ErrorInfo::CERTAINTY_DEFINITE, "VOTED_NO"));
+}
+
+TEST_F(ExecuteStreamClientTest, ACoordinatorShutdownEndsTheStreamAndTheNextOneIsNew) {
+  ExecuteStreamClient client(Channel(), {});
+  v1::ExecuteResponse response;
+  ASSERT_TRUE(client.Execute(TwoBranches(), &response).ok());
+  // The stream ends with the coordinator; the next request opens a new
+  // stream, which reaches no coordinator, so it fails as not sent.
+  coordinator_->Shutdown(absl::Seconds(1));
+  ASSERT_TRUE(Eventually([&] { return client.counts().streams_ended == 1; }));
+  grpc::Status status = client.Execute(TwoBranches(), &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(status, HasInfo(v1::ErrorInfo::CERTAINTY_DEFINITE, "NOT_SENT"));
+  EXPECT_EQ(client.counts().streams_opened, 2u);
+  StartCoordinator();  // for TearDown symmetry
+}
+
+// --- against a scripted TransactionService ---------------------------------
+
+// Serves ExecuteStream as the test scripts it; records what it reads.
+class ScriptedTransactions final : public v1::TransactionService::Service {
+ public:
+  enum class Mode {
+    kAnswer,   // answers each message, results in reverse order, plus an
+               // unknown tag
+    kSilent,   // reads and never answers
+    kEnd,      // ends the stream with `end` after reading a message
+  };
+
+  ScriptedTransactions() {
+    auto server = StartGrpcServer("127.0.0.1:0", {this}, 8 << 20);
+    EXPECT_THAT(server, coordinator::IsOk());
+    server_ = std::move(*server);
+  }
+  ~ScriptedTransactions() override {
+    server_.server->Shutdown(absl::ToChronoTime(absl::Now()));
+  }
+
+  std::shared_ptr<grpc::Channel> Channel() const {
+    return grpc::CreateChannel(server_.address,
+                               grpc::InsecureChannelCredentials());
+  }
+  void Script(Mode mode, grpc::Status end = grpc::Status::OK) {
+    absl::MutexLock lock(&mu_);
+    mode_ = mode;
+    end_ = std::move(end);
+  }
+  int streams() const {
+    absl::MutexLock lock(&mu_);
+    return streams_;
+  }
+  int half_closed() const {
+    absl::MutexLock lock(&mu_);
+    return half_closed_;
+  }
+  int cancelled() const {
+    absl::MutexLock lock(&mu_);
+    return cancelled_;
+  }
+
+  grpc::Status ExecuteStream(
+      grpc::ServerContext* context,
+      grpc::ServerReaderWriter<v1::ExecuteStreamResponse,
+                               v1::ExecuteStreamRequest>* stream) override {
+    {
+      absl::MutexLock lock(&mu_);
+      ++streams_;
+    }
+    v1::ExecuteStreamRequest message;
+    while (stream->Read(&message)) {
+      Mode mode;
+      grpc::Status end;
+      {
+        absl::MutexLock lock(&mu_);
+        mode = mode_;
+        end = end_;
+      }
+      if (mode == Mode::kEnd) return end;
+      if (mode == Mode::kSilent) continue;
+      v1::ExecuteStreamResponse response;
+      response.add_results()->set_tag(uint64_t{1} << 40);  // nobody's
+      for (int i = message.items_size() - 1; i >= 0; --i) {
+        auto* result = response.add_results();
+        result->set_tag(message.items(i).tag());
+        result->mutable_transaction()->set_transaction_id(
+            absl::StrCat("t-", message.items(i).request().idempotency_key()));
+        result->mutable_transaction()->set_outcome(v1::OUTCOME_COMMITTED);
+      }
+      stream->Write(response);
+    }
+    absl::MutexLock lock(&mu_);
+    ++(context->IsCancelled() ? cancelled_ : half_closed_);
+    return grpc::Status::OK;
+  }
+
+ private:
+  RunningServer server_;
+  mutable absl::Mutex mu_;
+  Mode mode_ ABSL_GUARDED_BY(mu_) = Mode::kAnswer;
+  grpc::Status end_ ABSL_GUARDED_BY(mu_);
+  int streams_ ABSL_GUARDED_BY(mu_) = 0;
+  int half_closed_ ABSL_GUARDED_BY(mu_) = 0;
+  int cancelled_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+v1::ExecuteRequest Keyed(const std::string& key) {
+  v1::ExecuteRequest request;
+  request.set_idempotency_key(key);
+  return request;
+}
+
+TEST(ExecuteStreamClientScriptedTest, ResultsFindTheirRequestsInAnyOrder) {
+  ScriptedTransactions server;
+  grpc::CompletionQueue queue;
+  Results results;
+  ExecuteStreamClient client(server.Channel(), &queue, {});
+  for (int i = 0; i < 5; ++i) {
+    client.ExecuteAsync(Keyed(absl::StrCat("k", i)), results.Slot(i));
+  }
+  std::thread driver([&] {
+    void* tag = nullptr;
+    bool ok = false;
+    while (queue.Next(&tag, &ok)) {
+      static_cast<CompletionQueueLoop::Handler*>(tag)->OnEvent(ok);
+    }
+  });
+  for (const auto& [index, result] : results.WaitFor(5)) {
+    EXPECT_TRUE(result.status.ok());
+    EXPECT_EQ(result.response.transaction().transaction_id(), absl::StrCat("t-k", index));
+  }
+  client.Close();
+  EXPECT_TRUE(Eventually([&] { return client.Closed(); }));
+  EXPECT_TRUE(Eventually([&] { return server.half_closed() == 1; }));
+  // Closed: a later request is not sent.
+  client.ExecuteAsync(Keyed("late"), results.Slot(5));
+  Result late = results.WaitFor(6)[5];
+  EXPECT_EQ(late.status.error_code(), grpc::StatusCode::CANCELLED);
+  EXPECT_THAT(late.status,
+              HasInfo(v1::ErrorInfo::CERTAINTY_DEFINITE, "NOT_SENT"));
+  queue.Shutdown();
+  driver.join();
+}
+
+TEST(ExecuteStreamClientScriptedTest, ADefiniteEndIsPassedOn) {
+  ScriptedTransactions server;
+  v1::ErrorInfo info;
+  info.set_certainty(v1::ErrorInfo::CERTAINTY_DEFINITE);
+  info.set_reason("SHUTTING_DOWN");
+  server.Script(ScriptedTransactions::Mode::kEnd,
+                ToGrpcStatus(WithErrorInfo(
+                    absl::UnavailableError("not started"), info)));
+  ExecuteStreamClient client(server.Channel(), {});
+  v1::ExecuteResponse response;
+  grpc::Status status = client.Execute(Keyed("a"), &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(status.error_message(), "not started");
+  EXPECT_THAT(status,
+              HasInfo(v1::ErrorInfo::CERTAINTY_DEFINITE, "SHUTTING_DOWN"));
+}
+
+TEST(ExecuteStreamClientScriptedTest, AnAmbiguousEndSaysTheOutcomeIsUnknown) {
+  ScriptedTransactions server;
+  server.Script(ScriptedTransactions::Mode::kEnd,
+                grpc::Status(grpc::StatusCode::UNAVAILABLE, "connection lost"));
+  ExecuteStreamClient client(server.Channel(), {});
+  v1::ExecuteResponse response;
+  grpc::Status status = client.Execute(Keyed("a"), &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(status.error_message(), HasSubstr("connection lost"));
+  EXPECT_THAT(status.error_message(), HasSubstr("TransactionService.Get"));
+  EXPECT_THAT(status,
+              HasInfo(v1::ErrorInfo::CERTAINTY_AMBIGUOUS, "STREAM_ENDED"));
+
+  // A stream that ends OK without the result is no better.
+  server.Script(ScriptedTransactions::Mode::kEnd);
+  status = client.Execute(Keyed("b"), &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNKNOWN);
+  EXPECT_THAT(status,
+              HasInfo(v1::ErrorInfo::CERTAINTY_AMBIGUOUS, "STREAM_ENDED"));
+  EXPECT_EQ(server.streams(), 2);
+}
+
+TEST(ExecuteStreamClientScriptedTest, NoResultInTimeFailsAndADeadStreamIsCancelled) {
+  ScriptedTransactions server;
+  server.Script(ScriptedTransactions::Mode::kSilent);
+  ExecuteStreamClient::Options options;
+  options.deadline = absl::Milliseconds(200);
+  ExecuteStreamClient client(server.Channel(), options);
+  v1::ExecuteResponse response;
+  grpc::Status status = client.Execute(Keyed("a"), &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  EXPECT_THAT(status,
+              HasInfo(v1::ErrorInfo::CERTAINTY_AMBIGUOUS, "DEADLINE_PASSED"));
+  // Nothing came on the stream for a whole deadline while a request waited:
+  // the client gives it up, and the next request goes on a new one.
+  EXPECT_TRUE(Eventually([&] { return server.cancelled() == 1; }));
+  ASSERT_TRUE(Eventually([&] { return client.counts().streams_ended == 1; }));
+  server.Script(ScriptedTransactions::Mode::kAnswer);
+  status = client.Execute(Keyed("b"), &response);
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(response.transaction().transaction_id(), "t-b");
+  EXPECT_EQ(server.streams(), 2);
+}
+
+TEST(ExecuteStreamClientScriptedTest, DestroyingTheClientFailsWhatWaits) {
+  ScriptedTransactions server;
+  server.Script(ScriptedTransactions::Mode::kSilent);
+  Results results;
+  {
+    ExecuteStreamClient client(server.Channel(), {});
+    client.ExecuteAsync(Keyed("a"), results.Slot(0));
+    ASSERT_TRUE(
+        Eventually([&] { return client.counts().requests_written == 1; }));
+  }
+  ASSERT_EQ(results.size(), 1u) << "every result is in before the end";
+  Result result = results.WaitFor(1)[0];
+  EXPECT_EQ(result.status.error_code(), grpc::StatusCode::CANCELLED);
+  EXPECT_THAT(result.status,
+              HasInfo(v1::ErrorInfo::CERTAINTY_AMBIGUOUS, "STREAM_ENDED"));
+}
+
+TEST(ExecuteStreamClientScriptedTest, NoCoordinatorFailsAtOnceAsNotSent) {
+  // Port 1: nothing listens there, the connection is refused.
+  auto channel = grpc::CreateChannel("127.0.0.1:1",
+                                     grpc::InsecureChannelCredentials());
+  ExecuteStreamClient client(channel, {});
+  v1::ExecuteResponse response;
+  grpc::Status status = client.Execute(Keyed("a"), &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(status, HasInfo(v1::ErrorInfo::CERTAINTY_DEFINITE, "NOT_SENT"));
+}
+
+TEST(ExecuteStreamClientScriptedTest, ARequestTooLargeForAMessageFailsAtOnce) {
+  ScriptedTransactions server;
+  ExecuteStreamClient::Options options;
+  options.max_request_bytes = 100;
+  ExecuteStreamClient client(server.Channel(), options);
+  v1::ExecuteResponse response;
+  grpc::Status status =
+      client.Execute(Keyed(std::string(200, 'k')), &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("at most 100"));
+  EXPECT_EQ(server.streams(), 0);
+  EXPECT_TRUE(client.Execute(Keyed("small"), &response).ok());
+}
+
+TEST(ExecuteStreamClientScriptedTest, MessagesAreBoundedInRequestsAndBytes) {
+  ScriptedTransactions server;
+  grpc::CompletionQueue queue;
+  Results results;
+  ExecuteStreamClient::Options options;
+  options.max_requests_per_message = 4;
+  options.max_message_bytes = 50;
+  ExecuteStreamClient client(server.Channel(), &queue, options);
+  // 10 requests of 3 bytes: messages of 4, 4 and 2 requests. Then 2 of 47
+  // bytes: a message each (with the 6 bytes before, or with each other,
+  // they would pass 50).
+  for (int i = 0; i < 10; ++i) client.ExecuteAsync(Keyed("k"), results.Slot(i));
+  for (int i = 10; i < 12; ++i) {
+    client.ExecuteAsync(Keyed(std::string(45, 'k')), results.Slot(i));
+  }
+  std::thread driver([&] {
+    void* tag = nullptr;
+    bool ok = false;
+    while (queue.Next(&tag, &ok)) {
+      static_cast<CompletionQueueLoop::Handler*>(tag)->OnEvent(ok);
+    }
+  });
+  for (const auto& [index, result] : results.WaitFor(12)) {
+    EXPECT_TRUE(result.status.ok()) << index;
+  }
+  EXPECT_EQ(client.counts().messages_written, 5u);
+  client.Close();
+  EXPECT_TRUE(Eventually([&] { return client.Closed(); }));
+  queue.Shutdown();
+  driver.join();
+}
+
+}  // namespace
+}  // namespace twopc::client
