@@ -33,15 +33,17 @@ grpc::Status NotSent(const grpc::Status& cause) {
                   v1::ErrorInfo::CERTAINTY_DEFINITE, "NOT_SENT");
 }
 
-// A written request whose stream ended with `end` before its result.
+// A written request whose stream ended with `end` before its result. Only
+// an end the coordinator marked definite is (a code alone is not: gRPC or a
+// proxy may end a stream RESOURCE_EXHAUSTED or INVALID_ARGUMENT after the
+// coordinator started some of its requests).
 grpc::Status EndedBeforeResult(const grpc::Status& end) {
-  const absl::Status status = FromGrpcStatus(end);
-  const std::optional<v1::ErrorInfo> info = GetErrorInfo(status);
-  const bool definite =
-      info.has_value()
-          ? info->certainty() == v1::ErrorInfo::CERTAINTY_DEFINITE
-          : !status.ok() && !IsAmbiguous(status.code());
-  if (definite) return end;  // the coordinator says what became of it
+  const std::optional<v1::ErrorInfo> info =
+      GetErrorInfo(FromGrpcStatus(end));
+  if (!end.ok() && info.has_value() &&
+      info->certainty() == v1::ErrorInfo::CERTAINTY_DEFINITE) {
+    return end;  // the coordinator says none of them was started
+  }
   return WithInfo(
       end.ok() ? grpc::StatusCode::UNKNOWN : end.error_code(),
       absl::StrCat("ExecuteStream ended before this request's result (",
@@ -49,6 +51,18 @@ grpc::Status EndedBeforeResult(const grpc::Status& end) {
                    "): its outcome is unknown; look it up with "
                    "TransactionService.Get by id or idempotency key"),
       v1::ErrorInfo::CERTAINTY_AMBIGUOUS, "STREAM_ENDED");
+}
+
+ExecuteStreamClient::Options Checked(ExecuteStreamClient::Options options) {
+  options.deadline = std::max(options.deadline, absl::Milliseconds(1));
+  options.max_requests_per_message =
+      std::clamp(options.max_requests_per_message, 1, 1024);
+  options.max_request_bytes =
+      std::min(options.max_request_bytes, size_t{(8 << 20) - 1024});
+  options.max_message_bytes =
+      std::min(options.max_message_bytes, options.max_request_bytes);
+  options.max_queued_requests = std::max(options.max_queued_requests, 1);
+  return options;
 }
 
 }  // namespace
@@ -73,6 +87,7 @@ struct ExecuteStreamClient::Call {
   int outstanding = 0;  // operations on the queue
   bool started = false;
   bool writing = false;
+  bool broken = false;     // a Write failed: the read will fail too
   bool half_closed = false;
   bool ended = false;      // Finish asked for
   bool heard = false;      // a message came from the coordinator
@@ -80,14 +95,14 @@ struct ExecuteStreamClient::Call {
   // Requests written on this call without a result (those that failed on
   // their deadline too), and when it last showed life.
   int64_t unanswered = 0;
-  absl::Time last_heard;
+  SteadyTime last_heard;
   v1::ExecuteStreamResponse incoming;
   grpc::Status status;
 };
 
 ExecuteStreamClient::ExecuteStreamClient(
     std::shared_ptr<grpc::ChannelInterface> channel, Options options)
-    : options_(options),
+    : options_(Checked(options)),
       stub_(v1::TransactionService::NewStub(channel)),
       own_loop_(std::make_unique<CompletionQueueLoop>()),
       queue_(own_loop_->queue()) {}
@@ -95,7 +110,7 @@ ExecuteStreamClient::ExecuteStreamClient(
 ExecuteStreamClient::ExecuteStreamClient(
     std::shared_ptr<grpc::ChannelInterface> channel,
     grpc::CompletionQueue* queue, Options options)
-    : options_(options),
+    : options_(Checked(options)),
       stub_(v1::TransactionService::NewStub(channel)),
       queue_(queue) {}
 
@@ -135,10 +150,20 @@ void ExecuteStreamClient::ExecuteAsync(v1::ExecuteRequest request,
                                  "--max_transaction_bytes, 4 MiB by default)"),
                     v1::ErrorInfo::CERTAINTY_DEFINITE, "LIMIT_EXCEEDED"),
            {}});
+    } else if (queued_requests_ >= options_.max_queued_requests) {
+      finished.push_back(
+          {std::move(done),
+           NotSent(grpc::Status(
+               grpc::StatusCode::RESOURCE_EXHAUSTED,
+               absl::StrCat(options_.max_queued_requests,
+                            " requests already wait to be written (the "
+                            "coordinator is not reading them as fast): retry "
+                            "with backoff"))),
+           {}});
     } else {
       const uint64_t tag = next_tag_++;
-      pending_.emplace(tag,
-                       Pending{std::move(done), absl::Now() + options_.deadline});
+      pending_.emplace(tag, Pending{std::move(done),
+                                    SteadyClock::now() + deadline_});
       if (queued_.empty() ||
           queued_.back().message.items_size() >=
               options_.max_requests_per_message ||
@@ -151,6 +176,7 @@ void ExecuteStreamClient::ExecuteAsync(v1::ExecuteRequest request,
       item->set_tag(tag);
       *item->mutable_request() = std::move(request);
       message.bytes += bytes;
+      ++queued_requests_;
       ArmWatchdog();
       if (current_ == nullptr) {
         Open();
@@ -227,17 +253,29 @@ void ExecuteStreamClient::Open() {
 
 void ExecuteStreamClient::WriteQueued() {
   Call* call = current_;
-  if (call == nullptr || !call->started || call->writing ||
+  if (call == nullptr || !call->started || call->writing || call->broken ||
       call->half_closed || call->ended) {
     return;
+  }
+  // Requests that passed their deadline while queued were failed NOT_SENT:
+  // they are never written.
+  while (!queued_.empty()) {
+    auto* items = queued_.front().message.mutable_items();
+    queued_requests_ -= items->size();
+    items->erase(std::remove_if(items->begin(), items->end(),
+                                [this](const auto& item) {
+                                  return pending_.count(item.tag()) == 0;
+                                }),
+                 items->end());
+    if (!items->empty()) break;
+    queued_.pop_front();
   }
   if (!queued_.empty()) {
     const v1::ExecuteStreamRequest& message = queued_.front().message;
     for (const auto& item : message.items()) {
-      auto it = pending_.find(item.tag());
-      if (it != pending_.end()) it->second.written_on = call;
+      pending_.find(item.tag())->second.written_on = call;
     }
-    if (call->unanswered == 0) call->last_heard = absl::Now();
+    if (call->unanswered == 0) call->last_heard = SteadyClock::now();
     call->unanswered += message.items_size();
     ++counts_.messages_written;
     counts_.requests_written += message.items_size();
@@ -269,13 +307,17 @@ void ExecuteStreamClient::Handle(Call* call, Event event, bool ok) {
           break;
         }
         call->started = true;
-        call->last_heard = absl::Now();
+        call->last_heard = SteadyClock::now();
         call->stream->Read(&call->incoming, call->Tag(Event::kRead));
         WriteQueued();
         break;
       case Event::kWritten:
         call->writing = false;
-        if (ok) WriteQueued();  // else the read fails too and ends the call
+        if (ok) {
+          WriteQueued();
+        } else {
+          call->broken = true;  // what is queued waits for the next call
+        }
         break;
       case Event::kWritesDone:
         break;
@@ -303,20 +345,22 @@ void ExecuteStreamClient::Handle(Call* call, Event event, bool ok) {
 
 void ExecuteStreamClient::OnRead(Call* call, std::vector<Finished>* finished) {
   call->heard = true;
-  call->last_heard = absl::Now();
+  call->last_heard = SteadyClock::now();
   for (auto& result : *call->incoming.mutable_results()) {
-    --call->unanswered;
     auto it = pending_.find(result.tag());
     if (it == pending_.end() || it->second.written_on != call) continue;
-    Finished& done = finished->emplace_back();
-    done.done = std::move(it->second.done);
+    --call->unanswered;
+    const bool expired = it->second.expired;
+    Finished done{std::move(it->second.done), {}, {}};
     pending_.erase(it);
+    if (expired) continue;  // failed on its deadline already
     if (result.status().code() != 0) {
       done.status = ToGrpcStatus(FromRpcStatus(result.status()));
     } else {
       *done.response.mutable_transaction() =
           std::move(*result.mutable_transaction());
     }
+    finished->push_back(std::move(done));
   }
 }
 
@@ -337,7 +381,9 @@ void ExecuteStreamClient::OnFinished(Call* call,
       ++it;
       continue;
     }
-    finished->push_back({std::move(it->second.done), unanswered, {}});
+    if (!it->second.expired) {
+      finished->push_back({std::move(it->second.done), unanswered, {}});
+    }
     it = pending_.erase(it);
   }
   if (current_ != nullptr || queued_.empty()) return;
@@ -365,14 +411,19 @@ void ExecuteStreamClient::FailQueued(const grpc::Status& cause,
     }
   }
   queued_.clear();
+  queued_requests_ = 0;
 }
 
 void ExecuteStreamClient::ArmWatchdog() {
   if (watchdog_armed_) return;
   watchdog_armed_ = true;
-  const absl::Duration interval =
-      std::clamp(options_.deadline / 4, absl::Milliseconds(1), absl::Seconds(1));
-  watchdog_.Set(queue_, absl::ToChronoTime(absl::Now() + interval),
+  const absl::Duration interval = std::clamp(
+      options_.deadline / 4, absl::Milliseconds(1), absl::Seconds(1));
+  watchdog_.Set(queue_,
+                gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                             gpr_time_from_micros(
+                                 absl::ToInt64Microseconds(interval),
+                                 GPR_TIMESPAN)),
                 &watchdog_tag_);
 }
 
@@ -386,25 +437,46 @@ void ExecuteStreamClient::OnWatchdog(bool ok) {
     absl::MutexLock lock(&mu_);
     watchdog_armed_ = false;
     if (!ok) return;  // cancelled
-    const absl::Time now = absl::Now();
-    // Tags grow with time and every request has the same deadline.
+    const SteadyTime now = SteadyClock::now();
+    // Tags grow with time and every request has the same deadline. A request
+    // still queued fails definite (it will not be written); one written
+    // stays pending, expired, until its call answers or ends, so that a
+    // dead call is still found below.
     for (auto it = pending_.begin();
          it != pending_.end() && it->second.deadline <= now;) {
+      Pending& request = it->second;
+      if (request.expired) {
+        ++it;
+        continue;
+      }
+      const std::string what = absl::StrCat(
+          "no result within ", absl::FormatDuration(options_.deadline));
+      if (request.written_on == nullptr) {
+        finished.push_back(
+            {std::move(request.done),
+             WithInfo(grpc::StatusCode::DEADLINE_EXCEEDED,
+                      absl::StrCat(what, "; not sent: it was still waiting "
+                                         "to be written"),
+                      v1::ErrorInfo::CERTAINTY_DEFINITE, "NOT_SENT"),
+             {}});
+        it = pending_.erase(it);  // WriteQueued drops its item
+        continue;
+      }
       finished.push_back(
-          {std::move(it->second.done),
+          {std::move(request.done),
            WithInfo(grpc::StatusCode::DEADLINE_EXCEEDED,
-                    absl::StrCat("no result within ",
-                                 absl::FormatDuration(options_.deadline),
+                    absl::StrCat(what,
                                  "; its outcome is unknown: look it up with "
                                  "TransactionService.Get by id or "
                                  "idempotency key"),
                     v1::ErrorInfo::CERTAINTY_AMBIGUOUS, "DEADLINE_PASSED"),
            {}});
-      it = pending_.erase(it);
+      request.expired = true;
+      ++it;
     }
     for (const auto& call : calls_) {
       if (!call->ended && call->started && call->unanswered > 0 &&
-          now - call->last_heard > options_.deadline) {
+          now - call->last_heard > deadline_) {
         call->timed_out = true;
         call->context.TryCancel();  // the read fails, which ends the call
       }

@@ -6,22 +6,24 @@
 // Each Execute is one ExecuteRequest and gets exactly one result: what a
 // unary Execute would have answered (OK with the committed transaction, or
 // the error with its twopc.v1.ErrorInfo in the status details), or a failure
-// of the client's own:
+// of the client's own, whose ErrorInfo says whether it is definite:
 //
-//   * DEADLINE_EXCEEDED, ambiguous: no result within `Options::deadline`.
-//     The transaction may still commit: look it up with TransactionService.Get
-//     (by id or idempotency key). A late result is dropped.
-//   * The stream ended before the request's result. If the request was never
-//     written: the stream's code, ErrorInfo reason NOT_SENT, definite (send it
-//     again). If it was written: the coordinator's own end status when that
-//     one is definite (e.g. UNAVAILABLE with reason SHUTTING_DOWN: not
-//     started; INVALID_ARGUMENT: its message was refused), otherwise the
-//     stream's code (UNKNOWN if the stream ended OK) with reason
+//   * DEADLINE_EXCEEDED: no result within `Options::deadline` (a monotonic
+//     clock). Written: reason DEADLINE_PASSED, ambiguous (it may still
+//     commit: look it up with TransactionService.Get by id or idempotency
+//     key; a late result is dropped). Still queued: reason NOT_SENT,
+//     definite (it is never written).
+//   * The stream ended before the request's result. Never written: the
+//     stream's code, reason NOT_SENT, definite. Written: the coordinator's
+//     end status when the coordinator marked it definite (UNAVAILABLE reason
+//     SHUTTING_DOWN, INVALID_ARGUMENT reason MESSAGE_REFUSED,
+//     RESOURCE_EXHAUSTED reason LIMIT_EXCEEDED: none of them was started);
+//     otherwise the stream's code (UNKNOWN if it ended OK), reason
 //     STREAM_ENDED, ambiguous.
-//   * INVALID_ARGUMENT, definite: the request is larger than
-//     `Options::max_request_bytes`, so no message could carry it.
-//   * CANCELLED, NOT_SENT or STREAM_ENDED as above: Close was called first,
-//     or the client was destroyed.
+//   * At once: INVALID_ARGUMENT reason LIMIT_EXCEEDED when the request is
+//     larger than `max_request_bytes`; RESOURCE_EXHAUSTED reason NOT_SENT
+//     when `max_queued_requests` wait to be written; CANCELLED reason
+//     NOT_SENT after Close or Cancel. All definite.
 // Nothing is retried: a request is written at most once. Send requests with
 // an idempotency key to make repeating them after an ambiguous answer safe.
 //
@@ -32,18 +34,24 @@
 // `max_requests_per_message` requests and about `max_message_bytes` bytes.
 // When a stream ends, the next request (or one still queued) opens a new
 // one, unless the stream ended without the coordinator ever answering (then
-// the queued requests fail too). A stream on which requests wait but nothing
-// was received for a whole `deadline` is cancelled as dead.
+// the queued requests fail too). A stream on which written requests wait
+// (answered or failed on their deadline or not) but nothing came for a whole
+// `deadline` is cancelled as dead, failing its unanswered requests
+// (ambiguous): keep `deadline` above the transactions' own timeout. Give the
+// channel gRPC keepalive (GRPC_ARG_KEEPALIVE_TIME_MS) to find a dead
+// connection sooner.
 //
 // Threading: the client drives its calls on a completion queue: a loop of
 // its own, or the caller's (every tag the client posts there is a
 // CompletionQueueLoop::Handler whose OnEvent the queue's thread must call).
 // `done` runs on that queue's thread, or on the thread calling
-// ExecuteAsync/Close/the destructor when the request fails there; it must
-// not block, and may call ExecuteAsync. Thread-safe otherwise.
+// ExecuteAsync/Cancel/the destructor when the request fails there; it must
+// not block, and may call ExecuteAsync, but must not destroy the client.
+// Thread-safe otherwise.
 #ifndef TWOPC_CLIENT_EXECUTE_STREAM_CLIENT_H_
 #define TWOPC_CLIENT_EXECUTE_STREAM_CLIENT_H_
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
@@ -66,6 +74,8 @@ namespace twopc::client {
 
 class ExecuteStreamClient {
  public:
+  // Out-of-range values are brought into range (e.g. more than 1,024
+  // requests per message become 1,024).
   struct Options {
     // A request without a result this long after ExecuteAsync fails
     // DEADLINE_EXCEEDED (ambiguous).
@@ -80,6 +90,10 @@ class ExecuteStreamClient {
     // (8 MiB) less room for the message's framing. The coordinator itself
     // refuses a transaction over --max_transaction_bytes (4 MiB by default).
     size_t max_request_bytes = (8 << 20) - 1024;
+    // Requests waiting to be written (the coordinator reads a stream no
+    // faster than it answers it): one more fails at once
+    // RESOURCE_EXHAUSTED, NOT_SENT.
+    int max_queued_requests = 65536;
   };
 
   // The result: OK with `response.transaction()`, or the error.
@@ -134,10 +148,15 @@ class ExecuteStreamClient {
   static constexpr int kEventCount = 5;
   struct Call;
   // A request without a result yet.
+  using SteadyClock = std::chrono::steady_clock;
+  using SteadyTime = SteadyClock::time_point;
   struct Pending {
     Done done;
-    absl::Time deadline;
+    SteadyTime deadline;
     Call* written_on = nullptr;  // null while queued
+    // Failed on its deadline (`done` ran) after it was written; kept until
+    // its call answers or ends, to find a dead call.
+    bool expired = false;
   };
   // A message not written yet.
   struct Queued {
@@ -180,6 +199,8 @@ class ExecuteStreamClient {
   void Deliver(std::vector<Finished>* finished) ABSL_LOCKS_EXCLUDED(mu_);
 
   const Options options_;
+  const std::chrono::microseconds deadline_{
+      absl::ToInt64Microseconds(options_.deadline)};
   const std::unique_ptr<v1::TransactionService::Stub> stub_;
   // Set when the client runs its own loop. The destructor waits until none
   // of the client's tags is left on the queue, then stops the loop.
@@ -191,6 +212,7 @@ class ExecuteStreamClient {
   std::list<std::unique_ptr<Call>> calls_ ABSL_GUARDED_BY(mu_);
   Call* current_ ABSL_GUARDED_BY(mu_) = nullptr;  // accepts writes; may be null
   std::deque<Queued> queued_ ABSL_GUARDED_BY(mu_);
+  int queued_requests_ ABSL_GUARDED_BY(mu_) = 0;  // in queued_
   std::map<uint64_t, Pending> pending_ ABSL_GUARDED_BY(mu_);  // tag order
   uint64_t next_tag_ ABSL_GUARDED_BY(mu_) = 1;
   WatchdogTag watchdog_tag_{this};

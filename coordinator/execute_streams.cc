@@ -16,6 +16,15 @@
 namespace twopc::coordinator {
 namespace {
 
+// A stream's end that leaves no doubt about its requests without a result:
+// none of them was started. A client may send them again.
+absl::Status Definite(absl::Status status, const std::string& reason) {
+  v1::ErrorInfo info;
+  info.set_certainty(v1::ErrorInfo::CERTAINTY_DEFINITE);
+  info.set_reason(reason);
+  return WithErrorInfo(std::move(status), std::move(info));
+}
+
 // Streams waiting for a client at any time.
 constexpr int kWaitingStreams = 4;
 
@@ -179,7 +188,8 @@ class ExecuteStreams::Stream {
     if (!parsed.ok()) {
       absl::MutexLock lock(&mu_);
       input_done_ = true;
-      end_status_ = parsed;
+      // Definite: neither this message nor any later one was started.
+      end_status_ = Definite(parsed, "MESSAGE_REFUSED");
       FlushLocked();
       return;
     }
@@ -347,15 +357,12 @@ namespace {
 // Definite (ErrorInfo reason SHUTTING_DOWN), unlike a transport's
 // UNAVAILABLE: a client library may send these requests again.
 absl::Status ShuttingDown() {
-  v1::ErrorInfo info;
-  info.set_certainty(v1::ErrorInfo::CERTAINTY_DEFINITE);
-  info.set_reason("SHUTTING_DOWN");
-  return WithErrorInfo(
+  return Definite(
       absl::UnavailableError(
           "the coordinator is shutting down: the requests of this stream "
           "without a result were not started; send them again to a running "
           "coordinator (with the same idempotency key)"),
-      std::move(info));
+      "SHUTTING_DOWN");
 }
 
 }  // namespace
@@ -373,11 +380,13 @@ bool ExecuteStreams::Opened(Stream* stream) {
     return false;
   }
   if (static_cast<int>(open_.size()) >= max_streams_) {
-    stream->End(absl::ResourceExhaustedError(absl::StrCat(
-        "too many ExecuteStream calls open at once (limit ", max_streams_,
-        ", flag --max_execute_streams): nothing of this stream was started; "
-        "carry more requests on the streams already open, or retry with "
-        "backoff")));
+    stream->End(Definite(
+        absl::ResourceExhaustedError(absl::StrCat(
+            "too many ExecuteStream calls open at once (limit ", max_streams_,
+            ", flag --max_execute_streams): nothing of this stream was "
+            "started; carry more requests on the streams already open, or "
+            "retry with backoff")),
+        "LIMIT_EXCEEDED"));
     return false;
   }
   open_.insert(stream);

@@ -26,6 +26,9 @@
 namespace twopc::client {
 namespace {
 
+using ::testing::AllOf;
+using ::testing::Contains;
+using ::testing::Not;
 using ::testing::HasSubstr;
 using ::twopc::coordinator::CoordinatorServerTest;
 using ::twopc::coordinator::FakeParticipant;
@@ -93,6 +96,37 @@ bool Eventually(Condition condition) {
   return true;
 }
 
+// A completion queue the test drives on a thread of its own, from Start()
+// on. Declare it before the client: the client must be destroyed while its
+// queue is still driven.
+class DrivenQueue {
+ public:
+  ~DrivenQueue() {
+    queue_.Shutdown();
+    if (driver_.joinable()) {
+      driver_.join();
+    } else {
+      Drain();
+    }
+  }
+  grpc::CompletionQueue* get() { return &queue_; }
+  void Start() {
+    driver_ = std::thread([this] { Drain(); });
+  }
+
+ private:
+  void Drain() {
+    void* tag = nullptr;
+    bool ok = false;
+    while (queue_.Next(&tag, &ok)) {
+      static_cast<CompletionQueueLoop::Handler*>(tag)->OnEvent(ok);
+    }
+  }
+
+  grpc::CompletionQueue queue_;
+  std::thread driver_;
+};
+
 // --- against the real coordinator -----------------------------------------
 
 class ExecuteStreamClientTest : public CoordinatorServerTest {
@@ -107,37 +141,27 @@ TEST_F(ExecuteStreamClientTest, RequestsSubmittedTogetherShareOneMessage) {
   // The test drives the client's queue itself, and only once everything is
   // submitted: the stream cannot start before, so all 300 requests wait
   // for one message.
-  grpc::CompletionQueue queue;
+  DrivenQueue queue;
   Results results;
-  {
-    ExecuteStreamClient client(Channel(), &queue, {});
-    for (int i = 0; i < 300; ++i) {
-      client.ExecuteAsync(TwoBranches(), results.Slot(i));
-    }
-    std::thread driver([&] {
-      void* tag = nullptr;
-      bool ok = false;
-      while (queue.Next(&tag, &ok)) {
-        static_cast<CompletionQueueLoop::Handler*>(tag)->OnEvent(ok);
-      }
-    });
-    std::map<int, Result> answered = results.WaitFor(300);
-    std::set<std::string> ids;
-    for (const auto& [index, result] : answered) {
-      EXPECT_TRUE(result.status.ok()) << result.status.error_message();
-      EXPECT_EQ(result.response.transaction().outcome(), v1::OUTCOME_COMMITTED);
-      ids.insert(result.response.transaction().transaction_id());
-    }
-    EXPECT_EQ(ids.size(), 300u) << "each request is a transaction of its own";
-    const ExecuteStreamClient::Counts counts = client.counts();
-    EXPECT_EQ(counts.streams_opened, 1u);
-    EXPECT_EQ(counts.messages_written, 1u);
-    EXPECT_EQ(counts.requests_written, 300u);
-    client.Close();
-    EXPECT_TRUE(Eventually([&] { return client.Closed(); }));
-    queue.Shutdown();
-    driver.join();
+  ExecuteStreamClient client(Channel(), queue.get(), {});
+  for (int i = 0; i < 300; ++i) {
+    client.ExecuteAsync(TwoBranches(), results.Slot(i));
   }
+  queue.Start();
+  std::map<int, Result> answered = results.WaitFor(300);
+  std::set<std::string> ids;
+  for (const auto& [index, result] : answered) {
+    EXPECT_TRUE(result.status.ok()) << result.status.error_message();
+    EXPECT_EQ(result.response.transaction().outcome(), v1::OUTCOME_COMMITTED);
+    ids.insert(result.response.transaction().transaction_id());
+  }
+  EXPECT_EQ(ids.size(), 300u) << "each request is a transaction of its own";
+  const ExecuteStreamClient::Counts counts = client.counts();
+  EXPECT_EQ(counts.streams_opened, 1u);
+  EXPECT_EQ(counts.messages_written, 1u);
+  EXPECT_EQ(counts.requests_written, 300u);
+  client.Close();
+  EXPECT_TRUE(Eventually([&] { return client.Closed(); }));
 }
 
 TEST_F(ExecuteStreamClientTest, ManyThreadsShareTheClient) {
@@ -202,6 +226,7 @@ class ScriptedTransactions final : public v1::TransactionService::Service {
                // unknown tag
     kSilent,   // reads and never answers
     kEnd,      // ends the stream with `end` after reading a message
+    kStallThenAnswer,  // reads nothing until Release(), then answers
   };
 
   ScriptedTransactions() {
@@ -210,6 +235,7 @@ class ScriptedTransactions final : public v1::TransactionService::Service {
     server_ = std::move(*server);
   }
   ~ScriptedTransactions() override {
+    Release();
     server_.server->Shutdown(absl::ToChronoTime(absl::Now()));
   }
 
@@ -234,6 +260,15 @@ class ScriptedTransactions final : public v1::TransactionService::Service {
     absl::MutexLock lock(&mu_);
     return cancelled_;
   }
+  void Release() {
+    absl::MutexLock lock(&mu_);
+    released_ = true;
+  }
+  // The idempotency keys of the requests read, in order.
+  std::vector<std::string> keys_read() const {
+    absl::MutexLock lock(&mu_);
+    return keys_read_;
+  }
 
   grpc::Status ExecuteStream(
       grpc::ServerContext* context,
@@ -242,6 +277,10 @@ class ScriptedTransactions final : public v1::TransactionService::Service {
     {
       absl::MutexLock lock(&mu_);
       ++streams_;
+      if (mode_ == Mode::kStallThenAnswer) {
+        mu_.Await(absl::Condition(&released_));
+        mode_ = Mode::kAnswer;
+      }
     }
     v1::ExecuteStreamRequest message;
     while (stream->Read(&message)) {
@@ -251,6 +290,9 @@ class ScriptedTransactions final : public v1::TransactionService::Service {
         absl::MutexLock lock(&mu_);
         mode = mode_;
         end = end_;
+        for (const auto& item : message.items()) {
+          keys_read_.push_back(item.request().idempotency_key());
+        }
       }
       if (mode == Mode::kEnd) return end;
       if (mode == Mode::kSilent) continue;
@@ -278,6 +320,8 @@ class ScriptedTransactions final : public v1::TransactionService::Service {
   int streams_ ABSL_GUARDED_BY(mu_) = 0;
   int half_closed_ ABSL_GUARDED_BY(mu_) = 0;
   int cancelled_ ABSL_GUARDED_BY(mu_) = 0;
+  bool released_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<std::string> keys_read_ ABSL_GUARDED_BY(mu_);
 };
 
 v1::ExecuteRequest Keyed(const std::string& key) {
@@ -288,22 +332,17 @@ v1::ExecuteRequest Keyed(const std::string& key) {
 
 TEST(ExecuteStreamClientScriptedTest, ResultsFindTheirRequestsInAnyOrder) {
   ScriptedTransactions server;
-  grpc::CompletionQueue queue;
+  DrivenQueue queue;
   Results results;
-  ExecuteStreamClient client(server.Channel(), &queue, {});
+  ExecuteStreamClient client(server.Channel(), queue.get(), {});
   for (int i = 0; i < 5; ++i) {
     client.ExecuteAsync(Keyed(absl::StrCat("k", i)), results.Slot(i));
   }
-  std::thread driver([&] {
-    void* tag = nullptr;
-    bool ok = false;
-    while (queue.Next(&tag, &ok)) {
-      static_cast<CompletionQueueLoop::Handler*>(tag)->OnEvent(ok);
-    }
-  });
+  queue.Start();
   for (const auto& [index, result] : results.WaitFor(5)) {
     EXPECT_TRUE(result.status.ok());
-    EXPECT_EQ(result.response.transaction().transaction_id(), absl::StrCat("t-k", index));
+    EXPECT_EQ(result.response.transaction().transaction_id(),
+              absl::StrCat("t-k", index));
   }
   client.Close();
   EXPECT_TRUE(Eventually([&] { return client.Closed(); }));
@@ -314,8 +353,6 @@ TEST(ExecuteStreamClientScriptedTest, ResultsFindTheirRequestsInAnyOrder) {
   EXPECT_EQ(late.status.error_code(), grpc::StatusCode::CANCELLED);
   EXPECT_THAT(late.status,
               HasInfo(v1::ErrorInfo::CERTAINTY_DEFINITE, "NOT_SENT"));
-  queue.Shutdown();
-  driver.join();
 }
 
 TEST(ExecuteStreamClientScriptedTest, ADefiniteEndIsPassedOn) {
@@ -423,12 +460,12 @@ TEST(ExecuteStreamClientScriptedTest, ARequestTooLargeForAMessageFailsAtOnce) {
 
 TEST(ExecuteStreamClientScriptedTest, MessagesAreBoundedInRequestsAndBytes) {
   ScriptedTransactions server;
-  grpc::CompletionQueue queue;
+  DrivenQueue queue;
   Results results;
   ExecuteStreamClient::Options options;
   options.max_requests_per_message = 4;
   options.max_message_bytes = 50;
-  ExecuteStreamClient client(server.Channel(), &queue, options);
+  ExecuteStreamClient client(server.Channel(), queue.get(), options);
   // 10 requests of 3 bytes: messages of 4, 4 and 2 requests. Then 2 of 47
   // bytes: a message each (with the 6 bytes before, or with each other,
   // they would pass 50).
@@ -436,21 +473,62 @@ TEST(ExecuteStreamClientScriptedTest, MessagesAreBoundedInRequestsAndBytes) {
   for (int i = 10; i < 12; ++i) {
     client.ExecuteAsync(Keyed(std::string(45, 'k')), results.Slot(i));
   }
-  std::thread driver([&] {
-    void* tag = nullptr;
-    bool ok = false;
-    while (queue.Next(&tag, &ok)) {
-      static_cast<CompletionQueueLoop::Handler*>(tag)->OnEvent(ok);
-    }
-  });
+  queue.Start();
   for (const auto& [index, result] : results.WaitFor(12)) {
     EXPECT_TRUE(result.status.ok()) << index;
   }
   EXPECT_EQ(client.counts().messages_written, 5u);
   client.Close();
   EXPECT_TRUE(Eventually([&] { return client.Closed(); }));
-  queue.Shutdown();
-  driver.join();
+}
+
+// A request that passes its deadline before it could be written fails
+// definite (NOT_SENT) and is never written; one that was written fails
+// ambiguous.
+TEST(ExecuteStreamClientScriptedTest, ARequestPastItsDeadlineWhileQueuedIsNeverSent) {
+  ScriptedTransactions server;
+  server.Script(ScriptedTransactions::Mode::kStallThenAnswer);
+  ExecuteStreamClient::Options options;
+  options.deadline = absl::Milliseconds(300);
+  ExecuteStreamClient client(server.Channel(), options);
+  Results results;
+  // The server does not read yet: a first message larger than the
+  // connection's flow-control window stays in its Write, so the second
+  // request waits in the queue.
+  client.ExecuteAsync(Keyed(std::string(6 << 20, 'a')), results.Slot(0));
+  ASSERT_TRUE(
+      Eventually([&] { return client.counts().messages_written == 1; }));
+  client.ExecuteAsync(Keyed("b"), results.Slot(1));
+  std::map<int, Result> failed = results.WaitFor(2);
+  EXPECT_EQ(failed[0].status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  EXPECT_THAT(failed[0].status, HasInfo(v1::ErrorInfo::CERTAINTY_AMBIGUOUS,
+                                        "DEADLINE_PASSED"));
+  EXPECT_EQ(failed[1].status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  EXPECT_THAT(failed[1].status,
+              HasInfo(v1::ErrorInfo::CERTAINTY_DEFINITE, "NOT_SENT"));
+  // b is never written (the first stream, silent for a whole deadline, is
+  // given up too); a new request goes through on a new stream.
+  server.Release();
+  client.ExecuteAsync(Keyed("c"), results.Slot(2));
+  Result c = results.WaitFor(3)[2];
+  EXPECT_TRUE(c.status.ok()) << c.status.error_message();
+  EXPECT_EQ(c.response.transaction().transaction_id(), "t-c");
+  EXPECT_THAT(server.keys_read(), AllOf(Not(Contains("b")), Contains("c")));
+}
+
+// A status code alone does not make a stream's end definite: only the
+// coordinator's ErrorInfo does.
+TEST(ExecuteStreamClientScriptedTest, AnEndWithoutTheCoordinatorsWordIsAmbiguous) {
+  ScriptedTransactions server;
+  server.Script(ScriptedTransactions::Mode::kEnd,
+                grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                             "message larger than max"));
+  ExecuteStreamClient client(server.Channel(), {});
+  v1::ExecuteResponse response;
+  grpc::Status status = client.Execute(Keyed("a"), &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(status,
+              HasInfo(v1::ErrorInfo::CERTAINTY_AMBIGUOUS, "STREAM_ENDED"));
 }
 
 }  // namespace

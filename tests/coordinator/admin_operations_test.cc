@@ -9,6 +9,7 @@
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "common/failpoint.h"
+#include "coordinator/limits.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/coordinator/coordinator_fixture.h"
@@ -370,6 +371,24 @@ TEST_F(AdminOperationsTest, UnknownTransactionsAreNotFound) {
   EXPECT_THAT(Force("99-1", v1::OUTCOME_ABORTED, "why"),
               StatusIs(absl::StatusCode::kNotFound));
   EXPECT_THAT(Audit(), SizeIs(0));
+}
+
+// Stats name every limit in force, with the value the coordinator was
+// started with (what `twopcctl stats` shows an operator).
+TEST_F(AdminOperationsTest, StatsShowTheLimitsInForce) {
+  options_.manager.limits.max_execute_streams = 7;
+  options_.manager.limits.max_branches = 3;
+  RestartCoordinator();
+  auto stats = Admin(&v1::AdminService::Stub::GetStats, v1::GetStatsRequest());
+  ASSERT_THAT(stats, IsOk());
+  const Limits& limits = options_.manager.limits;
+  EXPECT_EQ(stats->limits().size(), limits.Describe().size());
+  for (const auto& [name, value] : limits.Describe()) {
+    ASSERT_EQ(stats->limits().count(name), 1u) << name;
+    EXPECT_EQ(stats->limits().at(name), value) << name;
+  }
+  EXPECT_EQ(stats->limits().at("max_execute_streams"), "7");
+  EXPECT_EQ(stats->limits().at("max_branches"), "3");
 }
 
 }  // namespace

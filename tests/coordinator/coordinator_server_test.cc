@@ -627,6 +627,36 @@ TEST_F(CoordinatorQueueTest, ShutdownEndsSubscriptions) {
   StartCoordinator();  // for TearDown symmetry
 }
 
+// A Fetch long-polling an empty partition is answered (empty, OK) when the
+// coordinator shuts down, instead of holding the shutdown for its grace
+// period and then being cut off CANCELLED.
+TEST_F(CoordinatorQueueTest, ShutdownAnswersALongPollingFetch) {
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + 3 * kWait));
+  v1::FetchRequest fetch;
+  fetch.set_topic("orders");
+  fetch.set_partition(0);
+  fetch.mutable_max_wait()->set_seconds(30);  // longer than the grace below
+  v1::FetchResponse response;
+  grpc::Status status;
+  absl::Notification answered;
+  queues_->async()->Fetch(&context, &fetch, &response,
+                          [&](grpc::Status s) {
+                            status = std::move(s);
+                            answered.Notify();
+                          });
+  // A call made after the Fetch on the same connection: once it is
+  // answered, the server has the Fetch (its stream was opened first).
+  ASSERT_THAT(Get("no-such-transaction").status().code(),
+              absl::StatusCode::kNotFound);
+  coordinator_->Shutdown(kWait);
+  answered.WaitForNotification();
+  EXPECT_TRUE(status.ok()) << status.error_code() << ": "
+                           << status.error_message();
+  EXPECT_EQ(response.messages_size(), 0);
+  StartCoordinator();  // for TearDown symmetry
+}
+
 TEST_F(CoordinatorQueueTest, ASubscriberThatDoesNotReadBlocksNobody) {
   grpc::ClientContext context;
   v1::SubscribeRequest subscribe;

@@ -151,6 +151,11 @@ TEST_F(ExecuteStreamTest, AMessageOverTheLimitEndsTheStreamAfterEarlierResults) 
   EXPECT_THAT(status.error_message(),
               HasSubstr(absl::StrCat("at most ",
                                      ExecuteStreams::kMaxRequestsPerMessage)));
+  const std::optional<v1::ErrorInfo> info =
+      GetErrorInfo(FromGrpcStatus(status));
+  ASSERT_TRUE(info.has_value());
+  EXPECT_EQ(info->certainty(), v1::ErrorInfo::CERTAINTY_DEFINITE);
+  EXPECT_EQ(info->reason(), "MESSAGE_REFUSED");
   ASSERT_TRUE(a_->WaitFor("abort:1-1"));
   EXPECT_EQ(a_->received().size(), 2u);  // the prepare and abort of 1-1
 }
@@ -291,6 +296,10 @@ TEST_F(ExecuteStreamTest, StreamsBeyondTheLimitAreRefused) {
   open("third", &result);
   EXPECT_THAT(result, StatusIs(absl::StatusCode::kResourceExhausted,
                                HasSubstr("--max_execute_streams")));
+  ASSERT_TRUE(GetErrorInfo(result).has_value());
+  EXPECT_EQ(GetErrorInfo(result)->certainty(),
+            v1::ErrorInfo::CERTAINTY_DEFINITE);
+  EXPECT_EQ(GetErrorInfo(result)->reason(), "LIMIT_EXCEEDED");
   grpc::ClientContext get_context;
   v1::GetRequest get;
   get.mutable_ref()->set_idempotency_key("third");
