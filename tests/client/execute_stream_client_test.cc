@@ -22,9 +22,12 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/coordinator/coordinator_fixture.h"
+#include "tests/testing/eventually.h"
 
 namespace twopc::client {
 namespace {
+
+using ::twopc::testing::Eventually;
 
 using ::testing::AllOf;
 using ::testing::Contains;
@@ -85,16 +88,6 @@ MATCHER_P2(HasInfo, certainty, reason, "") {
   return info->certainty() == certainty && info->reason() == reason;
 }
 
-// Waits (bounded) until `condition` holds.
-template <typename Condition>
-bool Eventually(Condition condition) {
-  const absl::Time deadline = absl::Now() + kWait;
-  while (!condition()) {
-    if (absl::Now() > deadline) return false;
-    absl::SleepFor(absl::Milliseconds(2));
-  }
-  return true;
-}
 
 // A completion queue the test drives on a thread of its own, from Start()
 // on. Declare it before the client: the client must be destroyed while its

@@ -18,12 +18,14 @@
 #include "common/completion_queue_loop.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/eventually.h"
 
 namespace twopc::coordinator {
 namespace {
 
 using ::testing::HasSubstr;
 using ::testing::SizeIs;
+using ::twopc::testing::Eventually;
 
 constexpr absl::Duration kWait = absl::Seconds(20);
 
@@ -150,17 +152,6 @@ ParticipantLink::Options FastRetries() {
   options.min_reconnect_delay = absl::Milliseconds(10);
   options.max_reconnect_delay = absl::Milliseconds(50);
   return options;
-}
-
-// Polls `condition` until it holds or kWait passes.
-template <typename Condition>
-bool Eventually(Condition condition) {
-  const absl::Time deadline = absl::Now() + kWait;
-  while (!condition()) {
-    if (absl::Now() > deadline) return false;
-    absl::SleepFor(absl::Milliseconds(5));
-  }
-  return true;
 }
 
 TEST(ParticipantLinkTest, RepliesReachTheCallbackUnderTheLinksOwnRecord) {
