@@ -502,6 +502,7 @@ TEST(ExecuteStreamClientScriptedTest, ARequestPastItsDeadlineWhileQueuedIsNeverS
   // b is never written (the first stream, silent for a whole deadline, is
   // given up too); a new request goes through on a new stream.
   server.Release();
+  ASSERT_TRUE(Eventually([&] { return client.counts().streams_ended == 1; }));
   client.ExecuteAsync(Keyed("c"), results.Slot(2));
   Result c = results.WaitFor(3)[2];
   EXPECT_TRUE(c.status.ok()) << c.status.error_message();
