@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <functional>
 #include <map>
 #include <optional>
 #include <set>
@@ -508,6 +509,29 @@ TEST(ExecuteStreamClientScriptedTest, ARequestPastItsDeadlineWhileQueuedIsNeverS
   EXPECT_TRUE(c.status.ok()) << c.status.error_message();
   EXPECT_EQ(c.response.transaction().transaction_id(), "t-c");
   EXPECT_THAT(server.keys_read(), AllOf(Not(Contains("b")), Contains("c")));
+}
+
+// `done` may send the next request: it runs outside the client's lock.
+TEST(ExecuteStreamClientScriptedTest, ACallbackMaySendTheNextRequest) {
+  ScriptedTransactions server;
+  ExecuteStreamClient client(server.Channel(), {});
+  Results results;
+  std::function<void(int)> send = [&](int i) {
+    client.ExecuteAsync(Keyed(absl::StrCat("k", i)),
+                        [&, i](grpc::Status status,
+                               v1::ExecuteResponse response) {
+                          if (i < 19) send(i + 1);
+                          results.Slot(i)(std::move(status),
+                                          std::move(response));
+                        });
+  };
+  send(0);
+  for (const auto& [index, result] : results.WaitFor(20)) {
+    EXPECT_TRUE(result.status.ok()) << index;
+    EXPECT_EQ(result.response.transaction().transaction_id(),
+              absl::StrCat("t-k", index));
+  }
+  EXPECT_EQ(client.counts().streams_opened, 1u);
 }
 
 // A status code alone does not make a stream's end definite: only the
