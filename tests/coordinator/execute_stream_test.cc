@@ -105,6 +105,29 @@ TEST_F(ExecuteStreamTest, EachRequestGetsTheResultExecuteWouldGive) {
   EXPECT_TRUE(stream->Finish().ok());
 }
 
+// Results that become ready together go out together: 200 requests refused
+// at once (no branch) are answered in one event of the coordinator's loop,
+// so in at most two messages (one written at once, the rest while it is
+// out), not one message per result.
+TEST_F(ExecuteStreamTest, ResultsReadyTogetherShareAMessage) {
+  grpc::ClientContext context;
+  std::unique_ptr<Stream> stream = Open(&context);
+  v1::ExecuteStreamRequest message;
+  for (int tag = 0; tag < 200; ++tag) Add(&message, tag, v1::ExecuteRequest());
+  ASSERT_TRUE(stream->Write(message));
+  int messages = 0;
+  int results = 0;
+  v1::ExecuteStreamResponse response;
+  while (results < 200 && stream->Read(&response)) {
+    ++messages;
+    results += response.results_size();
+  }
+  EXPECT_EQ(results, 200);
+  EXPECT_LE(messages, 2);
+  stream->WritesDone();
+  EXPECT_TRUE(stream->Finish().ok());
+}
+
 TEST_F(ExecuteStreamTest, AnAbortCarriesItsReasonAndErrorInfo) {
   b_->set_on_prepare(FakeParticipant::OnPrepare::kNo);
   grpc::ClientContext context;
