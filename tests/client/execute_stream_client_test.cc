@@ -392,7 +392,8 @@ TEST(ExecuteStreamClientScriptedTest, NoResultInTimeFailsAndADeadStreamIsCancell
   ScriptedTransactions server;
   server.Script(ScriptedTransactions::Mode::kSilent);
   ExecuteStreamClient::Options options;
-  options.deadline = absl::Milliseconds(200);
+  // Room for the second request under sanitizers.
+  options.deadline = absl::Seconds(1);
   ExecuteStreamClient client(server.Channel(), options);
   v1::ExecuteResponse response;
   grpc::Status status = client.Execute(Keyed("a"), &response);
@@ -483,7 +484,8 @@ TEST(ExecuteStreamClientScriptedTest, ARequestPastItsDeadlineWhileQueuedIsNeverS
   ScriptedTransactions server;
   server.Script(ScriptedTransactions::Mode::kStallThenAnswer);
   ExecuteStreamClient::Options options;
-  options.deadline = absl::Milliseconds(300);
+  // Room for the last request under sanitizers.
+  options.deadline = absl::Seconds(1);
   ExecuteStreamClient client(server.Channel(), options);
   Results results;
   // The server does not read yet: a first message larger than the
