@@ -58,7 +58,8 @@ INSTANTIATE_TEST_SUITE_P(All, BinariesTest,
                          ::testing::Values("twopc-coordinator",
                                            "twopc-participant", "twopcctl",
                                            "twopc-bench",
-                                           "twopc-example-ledger"));
+                                           "twopc-example-ledger",
+                                           "twopc-example-loader"));
 
 grpc::health::v1::HealthCheckResponse::ServingStatus CheckHealth(
     const std::string& address) {
