@@ -17,6 +17,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/coordinator/coordinator_fixture.h"
+#include "tests/testing/error_info_matchers.h"
 #include "tests/testing/status_matchers.h"
 #include "twopc/v1/transaction.grpc.pb.h"
 
@@ -24,6 +25,7 @@ namespace twopc::coordinator {
 namespace {
 
 using ::testing::HasSubstr;
+using ::twopc::testing::HasErrorInfo;
 using ::twopc::testing::IsOk;
 using ::twopc::testing::StatusIs;
 using Stream = grpc::ClientReaderWriter<v1::ExecuteStreamRequest,
@@ -174,11 +176,8 @@ TEST_F(ExecuteStreamTest, AMessageOverTheLimitEndsTheStreamAfterEarlierResults) 
   EXPECT_THAT(status.error_message(),
               HasSubstr(absl::StrCat("at most ",
                                      ExecuteStreams::kMaxRequestsPerMessage)));
-  const std::optional<v1::ErrorInfo> info =
-      GetErrorInfo(FromGrpcStatus(status));
-  ASSERT_TRUE(info.has_value());
-  EXPECT_EQ(info->certainty(), v1::ErrorInfo::CERTAINTY_DEFINITE);
-  EXPECT_EQ(info->reason(), "MESSAGE_REFUSED");
+  EXPECT_THAT(status, HasErrorInfo(v1::ErrorInfo::CERTAINTY_DEFINITE,
+                                   "MESSAGE_REFUSED"));
   ASSERT_TRUE(a_->WaitFor("abort:1-1"));
   EXPECT_EQ(a_->received().size(), 2u);  // the prepare and abort of 1-1
 }
@@ -281,10 +280,8 @@ TEST_F(ExecuteStreamTest, ShutdownEndsAStreamTheClientKeepsOpen) {
       << end.error_message();
   EXPECT_THAT(end.error_message(), HasSubstr("were not started"));
   // Definite, unlike a transport's UNAVAILABLE: a client may send again.
-  const std::optional<v1::ErrorInfo> info = GetErrorInfo(FromGrpcStatus(end));
-  ASSERT_TRUE(info.has_value());
-  EXPECT_EQ(info->certainty(), v1::ErrorInfo::CERTAINTY_DEFINITE);
-  EXPECT_EQ(info->reason(), "SHUTTING_DOWN");
+  EXPECT_THAT(end, HasErrorInfo(v1::ErrorInfo::CERTAINTY_DEFINITE,
+                                "SHUTTING_DOWN"));
   StartCoordinator();  // for TearDown symmetry
 }
 
@@ -319,10 +316,8 @@ TEST_F(ExecuteStreamTest, StreamsBeyondTheLimitAreRefused) {
   open("third", &result);
   EXPECT_THAT(result, StatusIs(absl::StatusCode::kResourceExhausted,
                                HasSubstr("--max_execute_streams")));
-  ASSERT_TRUE(GetErrorInfo(result).has_value());
-  EXPECT_EQ(GetErrorInfo(result)->certainty(),
-            v1::ErrorInfo::CERTAINTY_DEFINITE);
-  EXPECT_EQ(GetErrorInfo(result)->reason(), "LIMIT_EXCEEDED");
+  EXPECT_THAT(result, HasErrorInfo(v1::ErrorInfo::CERTAINTY_DEFINITE,
+                                   "LIMIT_EXCEEDED"));
   grpc::ClientContext get_context;
   v1::GetRequest get;
   get.mutable_ref()->set_idempotency_key("third");

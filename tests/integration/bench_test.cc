@@ -52,10 +52,7 @@ constexpr absl::Duration kBenchTimeout = absl::Seconds(120);
 const std::vector<std::string> kShortRun = {
     "--duration=2s", "--warmup=0.5s", "--ceiling_duration=0.5s", "--clients=8"};
 
-struct BenchRun {
-  int exit_code = -1;
-  std::string output;  // stdout and stderr
-};
+using BenchRun = ::twopc::testing::ProcessResult;
 
 // Runs twopc-bench with `args`, its $TMPDIR pointing at `tmp` so the test
 // can see what it leaves there.
@@ -63,26 +60,26 @@ class BenchTest : public ::testing::Test {
  protected:
   void SetUp() override { std::filesystem::create_directory(tmp_); }
 
-  absl::StatusOr<std::unique_ptr<Subprocess>> StartBench(
-      const std::vector<std::string>& args) {
+  std::vector<std::string> BenchArgv(const std::vector<std::string>& args) {
     std::vector<std::string> argv = {
         "/usr/bin/env", "TMPDIR=" + tmp_,
         std::string(TWOPC_BIN_DIR) + "/twopc-bench"};
     argv.insert(argv.end(), args.begin(), args.end());
+    return argv;
+  }
+
+  absl::StatusOr<std::unique_ptr<Subprocess>> StartBench(
+      const std::vector<std::string>& args) {
     return Subprocess::Start(
-        argv, dir_.Sub(absl::StrCat("bench-", ++runs_, ".out")));
+        BenchArgv(args), dir_.Sub(absl::StrCat("bench-", ++runs_, ".out")));
   }
 
   BenchRun RunBench(const std::vector<std::string>& args) {
-    BenchRun run;
-    auto bench = StartBench(args);
-    EXPECT_THAT(bench, IsOk());
-    if (!bench.ok()) return run;
-    auto status = (*bench)->Wait(kBenchTimeout);
-    EXPECT_THAT(status, IsOk());
-    run.output = (*bench)->Output();
-    if (status.ok() && WIFEXITED(*status)) run.exit_code = WEXITSTATUS(*status);
-    return run;
+    auto run = Subprocess::Run(BenchArgv(args),
+                               dir_.Sub(absl::StrCat("bench-", ++runs_, ".out")),
+                               kBenchTimeout);
+    EXPECT_THAT(run, IsOk());
+    return run.ok() ? *run : BenchRun();
   }
 
   // Everything the bench left in its $TMPDIR.

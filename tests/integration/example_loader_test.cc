@@ -2,13 +2,11 @@
 // example, against a real cluster: its transactions commit, running it again
 // commits nothing new (idempotency keys), and with no coordinator every
 // transaction fails as not started.
-#include <sys/wait.h>
+#include <grpcpp/grpcpp.h>
 
 #include <memory>
 #include <string>
 #include <vector>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
@@ -30,10 +28,7 @@ using ::twopc::testing::LocalCluster;
 using ::twopc::testing::Subprocess;
 using ::twopc::testing::TempDir;
 
-struct LoaderResult {
-  int exit_code = -1;
-  std::string output;
-};
+using LoaderResult = ::twopc::testing::ProcessResult;
 
 class ExampleLoaderTest : public ::testing::Test {
  protected:
@@ -48,29 +43,24 @@ class ExampleLoaderTest : public ::testing::Test {
   LoaderResult Load(const std::string& address, int transactions) {
     std::vector<std::string> argv = {
         std::string(TWOPC_BIN_DIR) + "/twopc-example-loader",
-        "--coordinator=" + address, "--participants=p1,p2",
-        absl::StrCat("--transactions=", transactions), "--threads=4",
-        "--prefix=load/", "--settle_seconds=5"};
-    auto process =
-        Subprocess::Start(argv, dir_.Sub(absl::StrCat("loader.", ++runs_)));
-    EXPECT_THAT(process, IsOk());
-    LoaderResult result;
-    if (!process.ok()) return result;
-    auto status = (*process)->Wait(absl::Seconds(60));
-    EXPECT_THAT(status, IsOk());
-    if (status.ok() && WIFEXITED(*status)) {
-      result.exit_code = WEXITSTATUS(*status);
-    }
-    result.output = (*process)->Output();
-    return result;
+        "--coordinator=" + address,
+        "--participants=p1,p2",
+        absl::StrCat("--transactions=", transactions),
+        "--threads=4",
+        "--prefix=load/",
+        "--settle_seconds=5"};
+    auto result = Subprocess::Run(
+        argv, dir_.Sub(absl::StrCat("loader.", ++runs_)), absl::Seconds(60));
+    EXPECT_THAT(result, IsOk());
+    return result.ok() ? *result : LoaderResult();
   }
 
   uint64_t CommittedTotal() {
     grpc::ClientContext context;
     v1::Stats stats;
-    EXPECT_TRUE(
-        cluster_.Admin()->GetStats(&context, v1::GetStatsRequest(), &stats)
-            .ok());
+    EXPECT_TRUE(cluster_.Admin()
+                    ->GetStats(&context, v1::GetStatsRequest(), &stats)
+                    .ok());
     return stats.committed_total();
   }
 
@@ -79,8 +69,8 @@ class ExampleLoaderTest : public ::testing::Test {
     v1::KvGetRequest request;
     request.set_key(key);
     v1::KvGetResponse response;
-    EXPECT_TRUE(cluster_.Kv(participant)->Get(&context, request, &response)
-                    .ok());
+    EXPECT_TRUE(
+        cluster_.Kv(participant)->Get(&context, request, &response).ok());
     return response.found() ? response.value() : "(not found)";
   }
 

@@ -29,10 +29,7 @@ using ::twopc::testing::LocalCluster;
 using ::twopc::testing::Subprocess;
 using ::twopc::testing::TempDir;
 
-struct CtlResult {
-  int exit_code = -1;
-  std::string output;
-};
+using CtlResult = ::twopc::testing::ProcessResult;
 
 class TwopcctlTest : public ::testing::Test {
  protected:
@@ -49,15 +46,10 @@ class TwopcctlTest : public ::testing::Test {
         std::string(TWOPC_BIN_DIR) + "/twopcctl",
         "--coordinator=" + cluster_.coordinator_address()};
     argv.insert(argv.end(), args.begin(), args.end());
-    auto process =
-        Subprocess::Start(argv, dir_.Sub(absl::StrCat("ctl.", ++runs_)));
-    EXPECT_THAT(process, IsOk());
-    CtlResult result;
-    auto status = (*process)->Wait(absl::Seconds(30));
-    EXPECT_THAT(status, IsOk());
-    if (status.ok() && WIFEXITED(*status)) result.exit_code = WEXITSTATUS(*status);
-    result.output = (*process)->Output();
-    return result;
+    auto result = Subprocess::Run(
+        argv, dir_.Sub(absl::StrCat("ctl.", ++runs_)), absl::Seconds(30));
+    EXPECT_THAT(result, IsOk());
+    return result.ok() ? *result : CtlResult();
   }
 
   // Runs a listing command that must succeed and print its table (so that a

@@ -45,6 +45,20 @@ absl::StatusOr<std::unique_ptr<Subprocess>> Subprocess::Start(
   return std::unique_ptr<Subprocess>(new Subprocess(pid, std::move(log_path)));
 }
 
+absl::StatusOr<ProcessResult> Subprocess::Run(std::vector<std::string> argv,
+                                              std::string log_path,
+                                              absl::Duration timeout) {
+  absl::StatusOr<std::unique_ptr<Subprocess>> process =
+      Start(std::move(argv), std::move(log_path));
+  if (!process.ok()) return process.status();
+  absl::StatusOr<int> status = (*process)->Wait(timeout);
+  if (!status.ok()) return status.status();
+  ProcessResult result;
+  if (WIFEXITED(*status)) result.exit_code = WEXITSTATUS(*status);
+  result.output = (*process)->Output();
+  return result;
+}
+
 Subprocess::~Subprocess() { Kill(); }
 
 std::string Subprocess::Output() const {

@@ -19,12 +19,24 @@
 
 namespace twopc::testing {
 
+// A process run to its end by Subprocess::Run.
+struct ProcessResult {
+  int exit_code = -1;  // -1 unless it exited normally
+  std::string output;  // stdout and stderr
+};
+
 class Subprocess {
  public:
   // Starts argv[0] (a path) with `argv`, output appended to `log_path`.
   // OK; INTERNAL when fork/exec fails (exec failure shows as exit code 127).
   static absl::StatusOr<std::unique_ptr<Subprocess>> Start(
       std::vector<std::string> argv, std::string log_path);
+
+  // Starts `argv` and waits until it exits. Start's error, or
+  // DEADLINE_EXCEEDED after `timeout` (the process is then killed).
+  static absl::StatusOr<ProcessResult> Run(std::vector<std::string> argv,
+                                           std::string log_path,
+                                           absl::Duration timeout);
 
   ~Subprocess();
   Subprocess(const Subprocess&) = delete;
