@@ -19,17 +19,16 @@ grpc::Status WithInfo(grpc::StatusCode code, std::string message,
   v1::ErrorInfo info;
   info.set_certainty(certainty);
   info.set_reason(reason);
-  return ToGrpcStatus(WithErrorInfo(
-      absl::Status(static_cast<absl::StatusCode>(code), message),
-      std::move(info)));
+  return ToGrpcStatus(
+      WithErrorInfo(absl::Status(static_cast<absl::StatusCode>(code), message),
+                    std::move(info)));
 }
 
 // A request that was never written: definite, send it again.
 grpc::Status NotSent(const grpc::Status& cause) {
-  const grpc::StatusCode code = cause.ok() ? grpc::StatusCode::UNAVAILABLE
-                                           : cause.error_code();
-  return WithInfo(code,
-                  absl::StrCat("not sent: ", cause.error_message()),
+  const grpc::StatusCode code =
+      cause.ok() ? grpc::StatusCode::UNAVAILABLE : cause.error_code();
+  return WithInfo(code, absl::StrCat("not sent: ", cause.error_message()),
                   v1::ErrorInfo::CERTAINTY_DEFINITE, "NOT_SENT");
 }
 
@@ -38,8 +37,7 @@ grpc::Status NotSent(const grpc::Status& cause) {
 // proxy may end a stream RESOURCE_EXHAUSTED or INVALID_ARGUMENT after the
 // coordinator started some of its requests).
 grpc::Status EndedBeforeResult(const grpc::Status& end) {
-  const std::optional<v1::ErrorInfo> info =
-      GetErrorInfo(FromGrpcStatus(end));
+  const std::optional<v1::ErrorInfo> info = GetErrorInfo(FromGrpcStatus(end));
   if (!end.ok() && info.has_value() &&
       info->certainty() == v1::ErrorInfo::CERTAINTY_DEFINITE) {
     return end;  // the coordinator says none of them was started
@@ -78,8 +76,8 @@ struct ExecuteStreamClient::Call {
   }
 
   ExecuteStreamClient* const client;
-  CompletionQueueLoop::EventTags<Call, Event, kEventCount> tags{
-      this, &Call::OnEvent};
+  CompletionQueueLoop::EventTags<Call, Event, kEventCount> tags{this,
+                                                                &Call::OnEvent};
   grpc::ClientContext context;  // outlives `stream` (declared before it)
   std::unique_ptr<grpc::ClientAsyncReaderWriter<v1::ExecuteStreamRequest,
                                                 v1::ExecuteStreamResponse>>
@@ -87,7 +85,7 @@ struct ExecuteStreamClient::Call {
   int outstanding = 0;  // operations on the queue
   bool started = false;
   bool writing = false;
-  bool broken = false;     // a Write failed: the read will fail too
+  bool broken = false;  // a Write failed: the read will fail too
   bool half_closed = false;
   bool ended = false;      // Finish asked for
   bool heard = false;      // a message came from the coordinator
@@ -119,17 +117,14 @@ ExecuteStreamClient::~ExecuteStreamClient() {
   {
     absl::MutexLock lock(&mu_);
     mu_.Await(absl::Condition(
-        +[](ExecuteStreamClient* client)
-             ABSL_EXCLUSIVE_LOCKS_REQUIRED(client->mu_) {
-               return client->ClosedLocked();
-             },
+        +[](ExecuteStreamClient* client) ABSL_EXCLUSIVE_LOCKS_REQUIRED(
+             client->mu_) { return client->ClosedLocked(); },
         this));
   }
   own_loop_.reset();
 }
 
-void ExecuteStreamClient::ExecuteAsync(v1::ExecuteRequest request,
-                                       Done done) {
+void ExecuteStreamClient::ExecuteAsync(v1::ExecuteRequest request, Done done) {
   const size_t bytes = request.ByteSizeLong();
   std::vector<Finished> finished;
   {
@@ -143,8 +138,8 @@ void ExecuteStreamClient::ExecuteAsync(v1::ExecuteRequest request,
       finished.push_back(
           {std::move(done),
            WithInfo(grpc::StatusCode::INVALID_ARGUMENT,
-                    absl::StrCat("the request is ", bytes,
-                                 " bytes; at most ", options_.max_request_bytes,
+                    absl::StrCat("the request is ", bytes, " bytes; at most ",
+                                 options_.max_request_bytes,
                                  " fit in an ExecuteStream message (the "
                                  "coordinator's transaction limit is "
                                  "--max_transaction_bytes, 4 MiB by default)"),
@@ -162,8 +157,8 @@ void ExecuteStreamClient::ExecuteAsync(v1::ExecuteRequest request,
            {}});
     } else {
       const uint64_t tag = next_tag_++;
-      pending_.emplace(tag, Pending{std::move(done),
-                                    SteadyClock::now() + deadline_});
+      pending_.emplace(
+          tag, Pending{std::move(done), SteadyClock::now() + deadline_});
       if (queued_.empty() ||
           queued_.back().message.items_size() >=
               options_.max_requests_per_message ||
@@ -215,9 +210,9 @@ void ExecuteStreamClient::Cancel() {
   {
     absl::MutexLock lock(&mu_);
     closing_ = true;
-    FailQueued(grpc::Status(grpc::StatusCode::CANCELLED,
-                            "the client was cancelled"),
-               &finished);
+    FailQueued(
+        grpc::Status(grpc::StatusCode::CANCELLED, "the client was cancelled"),
+        &finished);
     for (const auto& call : calls_) {
       if (!call->ended) call->context.TryCancel();
     }
@@ -257,16 +252,19 @@ void ExecuteStreamClient::WriteQueued() {
       call->half_closed || call->ended) {
     return;
   }
-  // Requests that passed their deadline while queued were failed NOT_SENT:
-  // they are never written.
-  while (!queued_.empty()) {
+  // Requests that passed their deadline while queued were failed NOT_SENT
+  // and are never written. Every request has the same deadline, so they are
+  // the oldest queued ones: they lead the queue.
+  while (expired_while_queued_ > 0 && !queued_.empty()) {
     auto* items = queued_.front().message.mutable_items();
-    queued_requests_ -= items->size();
+    const int before = items->size();
     items->erase(std::remove_if(items->begin(), items->end(),
                                 [this](const auto& item) {
                                   return pending_.count(item.tag()) == 0;
                                 }),
                  items->end());
+    expired_while_queued_ -= before - items->size();
+    queued_requests_ -= before - items->size();
     if (!items->empty()) break;
     queued_.pop_front();
   }
@@ -279,6 +277,7 @@ void ExecuteStreamClient::WriteQueued() {
     call->unanswered += message.items_size();
     ++counts_.messages_written;
     counts_.requests_written += message.items_size();
+    queued_requests_ -= message.items_size();
     call->writing = true;
     call->stream->Write(message, call->Tag(Event::kWritten));
     queued_.pop_front();  // Write has serialised it
@@ -369,11 +368,11 @@ void ExecuteStreamClient::OnFinished(Call* call,
   ++counts_.streams_ended;
   grpc::Status end = call->status;
   if (call->timed_out) {
-    end = grpc::Status(
-        grpc::StatusCode::DEADLINE_EXCEEDED,
-        absl::StrCat("nothing came on the stream for ",
-                     absl::FormatDuration(options_.deadline),
-                     " while requests waited: cancelled as dead"));
+    end =
+        grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
+                     absl::StrCat("nothing came on the stream for ",
+                                  absl::FormatDuration(options_.deadline),
+                                  " while requests waited: cancelled as dead"));
   }
   const grpc::Status unanswered = EndedBeforeResult(end);
   for (auto it = pending_.begin(); it != pending_.end();) {
@@ -412,6 +411,7 @@ void ExecuteStreamClient::FailQueued(const grpc::Status& cause,
   }
   queued_.clear();
   queued_requests_ = 0;
+  expired_while_queued_ = 0;
 }
 
 void ExecuteStreamClient::ArmWatchdog() {
@@ -419,12 +419,12 @@ void ExecuteStreamClient::ArmWatchdog() {
   watchdog_armed_ = true;
   const absl::Duration interval = std::clamp(
       options_.deadline / 4, absl::Milliseconds(1), absl::Seconds(1));
-  watchdog_.Set(queue_,
-                gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
-                             gpr_time_from_micros(
-                                 absl::ToInt64Microseconds(interval),
-                                 GPR_TIMESPAN)),
-                &watchdog_tag_);
+  watchdog_.Set(
+      queue_,
+      gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                   gpr_time_from_micros(absl::ToInt64Microseconds(interval),
+                                        GPR_TIMESPAN)),
+      &watchdog_tag_);
 }
 
 void ExecuteStreamClient::StopWatchdogIfIdle() {
@@ -455,11 +455,13 @@ void ExecuteStreamClient::OnWatchdog(bool ok) {
         finished.push_back(
             {std::move(request.done),
              WithInfo(grpc::StatusCode::DEADLINE_EXCEEDED,
-                      absl::StrCat(what, "; not sent: it was still waiting "
-                                         "to be written"),
+                      absl::StrCat(what,
+                                   "; not sent: it was still waiting "
+                                   "to be written"),
                       v1::ErrorInfo::CERTAINTY_DEFINITE, "NOT_SENT"),
              {}});
         it = pending_.erase(it);  // WriteQueued drops its item
+        ++expired_while_queued_;
         continue;
       }
       finished.push_back(

@@ -51,6 +51,9 @@
 #ifndef TWOPC_CLIENT_EXECUTE_STREAM_CLIENT_H_
 #define TWOPC_CLIENT_EXECUTE_STREAM_CLIENT_H_
 
+#include <grpcpp/alarm.h>
+#include <grpcpp/grpcpp.h>
+
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -60,9 +63,6 @@
 #include <map>
 #include <memory>
 #include <vector>
-
-#include <grpcpp/alarm.h>
-#include <grpcpp/grpcpp.h>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
@@ -213,6 +213,8 @@ class ExecuteStreamClient {
   Call* current_ ABSL_GUARDED_BY(mu_) = nullptr;  // accepts writes; may be null
   std::deque<Queued> queued_ ABSL_GUARDED_BY(mu_);
   int queued_requests_ ABSL_GUARDED_BY(mu_) = 0;  // in queued_
+  // Of those, failed on their deadline (no longer in pending_).
+  int expired_while_queued_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<uint64_t, Pending> pending_ ABSL_GUARDED_BY(mu_);  // tag order
   uint64_t next_tag_ ABSL_GUARDED_BY(mu_) = 1;
   WatchdogTag watchdog_tag_{this};

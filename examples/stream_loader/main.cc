@@ -12,16 +12,16 @@
 // idempotency key "<prefix><i>": running the same command again commits
 // nothing new (each key names its first transaction). Prints a count per
 // outcome and exits 0 when every transaction committed, 1 otherwise.
+#include <grpcpp/grpcpp.h>
+
 #include <atomic>
 #include <cstdio>
 #include <map>
-#include <optional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <grpcpp/grpcpp.h>
 
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_cat.h"
@@ -39,21 +39,27 @@ using twopc::client::ExecuteStreamClient;
 // How one transaction ended, as the loader reports it.
 enum class Ending {
   kCommitted,
-  kAborted,            // definite
-  kNotStarted,         // definite failure: nothing happened
-  kSettledCommitted,   // ambiguous, then found committed
-  kSettledAborted,     // ambiguous, then found aborted or never started
-  kUnsettled,          // ambiguous, and still undecided when we gave up
+  kAborted,           // definite
+  kNotStarted,        // definite failure: nothing happened
+  kSettledCommitted,  // ambiguous, then found committed
+  kSettledAborted,    // ambiguous, then found aborted or never started
+  kUnsettled,         // ambiguous, and still undecided when we gave up
 };
 
 const char* NameOf(Ending ending) {
   switch (ending) {
-    case Ending::kCommitted: return "committed";
-    case Ending::kAborted: return "aborted";
-    case Ending::kNotStarted: return "failed, not started";
-    case Ending::kSettledCommitted: return "ambiguous, then found committed";
-    case Ending::kSettledAborted: return "ambiguous, then found not committed";
-    case Ending::kUnsettled: return "ambiguous, still undecided";
+    case Ending::kCommitted:
+      return "committed";
+    case Ending::kAborted:
+      return "aborted";
+    case Ending::kNotStarted:
+      return "failed, not started";
+    case Ending::kSettledCommitted:
+      return "ambiguous, then found committed";
+    case Ending::kSettledAborted:
+      return "ambiguous, then found not committed";
+    case Ending::kUnsettled:
+      return "ambiguous, still undecided";
   }
   return "?";
 }
@@ -69,8 +75,8 @@ bool IsDefinite(const grpc::Status& status) {
 
 // Asks Get for the transaction of idempotency key `key` until it is decided
 // or `patience` passes. An unknown key never started: nothing to undo.
-Ending Settle(twopc::v1::TransactionService::Stub* stub,
-              const std::string& key, absl::Duration patience) {
+Ending Settle(twopc::v1::TransactionService::Stub* stub, const std::string& key,
+              absl::Duration patience) {
   const absl::Time give_up = absl::Now() + patience;
   while (true) {
     grpc::ClientContext context;
@@ -84,9 +90,12 @@ Ending Settle(twopc::v1::TransactionService::Stub* stub,
     }
     if (status.ok()) {
       switch (response.transaction().outcome()) {
-        case twopc::v1::OUTCOME_COMMITTED: return Ending::kSettledCommitted;
-        case twopc::v1::OUTCOME_ABORTED: return Ending::kSettledAborted;
-        default: break;  // not decided yet
+        case twopc::v1::OUTCOME_COMMITTED:
+          return Ending::kSettledCommitted;
+        case twopc::v1::OUTCOME_ABORTED:
+          return Ending::kSettledAborted;
+        default:
+          break;  // not decided yet
       }
     }
     if (absl::Now() > give_up) return Ending::kUnsettled;

@@ -3,18 +3,18 @@
 // for how the client handles a stream that ends, hangs or cannot be opened.
 #include "client/execute_stream_client.h"
 
+#include <grpcpp/grpcpp.h>
+
 #include <algorithm>
 #include <atomic>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
-#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
@@ -23,17 +23,20 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/coordinator/coordinator_fixture.h"
+#include "tests/testing/error_info_matchers.h"
 #include "tests/testing/eventually.h"
 
 namespace twopc::client {
 namespace {
 
 using ::twopc::testing::Eventually;
+using ::twopc::testing::HasErrorInfo;
 
 using ::testing::AllOf;
 using ::testing::Contains;
-using ::testing::Not;
+using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using ::testing::Not;
 using ::twopc::coordinator::CoordinatorServerTest;
 using ::twopc::coordinator::FakeParticipant;
 using ::twopc::coordinator::kWait;
@@ -73,22 +76,6 @@ class Results {
   mutable absl::Mutex mu_;
   std::map<int, Result> results_ ABSL_GUARDED_BY(mu_);
 };
-
-std::optional<v1::ErrorInfo> InfoOf(const grpc::Status& status) {
-  return GetErrorInfo(FromGrpcStatus(status));
-}
-
-MATCHER_P2(HasInfo, certainty, reason, "") {
-  std::optional<v1::ErrorInfo> info = InfoOf(arg);
-  if (!info.has_value()) {
-    *result_listener << "no ErrorInfo in " << arg.error_message();
-    return false;
-  }
-  *result_listener << "certainty " << info->certainty() << ", reason "
-                   << info->reason();
-  return info->certainty() == certainty && info->reason() == reason;
-}
-
 
 // A completion queue the test drives on a thread of its own, from Start()
 // on. Declare it before the client: the client must be destroyed while its
@@ -168,7 +155,8 @@ TEST_F(ExecuteStreamClientTest, ManyThreadsShareTheClient) {
         v1::ExecuteResponse response;
         grpc::Status status = client.Execute(TwoBranches(), &response);
         EXPECT_TRUE(status.ok()) << status.error_message();
-        if (response.transaction().outcome() == v1::OUTCOME_COMMITTED) ++committed;
+        if (response.transaction().outcome() == v1::OUTCOME_COMMITTED)
+          ++committed;
       }
     });
   }
@@ -177,7 +165,8 @@ TEST_F(ExecuteStreamClientTest, ManyThreadsShareTheClient) {
   EXPECT_EQ(client.counts().streams_opened, 1u);
 }
 
-TEST_F(ExecuteStreamClientTest, AFailedTransactionGetsTheErrorExecuteWouldGive) {
+TEST_F(ExecuteStreamClientTest,
+       AFailedTransactionGetsTheErrorExecuteWouldGive) {
   ExecuteStreamClient client(Channel(), {});
   v1::ExecuteRequest unknown;
   *unknown.add_branches() = KvBranch("nobody");
@@ -185,17 +174,19 @@ TEST_F(ExecuteStreamClientTest, AFailedTransactionGetsTheErrorExecuteWouldGive) 
   grpc::Status status = client.Execute(unknown, &response);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
   EXPECT_THAT(status.error_message(), HasSubstr("nobody"));
-  EXPECT_THAT(status, HasInfo(v1::ErrorInfo::CERTAINTY_DEFINITE,
-                              "PARTICIPANT_UNKNOWN"));
+  EXPECT_THAT(status, HasErrorInfo(v1::ErrorInfo::CERTAINTY_DEFINITE,
+                                   "PARTICIPANT_UNKNOWN"));
 
   a_->set_on_prepare(FakeParticipant::OnPrepare::kNo);
   status = client.Execute(TwoBranches(), &response);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::ABORTED);
   EXPECT_THAT(status.error_message(), HasSubstr("balance would be -5"));
-  EXPECT_THAT(status, HasInfo(v1::ErrorInfo::CERTAINTY_DEFINITE, "VOTED_NO"));
+  EXPECT_THAT(status,
+              HasErrorInfo(v1::ErrorInfo::CERTAINTY_DEFINITE, "VOTED_NO"));
 }
 
-TEST_F(ExecuteStreamClientTest, ACoordinatorShutdownEndsTheStreamAndTheNextOneIsNew) {
+TEST_F(ExecuteStreamClientTest,
+       ACoordinatorShutdownEndsTheStreamAndTheNextOneIsNew) {
   ExecuteStreamClient client(Channel(), {});
   v1::ExecuteResponse response;
   ASSERT_TRUE(client.Execute(TwoBranches(), &response).ok());
@@ -205,7 +196,8 @@ TEST_F(ExecuteStreamClientTest, ACoordinatorShutdownEndsTheStreamAndTheNextOneIs
   ASSERT_TRUE(Eventually([&] { return client.counts().streams_ended == 1; }));
   grpc::Status status = client.Execute(TwoBranches(), &response);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
-  EXPECT_THAT(status, HasInfo(v1::ErrorInfo::CERTAINTY_DEFINITE, "NOT_SENT"));
+  EXPECT_THAT(status,
+              HasErrorInfo(v1::ErrorInfo::CERTAINTY_DEFINITE, "NOT_SENT"));
   EXPECT_EQ(client.counts().streams_opened, 2u);
   StartCoordinator();  // for TearDown symmetry
 }
@@ -216,11 +208,14 @@ TEST_F(ExecuteStreamClientTest, ACoordinatorShutdownEndsTheStreamAndTheNextOneIs
 class ScriptedTransactions final : public v1::TransactionService::Service {
  public:
   enum class Mode {
-    kAnswer,   // answers each message, results in reverse order, plus an
-               // unknown tag
-    kSilent,   // reads and never answers
-    kEnd,      // ends the stream with `end` after reading a message
+    kAnswer,  // answers each message, results in reverse order, plus an
+              // unknown tag
+    kSilent,  // reads and never answers
+    kEnd,     // ends the stream with `end` after reading a message
     kStallThenAnswer,  // reads nothing until Release(), then answers
+    // As kStallThenAnswer, writing an empty message every 50 ms meanwhile
+    // (so the client does not take the stream for dead).
+    kStallWithHeartbeatsThenAnswer,
   };
 
   ScriptedTransactions() {
@@ -275,6 +270,14 @@ class ScriptedTransactions final : public v1::TransactionService::Service {
         mu_.Await(absl::Condition(&released_));
         mode_ = Mode::kAnswer;
       }
+      while (mode_ == Mode::kStallWithHeartbeatsThenAnswer &&
+             !mu_.AwaitWithTimeout(absl::Condition(&released_),
+                                   absl::Milliseconds(50))) {
+        mu_.Unlock();
+        stream->Write(v1::ExecuteStreamResponse());
+        mu_.Lock();
+      }
+      if (released_) mode_ = Mode::kAnswer;
     }
     v1::ExecuteStreamRequest message;
     while (stream->Read(&message)) {
@@ -295,8 +298,10 @@ class ScriptedTransactions final : public v1::TransactionService::Service {
       for (int i = message.items_size() - 1; i >= 0; --i) {
         auto* result = response.add_results();
         result->set_tag(message.items(i).tag());
-        result->mutable_transaction()->set_transaction_id(
-            absl::StrCat("t-", message.items(i).request().idempotency_key()));
+        // "t-" and the key's first 64 bytes (a result stays small, as the
+        // coordinator's do, whatever the request's size).
+        result->mutable_transaction()->set_transaction_id(absl::StrCat(
+            "t-", message.items(i).request().idempotency_key().substr(0, 64)));
         result->mutable_transaction()->set_outcome(v1::OUTCOME_COMMITTED);
       }
       stream->Write(response);
@@ -346,7 +351,7 @@ TEST(ExecuteStreamClientScriptedTest, ResultsFindTheirRequestsInAnyOrder) {
   Result late = results.WaitFor(6)[5];
   EXPECT_EQ(late.status.error_code(), grpc::StatusCode::CANCELLED);
   EXPECT_THAT(late.status,
-              HasInfo(v1::ErrorInfo::CERTAINTY_DEFINITE, "NOT_SENT"));
+              HasErrorInfo(v1::ErrorInfo::CERTAINTY_DEFINITE, "NOT_SENT"));
 }
 
 TEST(ExecuteStreamClientScriptedTest, ADefiniteEndIsPassedOn) {
@@ -354,16 +359,16 @@ TEST(ExecuteStreamClientScriptedTest, ADefiniteEndIsPassedOn) {
   v1::ErrorInfo info;
   info.set_certainty(v1::ErrorInfo::CERTAINTY_DEFINITE);
   info.set_reason("SHUTTING_DOWN");
-  server.Script(ScriptedTransactions::Mode::kEnd,
-                ToGrpcStatus(WithErrorInfo(
-                    absl::UnavailableError("not started"), info)));
+  server.Script(
+      ScriptedTransactions::Mode::kEnd,
+      ToGrpcStatus(WithErrorInfo(absl::UnavailableError("not started"), info)));
   ExecuteStreamClient client(server.Channel(), {});
   v1::ExecuteResponse response;
   grpc::Status status = client.Execute(Keyed("a"), &response);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
   EXPECT_EQ(status.error_message(), "not started");
   EXPECT_THAT(status,
-              HasInfo(v1::ErrorInfo::CERTAINTY_DEFINITE, "SHUTTING_DOWN"));
+              HasErrorInfo(v1::ErrorInfo::CERTAINTY_DEFINITE, "SHUTTING_DOWN"));
 }
 
 TEST(ExecuteStreamClientScriptedTest, AnAmbiguousEndSaysTheOutcomeIsUnknown) {
@@ -377,18 +382,19 @@ TEST(ExecuteStreamClientScriptedTest, AnAmbiguousEndSaysTheOutcomeIsUnknown) {
   EXPECT_THAT(status.error_message(), HasSubstr("connection lost"));
   EXPECT_THAT(status.error_message(), HasSubstr("TransactionService.Get"));
   EXPECT_THAT(status,
-              HasInfo(v1::ErrorInfo::CERTAINTY_AMBIGUOUS, "STREAM_ENDED"));
+              HasErrorInfo(v1::ErrorInfo::CERTAINTY_AMBIGUOUS, "STREAM_ENDED"));
 
   // A stream that ends OK without the result is no better.
   server.Script(ScriptedTransactions::Mode::kEnd);
   status = client.Execute(Keyed("b"), &response);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::UNKNOWN);
   EXPECT_THAT(status,
-              HasInfo(v1::ErrorInfo::CERTAINTY_AMBIGUOUS, "STREAM_ENDED"));
+              HasErrorInfo(v1::ErrorInfo::CERTAINTY_AMBIGUOUS, "STREAM_ENDED"));
   EXPECT_EQ(server.streams(), 2);
 }
 
-TEST(ExecuteStreamClientScriptedTest, NoResultInTimeFailsAndADeadStreamIsCancelled) {
+TEST(ExecuteStreamClientScriptedTest,
+     NoResultInTimeFailsAndADeadStreamIsCancelled) {
   ScriptedTransactions server;
   server.Script(ScriptedTransactions::Mode::kSilent);
   ExecuteStreamClient::Options options;
@@ -398,8 +404,8 @@ TEST(ExecuteStreamClientScriptedTest, NoResultInTimeFailsAndADeadStreamIsCancell
   v1::ExecuteResponse response;
   grpc::Status status = client.Execute(Keyed("a"), &response);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
-  EXPECT_THAT(status,
-              HasInfo(v1::ErrorInfo::CERTAINTY_AMBIGUOUS, "DEADLINE_PASSED"));
+  EXPECT_THAT(status, HasErrorInfo(v1::ErrorInfo::CERTAINTY_AMBIGUOUS,
+                                   "DEADLINE_PASSED"));
   // Nothing came on the stream for a whole deadline while a request waited:
   // the client gives it up, and the next request goes on a new one.
   EXPECT_TRUE(Eventually([&] { return server.cancelled() == 1; }));
@@ -425,18 +431,19 @@ TEST(ExecuteStreamClientScriptedTest, DestroyingTheClientFailsWhatWaits) {
   Result result = results.WaitFor(1)[0];
   EXPECT_EQ(result.status.error_code(), grpc::StatusCode::CANCELLED);
   EXPECT_THAT(result.status,
-              HasInfo(v1::ErrorInfo::CERTAINTY_AMBIGUOUS, "STREAM_ENDED"));
+              HasErrorInfo(v1::ErrorInfo::CERTAINTY_AMBIGUOUS, "STREAM_ENDED"));
 }
 
 TEST(ExecuteStreamClientScriptedTest, NoCoordinatorFailsAtOnceAsNotSent) {
   // Port 1: nothing listens there, the connection is refused.
-  auto channel = grpc::CreateChannel("127.0.0.1:1",
-                                     grpc::InsecureChannelCredentials());
+  auto channel =
+      grpc::CreateChannel("127.0.0.1:1", grpc::InsecureChannelCredentials());
   ExecuteStreamClient client(channel, {});
   v1::ExecuteResponse response;
   grpc::Status status = client.Execute(Keyed("a"), &response);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
-  EXPECT_THAT(status, HasInfo(v1::ErrorInfo::CERTAINTY_DEFINITE, "NOT_SENT"));
+  EXPECT_THAT(status,
+              HasErrorInfo(v1::ErrorInfo::CERTAINTY_DEFINITE, "NOT_SENT"));
 }
 
 TEST(ExecuteStreamClientScriptedTest, ARequestTooLargeForAMessageFailsAtOnce) {
@@ -445,8 +452,7 @@ TEST(ExecuteStreamClientScriptedTest, ARequestTooLargeForAMessageFailsAtOnce) {
   options.max_request_bytes = 100;
   ExecuteStreamClient client(server.Channel(), options);
   v1::ExecuteResponse response;
-  grpc::Status status =
-      client.Execute(Keyed(std::string(200, 'k')), &response);
+  grpc::Status status = client.Execute(Keyed(std::string(200, 'k')), &response);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(status.error_message(), HasSubstr("at most 100"));
   EXPECT_EQ(server.streams(), 0);
@@ -480,7 +486,8 @@ TEST(ExecuteStreamClientScriptedTest, MessagesAreBoundedInRequestsAndBytes) {
 // A request that passes its deadline before it could be written fails
 // definite (NOT_SENT) and is never written; one that was written fails
 // ambiguous.
-TEST(ExecuteStreamClientScriptedTest, ARequestPastItsDeadlineWhileQueuedIsNeverSent) {
+TEST(ExecuteStreamClientScriptedTest,
+     ARequestPastItsDeadlineWhileQueuedIsNeverSent) {
   ScriptedTransactions server;
   server.Script(ScriptedTransactions::Mode::kStallThenAnswer);
   ExecuteStreamClient::Options options;
@@ -497,11 +504,11 @@ TEST(ExecuteStreamClientScriptedTest, ARequestPastItsDeadlineWhileQueuedIsNeverS
   client.ExecuteAsync(Keyed("b"), results.Slot(1));
   std::map<int, Result> failed = results.WaitFor(2);
   EXPECT_EQ(failed[0].status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
-  EXPECT_THAT(failed[0].status, HasInfo(v1::ErrorInfo::CERTAINTY_AMBIGUOUS,
-                                        "DEADLINE_PASSED"));
+  EXPECT_THAT(failed[0].status, HasErrorInfo(v1::ErrorInfo::CERTAINTY_AMBIGUOUS,
+                                             "DEADLINE_PASSED"));
   EXPECT_EQ(failed[1].status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
   EXPECT_THAT(failed[1].status,
-              HasInfo(v1::ErrorInfo::CERTAINTY_DEFINITE, "NOT_SENT"));
+              HasErrorInfo(v1::ErrorInfo::CERTAINTY_DEFINITE, "NOT_SENT"));
   // b is never written (the first stream, silent for a whole deadline, is
   // given up too); a new request goes through on a new stream.
   server.Release();
@@ -513,19 +520,44 @@ TEST(ExecuteStreamClientScriptedTest, ARequestPastItsDeadlineWhileQueuedIsNeverS
   EXPECT_THAT(server.keys_read(), AllOf(Not(Contains("b")), Contains("c")));
 }
 
+// The same on a stream that stays alive: once the first message is written,
+// the expired request is dropped from the queue, not written after it.
+TEST(ExecuteStreamClientScriptedTest,
+     ARequestPastItsDeadlineWhileQueuedIsDroppedFromALiveStream) {
+  ScriptedTransactions server;
+  server.Script(ScriptedTransactions::Mode::kStallWithHeartbeatsThenAnswer);
+  ExecuteStreamClient::Options options;
+  options.deadline = absl::Seconds(1);
+  ExecuteStreamClient client(server.Channel(), options);
+  Results results;
+  client.ExecuteAsync(Keyed(std::string(6 << 20, 'a')), results.Slot(0));
+  ASSERT_TRUE(
+      Eventually([&] { return client.counts().messages_written == 1; }));
+  client.ExecuteAsync(Keyed("b"), results.Slot(1));
+  std::map<int, Result> failed = results.WaitFor(2);
+  EXPECT_THAT(failed[1].status,
+              HasErrorInfo(v1::ErrorInfo::CERTAINTY_DEFINITE, "NOT_SENT"));
+  server.Release();
+  client.ExecuteAsync(Keyed("c"), results.Slot(2));
+  Result c = results.WaitFor(3)[2];
+  EXPECT_TRUE(c.status.ok()) << c.status.error_message();
+  EXPECT_THAT(server.keys_read(), ElementsAre(std::string(6 << 20, 'a'), "c"));
+  EXPECT_EQ(client.counts().streams_opened, 1u);
+  EXPECT_EQ(client.counts().requests_written, 2u);
+}
+
 // `done` may send the next request: it runs outside the client's lock.
 TEST(ExecuteStreamClientScriptedTest, ACallbackMaySendTheNextRequest) {
   ScriptedTransactions server;
   ExecuteStreamClient client(server.Channel(), {});
   Results results;
   std::function<void(int)> send = [&](int i) {
-    client.ExecuteAsync(Keyed(absl::StrCat("k", i)),
-                        [&, i](grpc::Status status,
-                               v1::ExecuteResponse response) {
-                          if (i < 19) send(i + 1);
-                          results.Slot(i)(std::move(status),
-                                          std::move(response));
-                        });
+    client.ExecuteAsync(
+        Keyed(absl::StrCat("k", i)),
+        [&, i](grpc::Status status, v1::ExecuteResponse response) {
+          if (i < 19) send(i + 1);
+          results.Slot(i)(std::move(status), std::move(response));
+        });
   };
   send(0);
   for (const auto& [index, result] : results.WaitFor(20)) {
@@ -538,7 +570,8 @@ TEST(ExecuteStreamClientScriptedTest, ACallbackMaySendTheNextRequest) {
 
 // A status code alone does not make a stream's end definite: only the
 // coordinator's ErrorInfo does.
-TEST(ExecuteStreamClientScriptedTest, AnEndWithoutTheCoordinatorsWordIsAmbiguous) {
+TEST(ExecuteStreamClientScriptedTest,
+     AnEndWithoutTheCoordinatorsWordIsAmbiguous) {
   ScriptedTransactions server;
   server.Script(ScriptedTransactions::Mode::kEnd,
                 grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
@@ -548,7 +581,7 @@ TEST(ExecuteStreamClientScriptedTest, AnEndWithoutTheCoordinatorsWordIsAmbiguous
   grpc::Status status = client.Execute(Keyed("a"), &response);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
   EXPECT_THAT(status,
-              HasInfo(v1::ErrorInfo::CERTAINTY_AMBIGUOUS, "STREAM_ENDED"));
+              HasErrorInfo(v1::ErrorInfo::CERTAINTY_AMBIGUOUS, "STREAM_ENDED"));
 }
 
 }  // namespace
