@@ -16,12 +16,9 @@ namespace {
 grpc::Status WithInfo(grpc::StatusCode code, std::string message,
                       v1::ErrorInfo::Certainty certainty,
                       const std::string& reason) {
-  v1::ErrorInfo info;
-  info.set_certainty(certainty);
-  info.set_reason(reason);
-  return ToGrpcStatus(
-      WithErrorInfo(absl::Status(static_cast<absl::StatusCode>(code), message),
-                    std::move(info)));
+  return ToGrpcStatus(WithErrorInfo(
+      absl::Status(static_cast<absl::StatusCode>(code), message), certainty,
+      reason));
 }
 
 // A request that was never written: definite, send it again.

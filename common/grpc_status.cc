@@ -36,6 +36,15 @@ absl::Status WithErrorInfo(absl::Status status, v1::ErrorInfo info) {
   return status;
 }
 
+absl::Status WithErrorInfo(absl::Status status,
+                           v1::ErrorInfo::Certainty certainty,
+                           const std::string& reason) {
+  v1::ErrorInfo info;
+  info.set_certainty(certainty);
+  info.set_reason(reason);
+  return WithErrorInfo(std::move(status), std::move(info));
+}
+
 std::optional<v1::ErrorInfo> GetErrorInfo(const absl::Status& status) {
   absl::optional<absl::Cord> payload = status.GetPayload(kErrorInfoTypeUrl);
   if (!payload.has_value()) return std::nullopt;

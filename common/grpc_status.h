@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <optional>
+#include <string>
 #include <utility>
 
 #include <grpcpp/support/status.h>
@@ -22,6 +23,11 @@ bool IsAmbiguous(absl::StatusCode code);
 // Returns `status` with `info` attached (replacing any earlier ErrorInfo).
 // Certainty is filled from the code when `info` leaves it unspecified.
 absl::Status WithErrorInfo(absl::Status status, v1::ErrorInfo info);
+
+// Returns `status` with an ErrorInfo of just `certainty` and `reason`.
+absl::Status WithErrorInfo(absl::Status status,
+                           v1::ErrorInfo::Certainty certainty,
+                           const std::string& reason);
 
 // The ErrorInfo attached to `status`, if any.
 std::optional<v1::ErrorInfo> GetErrorInfo(const absl::Status& status);

@@ -19,10 +19,8 @@ namespace {
 // A stream's end that leaves no doubt about its requests without a result:
 // none of them was started. A client may send them again.
 absl::Status Definite(absl::Status status, const std::string& reason) {
-  v1::ErrorInfo info;
-  info.set_certainty(v1::ErrorInfo::CERTAINTY_DEFINITE);
-  info.set_reason(reason);
-  return WithErrorInfo(std::move(status), std::move(info));
+  return WithErrorInfo(std::move(status), v1::ErrorInfo::CERTAINTY_DEFINITE,
+                       reason);
 }
 
 // Streams waiting for a client at any time.

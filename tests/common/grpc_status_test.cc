@@ -71,6 +71,20 @@ TEST(GrpcStatusTest, CertaintyDefaultsFromTheCode) {
             v1::ErrorInfo::CERTAINTY_AMBIGUOUS);
 }
 
+// A certainty given explicitly wins over the code's: a shutdown's
+// UNAVAILABLE can be definite.
+TEST(GrpcStatusTest, CertaintyAndReasonGivenExplicitly) {
+  const absl::Status status =
+      WithErrorInfo(absl::UnavailableError("shutting down"),
+                    v1::ErrorInfo::CERTAINTY_DEFINITE, "SHUTTING_DOWN");
+  EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(status.message(), "shutting down");
+  ASSERT_TRUE(GetErrorInfo(status).has_value());
+  EXPECT_EQ(GetErrorInfo(status)->certainty(),
+            v1::ErrorInfo::CERTAINTY_DEFINITE);
+  EXPECT_EQ(GetErrorInfo(status)->reason(), "SHUTTING_DOWN");
+}
+
 TEST(GrpcStatusTest, PlainStatusesConvertWithoutDetails) {
   EXPECT_TRUE(ToGrpcStatus(absl::OkStatus()).ok());
   const grpc::Status wire = ToGrpcStatus(absl::AbortedError("voted no"));
