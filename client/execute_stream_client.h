@@ -37,9 +37,9 @@
 // the queued requests fail too). A stream on which written requests wait
 // (answered or failed on their deadline or not) but nothing came for a whole
 // `deadline` is cancelled as dead, failing its unanswered requests
-// (ambiguous): keep `deadline` above the transactions' own timeout. Give the
-// channel gRPC keepalive (GRPC_ARG_KEEPALIVE_TIME_MS) to find a dead
-// connection sooner.
+// (ambiguous): keep `deadline` above the transactions' own timeout. Create
+// the channel with CreateCoordinatorChannel (client/coordinator_channel.h):
+// its keepalive pings find a dead connection within seconds.
 //
 // Threading: the client drives its calls on a completion queue: a loop of
 // its own, or the caller's (every tag the client posts there is a

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/grpc_channel.h"
 
 namespace twopc::coordinator {
 
@@ -24,15 +25,12 @@ ParticipantLink::ParticipantLink(CompletionQueueLoop* loop,
           std::make_shared<CompletionQueueWaker>(loop->queue(), Tag(kWoken))),
       delay_(options_.min_reconnect_delay),
       rng_(std::hash<std::string>()(participant_id_)) {
-  grpc::ChannelArguments args;
-  args.SetMaxReceiveMessageSize(64 << 20);
-  args.SetMaxSendMessageSize(64 << 20);
   // Keepalive pings detect a participant that is frozen or gone without a
   // TCP reset, so its stream breaks and what was in flight fails over.
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 2000);
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 2000);
-  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-  args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+  grpc::ChannelArguments args =
+      KeepaliveChannelArguments(absl::Seconds(2), absl::Seconds(2));
+  args.SetMaxReceiveMessageSize(64 << 20);
+  args.SetMaxSendMessageSize(64 << 20);
   stub_ = v1::ParticipantService::NewStub(grpc::CreateCustomChannel(
       endpoint_, grpc::InsecureChannelCredentials(), args));
   // The first connection attempt is made on the loop's thread.

@@ -28,12 +28,14 @@
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "client/coordinator_channel.h"
 #include "client/execute_stream_client.h"
 #include "common/grpc_status.h"
 #include "twopc/v1/transaction.grpc.pb.h"
 
 namespace {
 
+using twopc::client::CreateCoordinatorChannel;
 using twopc::client::ExecuteStreamClient;
 
 // How one transaction ended, as the loader reports it.
@@ -136,8 +138,10 @@ int main(int argc, char** argv) {
 
   const std::vector<std::string> ids =
       absl::StrSplit(participants, ',', absl::SkipEmpty());
-  auto channel =
-      grpc::CreateChannel(coordinator, grpc::InsecureChannelCredentials());
+  // Keepalive pings: a coordinator gone silent ends the stream within
+  // seconds, not after a request's whole deadline.
+  auto channel = CreateCoordinatorChannel(
+      coordinator, grpc::InsecureChannelCredentials());
   auto stub = twopc::v1::TransactionService::NewStub(channel);
   ExecuteStreamClient client(channel, {});
 

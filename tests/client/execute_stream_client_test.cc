@@ -16,8 +16,10 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "client/coordinator_channel.h"
 #include "common/grpc_server.h"
 #include "common/grpc_status.h"
 #include "gmock/gmock.h"
@@ -25,6 +27,7 @@
 #include "tests/coordinator/coordinator_fixture.h"
 #include "tests/testing/error_info_matchers.h"
 #include "tests/testing/eventually.h"
+#include "tests/testing/tcp_proxy.h"
 
 namespace twopc::client {
 namespace {
@@ -232,6 +235,12 @@ class ScriptedTransactions final : public v1::TransactionService::Service {
     return grpc::CreateChannel(server_.address,
                                grpc::InsecureChannelCredentials());
   }
+  int port() const {
+    int port = 0;
+    EXPECT_TRUE(absl::SimpleAtoi(
+        server_.address.substr(server_.address.rfind(':') + 1), &port));
+    return port;
+  }
   void Script(Mode mode, grpc::Status end = grpc::Status::OK) {
     absl::MutexLock lock(&mu_);
     mode_ = mode;
@@ -414,6 +423,39 @@ TEST(ExecuteStreamClientScriptedTest,
   status = client.Execute(Keyed("b"), &response);
   EXPECT_TRUE(status.ok()) << status.error_message();
   EXPECT_EQ(response.transaction().transaction_id(), "t-b");
+  EXPECT_EQ(server.streams(), 2);
+}
+
+TEST(ExecuteStreamClientScriptedTest,
+     KeepaliveFindsAConnectionGoneSilentBeforeTheDeadline) {
+  ScriptedTransactions server;
+  auto proxy = testing::TcpProxy::Start(server.port());
+  ASSERT_TRUE(proxy.ok()) << proxy.status();
+  ExecuteStreamClient client(
+      CreateCoordinatorChannel((*proxy)->address(),
+                               grpc::InsecureChannelCredentials(),
+                               {.keepalive_time = absl::Seconds(1),
+                                .keepalive_timeout = absl::Seconds(1)}),
+      {});  // the default deadline: a minute
+  v1::ExecuteResponse response;
+  grpc::Status status = client.Execute(Keyed("a"), &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+
+  // The coordinator's host goes silent: no reset, nothing arrives. The
+  // unanswered ping ends the stream long before the request's deadline
+  // (which would fail it DEADLINE_EXCEEDED, DEADLINE_PASSED).
+  (*proxy)->BlackHoleOpenConnections();
+  status = client.Execute(Keyed("b"), &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE)
+      << status.error_message();
+  EXPECT_THAT(status,
+              HasErrorInfo(v1::ErrorInfo::CERTAINTY_AMBIGUOUS, "STREAM_ENDED"));
+
+  // The next request goes over a new connection.
+  status = client.Execute(Keyed("c"), &response);
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(response.transaction().transaction_id(), "t-c");
+  EXPECT_GE((*proxy)->connections_accepted(), 2);
   EXPECT_EQ(server.streams(), 2);
 }
 
