@@ -1,6 +1,7 @@
 #include "client/execute_stream_client.h"
 
 #include <algorithm>
+#include <iterator>
 #include <optional>
 #include <string>
 #include <utility>
@@ -16,9 +17,9 @@ namespace {
 grpc::Status WithInfo(grpc::StatusCode code, std::string message,
                       v1::ErrorInfo::Certainty certainty,
                       const std::string& reason) {
-  return ToGrpcStatus(WithErrorInfo(
-      absl::Status(static_cast<absl::StatusCode>(code), message), certainty,
-      reason));
+  return ToGrpcStatus(
+      WithErrorInfo(absl::Status(static_cast<absl::StatusCode>(code), message),
+                    certainty, reason));
 }
 
 // A request that was never written: definite, send it again.
@@ -46,6 +47,17 @@ grpc::Status EndedBeforeResult(const grpc::Status& end) {
                    "): its outcome is unknown; look it up with "
                    "TransactionService.Get by id or idempotency key"),
       v1::ErrorInfo::CERTAINTY_AMBIGUOUS, "STREAM_ENDED");
+}
+
+// An end after which the coordinator says none of the stream's unanswered
+// requests was started, and sending them again may succeed (unlike a
+// refused message).
+bool EndedWithoutStarting(const grpc::Status& end) {
+  const std::optional<v1::ErrorInfo> info = GetErrorInfo(FromGrpcStatus(end));
+  return !end.ok() && info.has_value() &&
+         info->certainty() == v1::ErrorInfo::CERTAINTY_DEFINITE &&
+         (info->reason() == "SHUTTING_DOWN" ||
+          info->reason() == "LIMIT_EXCEEDED");
 }
 
 ExecuteStreamClient::Options Checked(ExecuteStreamClient::Options options) {
@@ -154,8 +166,9 @@ void ExecuteStreamClient::ExecuteAsync(v1::ExecuteRequest request, Done done) {
            {}});
     } else {
       const uint64_t tag = next_tag_++;
-      pending_.emplace(
-          tag, Pending{std::move(done), SteadyClock::now() + deadline_});
+      Pending& pending = pending_[tag];
+      pending.done = std::move(done);
+      pending.deadline = SteadyClock::now() + deadline_;
       if (queued_.empty() ||
           queued_.back().message.items_size() >=
               options_.max_requests_per_message ||
@@ -171,7 +184,7 @@ void ExecuteStreamClient::ExecuteAsync(v1::ExecuteRequest request, Done done) {
       ++queued_requests_;
       ArmWatchdog();
       if (current_ == nullptr) {
-        Open();
+        if (!reopen_armed_) Open();
       } else {
         WriteQueued();
       }
@@ -214,6 +227,7 @@ void ExecuteStreamClient::Cancel() {
       if (!call->ended) call->context.TryCancel();
     }
     if (watchdog_armed_) watchdog_.Cancel();
+    if (reopen_armed_) reopen_.Cancel();
     if (!finished.empty()) ++delivering_;
   }
   Deliver(&finished);
@@ -226,7 +240,7 @@ bool ExecuteStreamClient::Closed() const {
 
 bool ExecuteStreamClient::ClosedLocked() const {
   return closing_ && calls_.empty() && queued_.empty() && !watchdog_armed_ &&
-         delivering_ == 0;
+         !reopen_armed_ && delivering_ == 0;
 }
 
 ExecuteStreamClient::Counts ExecuteStreamClient::counts() const {
@@ -243,12 +257,7 @@ void ExecuteStreamClient::Open() {
   call->stream->StartCall(call->Tag(Event::kStarted));
 }
 
-void ExecuteStreamClient::WriteQueued() {
-  Call* call = current_;
-  if (call == nullptr || !call->started || call->writing || call->broken ||
-      call->half_closed || call->ended) {
-    return;
-  }
+void ExecuteStreamClient::DropExpiredQueued() {
   // Requests that passed their deadline while queued were failed NOT_SENT
   // and are never written. Every request has the same deadline, so they are
   // the oldest queued ones: they lead the queue.
@@ -265,8 +274,17 @@ void ExecuteStreamClient::WriteQueued() {
     if (!items->empty()) break;
     queued_.pop_front();
   }
+}
+
+void ExecuteStreamClient::WriteQueued() {
+  Call* call = current_;
+  if (call == nullptr || !call->started || call->writing || call->broken ||
+      call->half_closed || call->ended) {
+    return;
+  }
+  DropExpiredQueued();
   if (!queued_.empty()) {
-    const v1::ExecuteStreamRequest& message = queued_.front().message;
+    v1::ExecuteStreamRequest& message = queued_.front().message;
     for (const auto& item : message.items()) {
       pending_.find(item.tag())->second.written_on = call;
     }
@@ -277,6 +295,14 @@ void ExecuteStreamClient::WriteQueued() {
     queued_requests_ -= message.items_size();
     call->writing = true;
     call->stream->Write(message, call->Tag(Event::kWritten));
+    if (options_.resend_not_started) {
+      // Write has serialised the message: keep each request, should its
+      // call end without starting it.
+      for (auto& item : *message.mutable_items()) {
+        pending_.find(item.tag())->second.written =
+            std::move(*item.mutable_request());
+      }
+    }
     queued_.pop_front();  // Write has serialised it
   } else if (closing_) {
     call->half_closed = true;
@@ -342,6 +368,7 @@ void ExecuteStreamClient::Handle(Call* call, Event event, bool ok) {
 void ExecuteStreamClient::OnRead(Call* call, std::vector<Finished>* finished) {
   call->heard = true;
   call->last_heard = SteadyClock::now();
+  reopen_backoff_ = kFirstReopenBackoff;
   for (auto& result : *call->incoming.mutable_results()) {
     auto it = pending_.find(result.tag());
     if (it == pending_.end() || it->second.written_on != call) continue;
@@ -371,22 +398,31 @@ void ExecuteStreamClient::OnFinished(Call* call,
                                   absl::FormatDuration(options_.deadline),
                                   " while requests waited: cancelled as dead"));
   }
-  const grpc::Status unanswered = EndedBeforeResult(end);
-  for (auto it = pending_.begin(); it != pending_.end();) {
-    if (it->second.written_on != call) {
-      ++it;
-      continue;
+  const bool resend = options_.resend_not_started && EndedWithoutStarting(end);
+  if (resend) {
+    Requeue(call);
+  } else {
+    const grpc::Status unanswered = EndedBeforeResult(end);
+    for (auto it = pending_.begin(); it != pending_.end();) {
+      if (it->second.written_on != call) {
+        ++it;
+        continue;
+      }
+      if (!it->second.expired) {
+        finished->push_back({std::move(it->second.done), unanswered, {}});
+      }
+      it = pending_.erase(it);
     }
-    if (!it->second.expired) {
-      finished->push_back({std::move(it->second.done), unanswered, {}});
-    }
-    it = pending_.erase(it);
   }
   if (current_ != nullptr || queued_.empty()) return;
-  // Requests submitted while this call was ending: a new call for them,
-  // unless this one never got through to the coordinator.
-  if (call->heard) {
+  // Requests submitted while this call was ending (or put back): a new call
+  // for them, unless this one never got through to the coordinator or the
+  // coordinator turned it away; then they fail, or wait for a call opened
+  // after the backoff.
+  if (call->heard && !resend) {
     Open();
+  } else if (options_.resend_not_started) {
+    ReopenLater();
   } else {
     FailQueued(end.ok() ? grpc::Status(grpc::StatusCode::UNAVAILABLE,
                                        "the stream ended at once")
@@ -409,6 +445,60 @@ void ExecuteStreamClient::FailQueued(const grpc::Status& cause,
   queued_.clear();
   queued_requests_ = 0;
   expired_while_queued_ = 0;
+}
+
+void ExecuteStreamClient::Requeue(Call* call) {
+  std::deque<Queued> again;
+  for (auto it = pending_.begin(); it != pending_.end();) {
+    Pending& request = it->second;
+    if (request.written_on != call) {
+      ++it;
+      continue;
+    }
+    if (request.expired) {  // failed already
+      it = pending_.erase(it);
+      continue;
+    }
+    const size_t bytes = request.written.ByteSizeLong();
+    if (again.empty() ||
+        again.back().message.items_size() >=
+            options_.max_requests_per_message ||
+        (again.back().message.items_size() > 0 &&
+         again.back().bytes + bytes > options_.max_message_bytes)) {
+      again.emplace_back();
+    }
+    v1::ExecuteStreamRequest::Item* item = again.back().message.add_items();
+    item->set_tag(it->first);
+    *item->mutable_request() = std::move(request.written);
+    again.back().bytes += bytes;
+    request.written_on = nullptr;
+    ++queued_requests_;
+    ++counts_.requests_requeued;
+    ++it;
+  }
+  // Older than anything queued, so they go first (and the deadline scan in
+  // WriteQueued still finds the expired ones at the head).
+  queued_.insert(queued_.begin(), std::make_move_iterator(again.begin()),
+                 std::make_move_iterator(again.end()));
+}
+
+void ExecuteStreamClient::ReopenLater() {
+  if (reopen_armed_) return;
+  reopen_armed_ = true;
+  reopen_.Set(queue_,
+              gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                           gpr_time_from_micros(
+                               absl::ToInt64Microseconds(reopen_backoff_),
+                               GPR_TIMESPAN)),
+              &reopen_tag_);
+  reopen_backoff_ = std::min(reopen_backoff_ * 2, kMaxReopenBackoff);
+}
+
+void ExecuteStreamClient::OnReopen(bool ok) {
+  absl::MutexLock lock(&mu_);
+  reopen_armed_ = false;
+  if (!ok) return;  // cancelled
+  if (current_ == nullptr && !queued_.empty()) Open();
 }
 
 void ExecuteStreamClient::ArmWatchdog() {
@@ -480,6 +570,8 @@ void ExecuteStreamClient::OnWatchdog(bool ok) {
         call->context.TryCancel();  // the read fails, which ends the call
       }
     }
+    DropExpiredQueued();
+    WriteQueued();  // e.g. the half-close, if closing and nothing is left
     if (!pending_.empty()) ArmWatchdog();
     if (!finished.empty()) ++delivering_;
   }

@@ -24,8 +24,16 @@
 //     larger than `max_request_bytes`; RESOURCE_EXHAUSTED reason NOT_SENT
 //     when `max_queued_requests` wait to be written; CANCELLED reason
 //     NOT_SENT after Close or Cancel. All definite.
-// Nothing is retried: a request is written at most once. Send requests with
-// an idempotency key to make repeating them after an ambiguous answer safe.
+// By default nothing is retried: a request is written at most once. With
+// `Options::resend_not_started`, a request the coordinator certainly did not
+// start is sent again on a new stream instead of failing: one not written
+// when its stream ended or could not be opened (the coordinator
+// unreachable), and one written on a stream the coordinator ended
+// SHUTTING_DOWN or LIMIT_EXCEEDED. New streams are opened after a backoff
+// (20 ms, doubling up to 1 s, reset once the coordinator answers), until
+// the request's deadline: then it fails DEADLINE_EXCEEDED, NOT_SENT. No
+// request is ever started twice by this. Send requests with an idempotency
+// key to make repeating them after an ambiguous answer safe too.
 //
 // Streams: one at a time, opened by the first request (gRPC fail-fast: with
 // the coordinator unreachable the requests fail at once, UNAVAILABLE and
@@ -94,6 +102,9 @@ class ExecuteStreamClient {
     // faster than it answers it): one more fails at once
     // RESOURCE_EXHAUSTED, NOT_SENT.
     int max_queued_requests = 65536;
+    // Send requests that were certainly not started again (above), e.g.
+    // across a coordinator's restart, instead of failing them.
+    bool resend_not_started = false;
   };
 
   // The result: OK with `response.transaction()`, or the error.
@@ -140,10 +151,15 @@ class ExecuteStreamClient {
     uint64_t requests_written = 0;
     uint64_t streams_opened = 0;
     uint64_t streams_ended = 0;  // their end handled
+    // Written requests put back in the queue (resend_not_started).
+    uint64_t requests_requeued = 0;
   };
   Counts counts() const;
 
  private:
+  static constexpr absl::Duration kFirstReopenBackoff = absl::Milliseconds(20);
+  static constexpr absl::Duration kMaxReopenBackoff = absl::Seconds(1);
+
   enum class Event { kStarted, kWritten, kWritesDone, kRead, kFinished };
   static constexpr int kEventCount = 5;
   struct Call;
@@ -157,6 +173,9 @@ class ExecuteStreamClient {
     // Failed on its deadline (`done` ran) after it was written; kept until
     // its call answers or ends, to find a dead call.
     bool expired = false;
+    // With resend_not_started, the request once written (to send it again
+    // should its call end without starting it).
+    v1::ExecuteRequest written;
   };
   // A message not written yet.
   struct Queued {
@@ -169,17 +188,23 @@ class ExecuteStreamClient {
     grpc::Status status;
     v1::ExecuteResponse response;
   };
-  class WatchdogTag final : public CompletionQueueLoop::Handler {
+  // An alarm's tag: calls (owner->*on_event)(ok).
+  class AlarmTag final : public CompletionQueueLoop::Handler {
    public:
-    explicit WatchdogTag(ExecuteStreamClient* owner) : owner_(owner) {}
-    void OnEvent(bool ok) override { owner_->OnWatchdog(ok); }
+    AlarmTag(ExecuteStreamClient* owner,
+             void (ExecuteStreamClient::*on_event)(bool))
+        : owner_(owner), on_event_(on_event) {}
+    void OnEvent(bool ok) override { (owner_->*on_event_)(ok); }
 
    private:
     ExecuteStreamClient* const owner_;
+    void (ExecuteStreamClient::*const on_event_)(bool);
   };
 
   void Open() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void WriteQueued() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Drops the queued requests that failed on their deadline (NOT_SENT).
+  void DropExpiredQueued() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Handle(Call* call, Event event, bool ok);
   void OnRead(Call* call, std::vector<Finished>* finished)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -189,6 +214,12 @@ class ExecuteStreamClient {
   // Fails every queued request with `status` (made NOT_SENT).
   void FailQueued(const grpc::Status& status, std::vector<Finished>* finished)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Puts the requests written on `call` and still pending back at the head
+  // of the queue, in tag order (resend_not_started).
+  void Requeue(Call* call) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Opens a new call after the backoff (resend_not_started).
+  void ReopenLater() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void OnReopen(bool ok);
   void ArmWatchdog() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Once closing and nothing is pending, the watchdog is no longer needed.
   void StopWatchdogIfIdle() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -217,9 +248,14 @@ class ExecuteStreamClient {
   int expired_while_queued_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<uint64_t, Pending> pending_ ABSL_GUARDED_BY(mu_);  // tag order
   uint64_t next_tag_ ABSL_GUARDED_BY(mu_) = 1;
-  WatchdogTag watchdog_tag_{this};
+  AlarmTag watchdog_tag_{this, &ExecuteStreamClient::OnWatchdog};
   grpc::Alarm watchdog_ ABSL_GUARDED_BY(mu_);
   bool watchdog_armed_ ABSL_GUARDED_BY(mu_) = false;
+  // resend_not_started: the next call is opened when this alarm fires.
+  AlarmTag reopen_tag_{this, &ExecuteStreamClient::OnReopen};
+  grpc::Alarm reopen_ ABSL_GUARDED_BY(mu_);
+  bool reopen_armed_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Duration reopen_backoff_ ABSL_GUARDED_BY(mu_) = kFirstReopenBackoff;
   // Batches of results being handed to their `done` right now.
   int delivering_ ABSL_GUARDED_BY(mu_) = 0;
   Counts counts_ ABSL_GUARDED_BY(mu_);

@@ -12,6 +12,8 @@
 // idempotency key "<prefix><i>": running the same command again commits
 // nothing new (each key names its first transaction). Prints a count per
 // outcome and exits 0 when every transaction committed, 1 otherwise.
+// Transactions the coordinator certainly did not start (unreachable, or
+// shutting down) are sent again until --wait_seconds have passed.
 #include <grpcpp/grpcpp.h>
 
 #include <atomic>
@@ -117,6 +119,7 @@ int main(int argc, char** argv) {
   int threads = 4;
   std::string prefix = "load/";
   int settle_seconds = 60;
+  int wait_seconds = 30;
   app.add_option("--coordinator", coordinator, "the coordinator's address")
       ->capture_default_str();
   app.add_option("--participants", participants,
@@ -134,16 +137,27 @@ int main(int argc, char** argv) {
                  "how long to ask after an ambiguous result")
       ->check(CLI::Range(0, 3600))
       ->capture_default_str();
+  app.add_option("--wait_seconds", wait_seconds,
+                 "how long a transaction may take, waiting for an unreachable "
+                 "or restarting coordinator included (the client's deadline)")
+      ->check(CLI::Range(1, 3600))
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
   const std::vector<std::string> ids =
       absl::StrSplit(participants, ',', absl::SkipEmpty());
   // Keepalive pings: a coordinator gone silent ends the stream within
   // seconds, not after a request's whole deadline.
-  auto channel = CreateCoordinatorChannel(
-      coordinator, grpc::InsecureChannelCredentials());
+  auto channel =
+      CreateCoordinatorChannel(coordinator, grpc::InsecureChannelCredentials());
   auto stub = twopc::v1::TransactionService::NewStub(channel);
-  ExecuteStreamClient client(channel, {});
+  // What the coordinator certainly did not start (it was unreachable or
+  // shutting down) is sent again until the deadline, so a coordinator
+  // restart during the load costs time, not failures.
+  ExecuteStreamClient::Options options;
+  options.deadline = absl::Seconds(wait_seconds);
+  options.resend_not_started = true;
+  ExecuteStreamClient client(channel, options);
 
   absl::Mutex mu;
   std::map<Ending, int> counts;

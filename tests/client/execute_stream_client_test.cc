@@ -80,6 +80,20 @@ class Results {
   std::map<int, Result> results_ ABSL_GUARDED_BY(mu_);
 };
 
+// The port of "host:port".
+int PortOf(const std::string& address) {
+  int port = 0;
+  EXPECT_TRUE(absl::SimpleAtoi(address.substr(address.rfind(':') + 1), &port))
+      << address;
+  return port;
+}
+
+ExecuteStreamClient::Options Resending() {
+  ExecuteStreamClient::Options options;
+  options.resend_not_started = true;
+  return options;
+}
+
 // A completion queue the test drives on a thread of its own, from Start()
 // on. Declare it before the client: the client must be destroyed while its
 // queue is still driven.
@@ -205,6 +219,42 @@ TEST_F(ExecuteStreamClientTest,
   StartCoordinator();  // for TearDown symmetry
 }
 
+TEST_F(ExecuteStreamClientTest,
+       ResendingCarriesRequestsAcrossACoordinatorRestart) {
+  auto proxy = testing::TcpProxy::Start(PortOf(coordinator_->address()));
+  ASSERT_TRUE(proxy.ok()) << proxy.status();
+  ExecuteStreamClient client(
+      CreateCoordinatorChannel((*proxy)->address(),
+                               grpc::InsecureChannelCredentials()),
+      Resending());
+  v1::ExecuteResponse response;
+  ASSERT_TRUE(client.Execute(TwoBranches(), &response).ok());
+
+  // The coordinator goes down; requests sent meanwhile wait for it.
+  (*proxy)->SetTargetPort(0);
+  coordinator_->Shutdown(absl::Seconds(1));
+  coordinator_.reset();
+  ASSERT_TRUE(Eventually([&] { return client.counts().streams_ended == 1; }));
+  Results results;
+  constexpr int kRequests = 5;
+  for (int i = 0; i < kRequests; ++i) {
+    client.ExecuteAsync(TwoBranches(), results.Slot(i));
+  }
+  const int attempts = (*proxy)->connections_accepted();
+  ASSERT_TRUE(Eventually(
+      [&] { return (*proxy)->connections_accepted() >= attempts + 2; }));
+  EXPECT_EQ(results.size(), 0u);
+
+  // Back up (same data, a new port behind the same address): they commit.
+  StartCoordinator();
+  (*proxy)->SetTargetPort(PortOf(coordinator_->address()));
+  for (const auto& [index, result] : results.WaitFor(kRequests)) {
+    EXPECT_TRUE(result.status.ok())
+        << index << ": " << result.status.error_message();
+    EXPECT_EQ(result.response.transaction().outcome(), v1::OUTCOME_COMMITTED);
+  }
+}
+
 // --- against a scripted TransactionService ---------------------------------
 
 // Serves ExecuteStream as the test scripts it; records what it reads.
@@ -215,7 +265,8 @@ class ScriptedTransactions final : public v1::TransactionService::Service {
               // unknown tag
     kSilent,  // reads and never answers
     kEnd,     // ends the stream with `end` after reading a message
-    kStallThenAnswer,  // reads nothing until Release(), then answers
+    kEndOnceThenAnswer,  // as kEnd for the first message read, then kAnswer
+    kStallThenAnswer,    // reads nothing until Release(), then answers
     // As kStallThenAnswer, writing an empty message every 50 ms meanwhile
     // (so the client does not take the stream for dead).
     kStallWithHeartbeatsThenAnswer,
@@ -235,12 +286,7 @@ class ScriptedTransactions final : public v1::TransactionService::Service {
     return grpc::CreateChannel(server_.address,
                                grpc::InsecureChannelCredentials());
   }
-  int port() const {
-    int port = 0;
-    EXPECT_TRUE(absl::SimpleAtoi(
-        server_.address.substr(server_.address.rfind(':') + 1), &port));
-    return port;
-  }
+  int port() const { return PortOf(server_.address); }
   void Script(Mode mode, grpc::Status end = grpc::Status::OK) {
     absl::MutexLock lock(&mu_);
     mode_ = mode;
@@ -298,6 +344,10 @@ class ScriptedTransactions final : public v1::TransactionService::Service {
         end = end_;
         for (const auto& item : message.items()) {
           keys_read_.push_back(item.request().idempotency_key());
+        }
+        if (mode_ == Mode::kEndOnceThenAnswer) {
+          mode = Mode::kEnd;
+          mode_ = Mode::kAnswer;
         }
       }
       if (mode == Mode::kEnd) return end;
@@ -457,6 +507,86 @@ TEST(ExecuteStreamClientScriptedTest,
   EXPECT_EQ(response.transaction().transaction_id(), "t-c");
   EXPECT_GE((*proxy)->connections_accepted(), 2);
   EXPECT_EQ(server.streams(), 2);
+}
+
+// --- resend_not_started -----------------------------------------------------
+
+TEST(ExecuteStreamClientScriptedTest, ResendsWhatTheCoordinatorDidNotStart) {
+  for (const char* reason : {"SHUTTING_DOWN", "LIMIT_EXCEEDED"}) {
+    SCOPED_TRACE(reason);
+    ScriptedTransactions server;
+    server.Script(
+        ScriptedTransactions::Mode::kEndOnceThenAnswer,
+        ToGrpcStatus(WithErrorInfo(absl::UnavailableError("not started"),
+                                   v1::ErrorInfo::CERTAINTY_DEFINITE, reason)));
+    ExecuteStreamClient client(server.Channel(), Resending());
+    v1::ExecuteResponse response;
+    grpc::Status status = client.Execute(Keyed("a"), &response);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    EXPECT_EQ(response.transaction().transaction_id(), "t-a");
+    EXPECT_THAT(server.keys_read(), ElementsAre("a", "a"));
+    EXPECT_EQ(server.streams(), 2);
+    EXPECT_EQ(client.counts().requests_requeued, 1u);
+  }
+}
+
+TEST(ExecuteStreamClientScriptedTest, WhatMayHaveStartedIsNotResent) {
+  ScriptedTransactions server;
+  // A refused message would be refused again; a lost connection may have
+  // started the request.
+  for (const grpc::Status& end :
+       {ToGrpcStatus(WithErrorInfo(absl::InvalidArgumentError("refused"),
+                                   v1::ErrorInfo::CERTAINTY_DEFINITE,
+                                   "MESSAGE_REFUSED")),
+        grpc::Status(grpc::StatusCode::UNAVAILABLE, "connection lost")}) {
+    server.Script(ScriptedTransactions::Mode::kEndOnceThenAnswer, end);
+    ExecuteStreamClient client(server.Channel(), Resending());
+    v1::ExecuteResponse response;
+    grpc::Status status = client.Execute(Keyed("a"), &response);
+    EXPECT_EQ(status.error_code(), end.error_code());
+    EXPECT_EQ(client.counts().requests_requeued, 0u);
+  }
+  EXPECT_THAT(server.keys_read(), ElementsAre("a", "a"));
+}
+
+TEST(ExecuteStreamClientScriptedTest,
+     ResendingWaitsForAnUnreachableCoordinator) {
+  ScriptedTransactions server;
+  auto proxy = testing::TcpProxy::Start(0);  // the coordinator is down
+  ASSERT_TRUE(proxy.ok()) << proxy.status();
+  ExecuteStreamClient client(
+      CreateCoordinatorChannel((*proxy)->address(),
+                               grpc::InsecureChannelCredentials()),
+      Resending());
+  Results results;
+  client.ExecuteAsync(Keyed("a"), results.Slot(0));
+  // The client keeps trying, and the request keeps waiting...
+  ASSERT_TRUE(
+      Eventually([&] { return (*proxy)->connections_accepted() >= 3; }));
+  EXPECT_EQ(results.size(), 0u);
+  // ...until the coordinator is up.
+  (*proxy)->SetTargetPort(server.port());
+  Result a = results.WaitFor(1)[0];
+  EXPECT_TRUE(a.status.ok()) << a.status.error_message();
+  EXPECT_THAT(server.keys_read(), ElementsAre("a"));
+}
+
+TEST(ExecuteStreamClientScriptedTest, ResendingGivesUpAtTheDeadlineAsNotSent) {
+  auto proxy = testing::TcpProxy::Start(0);  // the coordinator is down
+  ASSERT_TRUE(proxy.ok()) << proxy.status();
+  ExecuteStreamClient::Options options = Resending();
+  options.deadline = absl::Seconds(1);
+  ExecuteStreamClient client(
+      CreateCoordinatorChannel((*proxy)->address(),
+                               grpc::InsecureChannelCredentials()),
+      options);
+  v1::ExecuteResponse response;
+  grpc::Status status = client.Execute(Keyed("a"), &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  EXPECT_THAT(status,
+              HasErrorInfo(v1::ErrorInfo::CERTAINTY_DEFINITE, "NOT_SENT"));
+  client.Close();
+  EXPECT_TRUE(Eventually([&] { return client.Closed(); }));
 }
 
 TEST(ExecuteStreamClientScriptedTest, DestroyingTheClientFailsWhatWaits) {

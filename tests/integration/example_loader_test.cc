@@ -40,7 +40,8 @@ class ExampleLoaderTest : public ::testing::Test {
                 IsOk());
   }
 
-  LoaderResult Load(const std::string& address, int transactions) {
+  LoaderResult Load(const std::string& address, int transactions,
+                    int wait_seconds = 20) {
     std::vector<std::string> argv = {
         std::string(TWOPC_BIN_DIR) + "/twopc-example-loader",
         "--coordinator=" + address,
@@ -48,7 +49,8 @@ class ExampleLoaderTest : public ::testing::Test {
         absl::StrCat("--transactions=", transactions),
         "--threads=4",
         "--prefix=load/",
-        "--settle_seconds=5"};
+        "--settle_seconds=5",
+        absl::StrCat("--wait_seconds=", wait_seconds)};
     auto result = Subprocess::Run(
         argv, dir_.Sub(absl::StrCat("loader.", ++runs_)), absl::Seconds(60));
     EXPECT_THAT(result, IsOk());
@@ -97,7 +99,9 @@ TEST_F(ExampleLoaderTest, LoadsOnceAndSettlesNothingTwice) {
 
 TEST_F(ExampleLoaderTest, WithoutACoordinatorNothingStarts) {
   cluster_.Kill(LocalCluster::kCoordinator);
-  LoaderResult result = Load(cluster_.coordinator_address(), 20);
+  // Sent again and again until the deadline, then given up as not sent.
+  LoaderResult result =
+      Load(cluster_.coordinator_address(), 20, /*wait_seconds=*/1);
   EXPECT_EQ(result.exit_code, 1) << result.output;
   EXPECT_THAT(result.output,
               MatchesRegex("(.|\n)*failed, not started +20\n(.|\n)*"));

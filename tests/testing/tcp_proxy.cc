@@ -70,9 +70,9 @@ TcpProxy::TcpProxy(int listen_fd, int port, int target_port, int wake_read_fd,
                    int wake_write_fd)
     : listen_fd_(listen_fd),
       port_(port),
-      target_port_(target_port),
       wake_read_fd_(wake_read_fd),
       wake_write_fd_(wake_write_fd),
+      target_port_(target_port),
       thread_([this] { Run(); }) {}
 
 TcpProxy::~TcpProxy() {
@@ -112,12 +112,23 @@ int TcpProxy::connections_accepted() const {
   return accepted_;
 }
 
+void TcpProxy::SetTargetPort(int port) {
+  absl::MutexLock lock(&mu_);
+  target_port_ = port;
+}
+
 void TcpProxy::Accept() {
   const int client_fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
   if (client_fd < 0) return;
+  int target_port;
+  {
+    absl::MutexLock lock(&mu_);
+    ++accepted_;
+    target_port = target_port_;
+  }
   const int target_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  const sockaddr_in target = Loopback(target_port_);
-  if (target_fd < 0 ||
+  const sockaddr_in target = Loopback(target_port);
+  if (target_port == 0 || target_fd < 0 ||
       connect(target_fd, reinterpret_cast<const sockaddr*>(&target),
               sizeof(target)) != 0) {
     // The target refuses: so does the proxy.
@@ -130,7 +141,6 @@ void TcpProxy::Accept() {
   setsockopt(target_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
   absl::MutexLock lock(&mu_);
   connections_.push_back({client_fd, target_fd, false});
-  ++accepted_;
 }
 
 bool TcpProxy::Forward(int from, int to) {

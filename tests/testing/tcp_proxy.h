@@ -23,7 +23,8 @@ namespace twopc::testing {
 
 class TcpProxy {
  public:
-  // Listens on 127.0.0.1 (a free port) and forwards to 127.0.0.1:target_port.
+  // Listens on 127.0.0.1 (a free port) and forwards to 127.0.0.1:target_port
+  // (0: refuses every connection until SetTargetPort).
   static absl::StatusOr<std::unique_ptr<TcpProxy>> Start(int target_port);
 
   // Closes every connection and joins the forwarding thread.
@@ -39,7 +40,11 @@ class TcpProxy {
   // far (in either direction); they stay open until the proxy is destroyed.
   void BlackHoleOpenConnections() ABSL_LOCKS_EXCLUDED(mu_);
 
-  // Connections accepted so far.
+  // Later connections go to 127.0.0.1:port; 0 refuses them (as a target
+  // that is down).
+  void SetTargetPort(int port) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Connections accepted so far (those the target refused included).
   int connections_accepted() const ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
@@ -59,13 +64,13 @@ class TcpProxy {
 
   const int listen_fd_;
   const int port_;
-  const int target_port_;
   // A byte written here wakes the thread (a black-holing or the end).
   const int wake_read_fd_;
   const int wake_write_fd_;
 
   mutable absl::Mutex mu_;
   std::vector<Connection> connections_ ABSL_GUARDED_BY(mu_);
+  int target_port_ ABSL_GUARDED_BY(mu_);
   int accepted_ ABSL_GUARDED_BY(mu_) = 0;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::thread thread_;  // last: starts once everything above is ready
