@@ -220,6 +220,7 @@ void ExecuteStreamClient::Cancel() {
   {
     absl::MutexLock lock(&mu_);
     closing_ = true;
+    cancelled_ = true;
     FailQueued(
         grpc::Status(grpc::StatusCode::CANCELLED, "the client was cancelled"),
         &finished);
@@ -398,7 +399,8 @@ void ExecuteStreamClient::OnFinished(Call* call,
                                   absl::FormatDuration(options_.deadline),
                                   " while requests waited: cancelled as dead"));
   }
-  const bool resend = options_.resend_not_started && EndedWithoutStarting(end);
+  const bool resend =
+      options_.resend_not_started && !cancelled_ && EndedWithoutStarting(end);
   if (resend) {
     Requeue(call);
   } else {
@@ -414,7 +416,12 @@ void ExecuteStreamClient::OnFinished(Call* call,
       it = pending_.erase(it);
     }
   }
-  if (current_ != nullptr || queued_.empty()) return;
+  if (queued_.empty()) return;
+  if (current_ != nullptr) {
+    // A newer call, opened while this one was ending, takes them.
+    WriteQueued();
+    return;
+  }
   // Requests submitted while this call was ending (or put back): a new call
   // for them, unless this one never got through to the coordinator or the
   // coordinator turned it away; then they fail, or wait for a call opened

@@ -240,6 +240,7 @@ class ExecuteStreamClient {
 
   mutable absl::Mutex mu_;
   bool closing_ ABSL_GUARDED_BY(mu_) = false;
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;  // nothing is resent then
   std::list<std::unique_ptr<Call>> calls_ ABSL_GUARDED_BY(mu_);
   Call* current_ ABSL_GUARDED_BY(mu_) = nullptr;  // accepts writes; may be null
   std::deque<Queued> queued_ ABSL_GUARDED_BY(mu_);
