@@ -49,10 +49,10 @@ grpc::Status EndedBeforeResult(const grpc::Status& end) {
       v1::ErrorInfo::CERTAINTY_AMBIGUOUS, "STREAM_ENDED");
 }
 
-// An end after which the coordinator says none of the stream's unanswered
-// requests was started, and sending them again may succeed (unlike a
-// refused message).
-bool EndedWithoutStarting(const grpc::Status& end) {
+// A stream's end or a request's result by which the coordinator says it
+// did not start the request(s), and sending them again may succeed (unlike
+// a refused message): it is shutting down, or has too many streams.
+bool NotStarted(const grpc::Status& end) {
   const std::optional<v1::ErrorInfo> info = GetErrorInfo(FromGrpcStatus(end));
   return !end.ok() && info.has_value() &&
          info->certainty() == v1::ErrorInfo::CERTAINTY_DEFINITE &&
@@ -169,18 +169,7 @@ void ExecuteStreamClient::ExecuteAsync(v1::ExecuteRequest request, Done done) {
       Pending& pending = pending_[tag];
       pending.done = std::move(done);
       pending.deadline = SteadyClock::now() + deadline_;
-      if (queued_.empty() ||
-          queued_.back().message.items_size() >=
-              options_.max_requests_per_message ||
-          (queued_.back().message.items_size() > 0 &&
-           queued_.back().bytes + bytes > options_.max_message_bytes)) {
-        queued_.emplace_back();
-      }
-      Queued& message = queued_.back();
-      v1::ExecuteStreamRequest::Item* item = message.message.add_items();
-      item->set_tag(tag);
-      *item->mutable_request() = std::move(request);
-      message.bytes += bytes;
+      Append(tag, std::move(request), bytes, &queued_);
       ++queued_requests_;
       ArmWatchdog();
       if (current_ == nullptr) {
@@ -336,10 +325,12 @@ void ExecuteStreamClient::Handle(Call* call, Event event, bool ok) {
         break;
       case Event::kWritten:
         call->writing = false;
-        if (ok) {
+        if (!ok) {
+          call->broken = true;  // what is queued waits for the next call
+        } else if (call == current_) {
           WriteQueued();
         } else {
-          call->broken = true;  // what is queued waits for the next call
+          HalfClose(call);  // retired while writing
         }
         break;
       case Event::kWritesDone:
@@ -370,21 +361,37 @@ void ExecuteStreamClient::OnRead(Call* call, std::vector<Finished>* finished) {
   call->heard = true;
   call->last_heard = SteadyClock::now();
   reopen_backoff_ = kFirstReopenBackoff;
+  std::vector<uint64_t> put_back;  // refused as not started: sent again
   for (auto& result : *call->incoming.mutable_results()) {
     auto it = pending_.find(result.tag());
     if (it == pending_.end() || it->second.written_on != call) continue;
     --call->unanswered;
-    const bool expired = it->second.expired;
-    Finished done{std::move(it->second.done), {}, {}};
-    pending_.erase(it);
-    if (expired) continue;  // failed on its deadline already
+    if (it->second.expired) {  // failed on its deadline already
+      pending_.erase(it);
+      continue;
+    }
+    Finished done{{}, {}, {}};
     if (result.status().code() != 0) {
       done.status = ToGrpcStatus(FromRpcStatus(result.status()));
+      if (options_.resend_not_started && !cancelled_ &&
+          NotStarted(done.status)) {
+        put_back.push_back(it->first);
+        continue;
+      }
     } else {
       *done.response.mutable_transaction() =
           std::move(*result.mutable_transaction());
     }
+    done.done = std::move(it->second.done);
+    pending_.erase(it);
     finished->push_back(std::move(done));
+  }
+  if (!put_back.empty()) {
+    // The coordinator is draining: it answers what it started on this
+    // stream but starts nothing more. Send the rest to the next one.
+    Requeue(put_back);
+    Retire(call);
+    ReopenLater();
   }
 }
 
@@ -400,9 +407,20 @@ void ExecuteStreamClient::OnFinished(Call* call,
                                   " while requests waited: cancelled as dead"));
   }
   const bool resend =
-      options_.resend_not_started && !cancelled_ && EndedWithoutStarting(end);
+      options_.resend_not_started && !cancelled_ && NotStarted(end);
   if (resend) {
-    Requeue(call);
+    std::vector<uint64_t> tags;
+    for (auto it = pending_.begin(); it != pending_.end();) {
+      if (it->second.written_on != call) {
+        ++it;
+      } else if (it->second.expired) {  // failed already
+        it = pending_.erase(it);
+      } else {
+        tags.push_back(it->first);
+        ++it;
+      }
+    }
+    Requeue(tags);
   } else {
     const grpc::Status unanswered = EndedBeforeResult(end);
     for (auto it = pending_.begin(); it != pending_.end();) {
@@ -454,39 +472,51 @@ void ExecuteStreamClient::FailQueued(const grpc::Status& cause,
   expired_while_queued_ = 0;
 }
 
-void ExecuteStreamClient::Requeue(Call* call) {
+void ExecuteStreamClient::Append(uint64_t tag, v1::ExecuteRequest request,
+                                 size_t bytes,
+                                 std::deque<Queued>* messages) const {
+  if (messages->empty() ||
+      messages->back().message.items_size() >=
+          options_.max_requests_per_message ||
+      (messages->back().message.items_size() > 0 &&
+       messages->back().bytes + bytes > options_.max_message_bytes)) {
+    messages->emplace_back();
+  }
+  Queued& message = messages->back();
+  v1::ExecuteStreamRequest::Item* item = message.message.add_items();
+  item->set_tag(tag);
+  *item->mutable_request() = std::move(request);
+  message.bytes += bytes;
+}
+
+void ExecuteStreamClient::Requeue(const std::vector<uint64_t>& tags) {
   std::deque<Queued> again;
-  for (auto it = pending_.begin(); it != pending_.end();) {
-    Pending& request = it->second;
-    if (request.written_on != call) {
-      ++it;
-      continue;
-    }
-    if (request.expired) {  // failed already
-      it = pending_.erase(it);
-      continue;
-    }
+  for (uint64_t tag : tags) {
+    Pending& request = pending_.find(tag)->second;
     const size_t bytes = request.written.ByteSizeLong();
-    if (again.empty() ||
-        again.back().message.items_size() >=
-            options_.max_requests_per_message ||
-        (again.back().message.items_size() > 0 &&
-         again.back().bytes + bytes > options_.max_message_bytes)) {
-      again.emplace_back();
-    }
-    v1::ExecuteStreamRequest::Item* item = again.back().message.add_items();
-    item->set_tag(it->first);
-    *item->mutable_request() = std::move(request.written);
-    again.back().bytes += bytes;
+    Append(tag, std::move(request.written), bytes, &again);
     request.written_on = nullptr;
     ++queued_requests_;
     ++counts_.requests_requeued;
-    ++it;
   }
   // Older than anything queued, so they go first (and the deadline scan in
-  // WriteQueued still finds the expired ones at the head).
+  // DropExpiredQueued still finds the expired ones at the head).
   queued_.insert(queued_.begin(), std::make_move_iterator(again.begin()),
                  std::make_move_iterator(again.end()));
+}
+
+void ExecuteStreamClient::Retire(Call* call) {
+  if (current_ == call) current_ = nullptr;
+  HalfClose(call);
+}
+
+void ExecuteStreamClient::HalfClose(Call* call) {
+  if (!call->started || call->writing || call->half_closed || call->ended ||
+      call->broken) {
+    return;  // a write in flight half-closes it when done
+  }
+  call->half_closed = true;
+  call->stream->WritesDone(call->Tag(Event::kWritesDone));
 }
 
 void ExecuteStreamClient::ReopenLater() {

@@ -29,7 +29,9 @@
 // start is sent again on a new stream instead of failing: one not written
 // when its stream ended or could not be opened (the coordinator
 // unreachable), and one written on a stream the coordinator ended
-// SHUTTING_DOWN or LIMIT_EXCEEDED. New streams are opened after a backoff
+// SHUTTING_DOWN or LIMIT_EXCEEDED, or whose own result says SHUTTING_DOWN
+// (a draining coordinator: the stream is then no longer written to, and
+// still answers what it carries). New streams are opened after a backoff
 // (20 ms, doubling up to 1 s, reset once the coordinator answers), until
 // the request's deadline: then it fails DEADLINE_EXCEEDED, NOT_SENT. No
 // request is ever started twice by this. Send requests with an idempotency
@@ -214,9 +216,18 @@ class ExecuteStreamClient {
   // Fails every queued request with `status` (made NOT_SENT).
   void FailQueued(const grpc::Status& status, std::vector<Finished>* finished)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Puts the requests written on `call` and still pending back at the head
-  // of the queue, in tag order (resend_not_started).
-  void Requeue(Call* call) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Adds `request` (`bytes` serialised) to the last of `messages`, or to a
+  // new one when that is full.
+  void Append(uint64_t tag, v1::ExecuteRequest request, size_t bytes,
+              std::deque<Queued>* messages) const;
+  // Puts these written, pending requests (tags in ascending order) back at
+  // the head of the queue (resend_not_started).
+  void Requeue(const std::vector<uint64_t>& tags)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Writes nothing more on `call` (no longer current) and half-closes it,
+  // so that what it carries is still answered.
+  void Retire(Call* call) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void HalfClose(Call* call) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Opens a new call after the backoff (resend_not_started).
   void ReopenLater() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void OnReopen(bool ok);

@@ -1,5 +1,6 @@
 #include "coordinator/coordinator_server.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "common/clock.h"
@@ -107,6 +108,12 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
 }
 
 void CoordinatorServer::Shutdown(absl::Duration grace) {
+  // 0. Drain: start nothing new, and give the transactions already started
+  //    up to `grace` to be decided, so that their clients get outcomes.
+  const absl::Time give_up = absl::Now() + grace;
+  if (execute_streams_ != nullptr) execute_streams_->StopAccepting();
+  if (manager_ != nullptr) manager_->Drain(grace);
+  grace = std::max(give_up - absl::Now(), absl::ZeroDuration());
   // 1. Stop timers and answer waiting clients, and end the open streams,
   //    so no call blocks shutdown.
   if (manager_ != nullptr) manager_->Stop();

@@ -62,8 +62,12 @@ class CoordinatorServer {
   static absl::StatusOr<std::unique_ptr<CoordinatorServer>> Start(
       const CoordinatorOptions& options);
 
-  // Stops accepting calls, finishes or cancels the ones in flight (waiting at
-  // most `grace`), and closes the data directory.
+  // Drains first: starts no new transaction (TransactionManager::Drain,
+  // and new ExecuteStream calls end at once SHUTTING_DOWN) and gives the
+  // ones already started until `grace` to be decided, so that their clients
+  // get outcomes. Then stops accepting calls, finishes or cancels the ones
+  // in flight (waiting until `grace` at most), and closes the data
+  // directory.
   void Shutdown(absl::Duration grace);
 
   ~CoordinatorServer();

@@ -365,15 +365,21 @@ absl::Status ShuttingDown() {
 
 }  // namespace
 
+void ExecuteStreams::StopAccepting() {
+  absl::MutexLock lock(&mu_);
+  accepting_ = false;
+}
+
 void ExecuteStreams::Stop() {
   absl::MutexLock lock(&mu_);
+  accepting_ = false;
   stopped_ = true;
   for (Stream* stream : open_) stream->End(ShuttingDown());
 }
 
 bool ExecuteStreams::Opened(Stream* stream) {
   absl::MutexLock lock(&mu_);
-  if (stopped_) {
+  if (!accepting_) {
     stream->End(ShuttingDown());
     return false;
   }

@@ -74,6 +74,11 @@ class ExecuteStreams {
   ExecuteStreams(const ExecuteStreams&) = delete;
   ExecuteStreams& operator=(const ExecuteStreams&) = delete;
 
+  // Ends every stream that starts from now on at once, UNAVAILABLE with
+  // ErrorInfo DEFINITE, SHUTTING_DOWN; the open ones go on (the coordinator
+  // is draining: their transactions still get their results).
+  void StopAccepting() ABSL_LOCKS_EXCLUDED(mu_);
+
   // Ends every open stream and every stream that starts from now on (see
   // above). Call after the manager stopped, before the server shuts down.
   void Stop() ABSL_LOCKS_EXCLUDED(mu_);
@@ -99,6 +104,7 @@ class ExecuteStreams {
   // Before each Stream's mu_.
   absl::Mutex mu_;
   absl::flat_hash_set<Stream*> open_ ABSL_GUARDED_BY(mu_);
+  bool accepting_ ABSL_GUARDED_BY(mu_) = true;
   bool stopped_ ABSL_GUARDED_BY(mu_) = false;
 };
 

@@ -207,6 +207,30 @@ absl::Status TransactionManager::CheckRunningLocked() const {
   return absl::UnavailableError("coordinator shutting down; retry shortly");
 }
 
+absl::Status TransactionManager::CheckMayStartLocked() const {
+  if (!draining_) return absl::OkStatus();
+  return WithErrorInfo(
+      absl::UnavailableError(
+          "the coordinator is shutting down and starts no new transaction: "
+          "this one was not started; send it again to a running coordinator "
+          "(with the same idempotency key)"),
+      v1::ErrorInfo::CERTAINTY_DEFINITE, "SHUTTING_DOWN");
+}
+
+bool TransactionManager::AllDecidedLocked() const {
+  for (const auto& [id, entry] : live_) {
+    if (!entry->machine.decided()) return false;
+  }
+  return true;
+}
+
+void TransactionManager::Drain(absl::Duration grace) {
+  absl::MutexLock lock(&mu_);
+  draining_ = true;
+  mu_.AwaitWithTimeout(
+      absl::Condition(this, &TransactionManager::AllDecidedLocked), grace);
+}
+
 std::string TransactionManager::FindKeyLocked(const std::string& key) {
   if (auto it = live_keys_.find(key); it != live_keys_.end()) return it->second;
   if (auto it = recent_keys_.find(key); it != recent_keys_.end()) {
@@ -379,6 +403,10 @@ void TransactionManager::Execute(v1::ExecuteRequest request, Done done) {
       return;
     }
   }
+  if (absl::Status may_start = CheckMayStartLocked(); !may_start.ok()) {
+    ReplyScope::Reply(done, may_start);
+    return;
+  }
   if (static_cast<int>(live_.size()) >= limits.max_inflight) {
     ReplyScope::Reply(done, absl::ResourceExhaustedError(absl::StrCat(
                                 "the coordinator has ", live_.size(),
@@ -437,6 +465,7 @@ absl::StatusOr<v1::BeginResponse> TransactionManager::Begin(
       return response_for(record);
     }
   }
+  RETURN_IF_ERROR(CheckMayStartLocked());
   if (static_cast<int>(live_.size()) >= limits.max_inflight) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "the coordinator has ", live_.size(),

@@ -89,6 +89,16 @@ class TransactionManager {
   // log.
   absl::Status Start();
 
+  // The first step of a graceful shutdown. From now on, a request that
+  // would start a new transaction (Execute, Begin) is refused UNAVAILABLE
+  // with ErrorInfo DEFINITE, reason SHUTTING_DOWN: it was not started, and
+  // a client may send it to the coordinator that comes next. Everything
+  // else goes on, so the transactions already started can be decided: their
+  // votes, a client's Commit, Get, retries of a keyed Execute. Returns once
+  // every live transaction is decided (its waiting clients answered), or
+  // after `grace`. Idempotent.
+  void Drain(absl::Duration grace) ABSL_LOCKS_EXCLUDED(mu_);
+
   // Stops timers and compaction, answers every waiting client UNAVAILABLE
   // (ambiguous) and refuses new requests with UNAVAILABLE. Call before
   // shutting the gRPC server down. Idempotent.
@@ -250,6 +260,9 @@ class TransactionManager {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // UNAVAILABLE once Stop() was called.
   absl::Status CheckRunningLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // OK unless draining (or stopped): then why no new transaction starts.
+  absl::Status CheckMayStartLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool AllDecidedLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // NOT_FOUND while RemoveParticipant removes `participant_id`.
   absl::Status CheckNotRemovingLocked(const std::string& participant_id) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -308,6 +321,7 @@ class TransactionManager {
   // Highest record id removed by compaction ("" = none).
   std::string compacted_through_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool draining_ ABSL_GUARDED_BY(mu_) = false;
   // Participants RemoveParticipant is removing: no transaction may start a
   // branch on them.
   absl::flat_hash_set<std::string> removing_ ABSL_GUARDED_BY(mu_);

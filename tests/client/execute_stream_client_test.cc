@@ -255,6 +255,62 @@ TEST_F(ExecuteStreamClientTest,
   }
 }
 
+// A rolling restart: the coordinator drains (deciding what it started,
+// refusing the rest as not started), stops, and a new one comes up behind
+// the same address. The started transaction gets its outcome, and the ones
+// sent during the drain are put back and sent to the new coordinator. (One
+// race is left: a stream the client opens just as the old coordinator goes
+// may be cancelled by gRPC before the coordinator sees it; its requests then
+// end ambiguous, and sending them again with their idempotency keys
+// settles them, as a user would.)
+TEST_F(ExecuteStreamClientTest, ResendingCarriesRequestsAcrossADrain) {
+  auto proxy = testing::TcpProxy::Start(PortOf(coordinator_->address()));
+  ASSERT_TRUE(proxy.ok()) << proxy.status();
+  ExecuteStreamClient client(
+      CreateCoordinatorChannel((*proxy)->address(),
+                               grpc::InsecureChannelCredentials()),
+      Resending());
+  Results results;
+  // Started before the drain, and decided during it (at its deadline).
+  b_->set_on_prepare(FakeParticipant::OnPrepare::kSilent);
+  v1::ExecuteRequest started = TwoBranches();
+  started.mutable_timeout()->set_seconds(2);
+  client.ExecuteAsync(started, results.Slot(0));
+  ASSERT_TRUE(b_->WaitFor("prepare:1-1"));
+  b_->set_on_prepare(FakeParticipant::OnPrepare::kYes);
+
+  std::thread shutdown([&] { coordinator_->Shutdown(kWait); });
+  v1::ExecuteRequest probe;
+  *probe.add_branches() = KvBranch("a");
+  ASSERT_TRUE(Eventually([&] { return !Execute(probe).ok(); }));  // draining
+  constexpr int kLater = 3;
+  for (int i = 1; i <= kLater; ++i) {
+    client.ExecuteAsync(TwoBranches(absl::StrCat("later-", i)),
+                        results.Slot(i));
+  }
+  ASSERT_TRUE(
+      Eventually([&] { return client.counts().requests_requeued >= kLater; }));
+  Result first = results.WaitFor(1)[0];
+  EXPECT_EQ(first.status.error_code(), grpc::StatusCode::ABORTED)
+      << first.status.error_message();
+  shutdown.join();
+
+  StartCoordinator();
+  (*proxy)->SetTargetPort(PortOf(coordinator_->address()));
+  for (const auto& [index, result] : results.WaitFor(1 + kLater)) {
+    if (index == 0) continue;
+    grpc::Status status = result.status;
+    if (!status.ok()) {
+      EXPECT_THAT(status, HasErrorInfo(v1::ErrorInfo::CERTAINTY_AMBIGUOUS,
+                                       "STREAM_ENDED"));
+      v1::ExecuteResponse again;
+      status =
+          client.Execute(TwoBranches(absl::StrCat("later-", index)), &again);
+    }
+    EXPECT_TRUE(status.ok()) << index << ": " << status.error_message();
+  }
+}
+
 // --- against a scripted TransactionService ---------------------------------
 
 // Serves ExecuteStream as the test scripts it; records what it reads.
@@ -266,7 +322,10 @@ class ScriptedTransactions final : public v1::TransactionService::Service {
     kSilent,  // reads and never answers
     kEnd,     // ends the stream with `end` after reading a message
     kEndOnceThenAnswer,  // as kEnd for the first message read, then kAnswer
-    kStallThenAnswer,    // reads nothing until Release(), then answers
+    // Answers the first message read as a draining coordinator does (each
+    // request refused UNAVAILABLE, DEFINITE, SHUTTING_DOWN), then kAnswer.
+    kRefuseOnceThenAnswer,
+    kStallThenAnswer,  // reads nothing until Release(), then answers
     // As kStallThenAnswer, writing an empty message every 50 ms meanwhile
     // (so the client does not take the stream for dead).
     kStallWithHeartbeatsThenAnswer,
@@ -345,13 +404,28 @@ class ScriptedTransactions final : public v1::TransactionService::Service {
         for (const auto& item : message.items()) {
           keys_read_.push_back(item.request().idempotency_key());
         }
-        if (mode_ == Mode::kEndOnceThenAnswer) {
-          mode = Mode::kEnd;
+        if (mode_ == Mode::kEndOnceThenAnswer ||
+            mode_ == Mode::kRefuseOnceThenAnswer) {
+          mode = mode_ == Mode::kEndOnceThenAnswer
+                     ? Mode::kEnd
+                     : Mode::kRefuseOnceThenAnswer;
           mode_ = Mode::kAnswer;
         }
       }
       if (mode == Mode::kEnd) return end;
       if (mode == Mode::kSilent) continue;
+      if (mode == Mode::kRefuseOnceThenAnswer) {
+        v1::ExecuteStreamResponse refusals;
+        for (const auto& item : message.items()) {
+          auto* result = refusals.add_results();
+          result->set_tag(item.tag());
+          *result->mutable_status() = ToRpcStatus(WithErrorInfo(
+              absl::UnavailableError("draining"),
+              v1::ErrorInfo::CERTAINTY_DEFINITE, "SHUTTING_DOWN"));
+        }
+        stream->Write(refusals);
+        continue;
+      }
       v1::ExecuteStreamResponse response;
       response.add_results()->set_tag(uint64_t{1} << 40);  // nobody's
       for (int i = message.items_size() - 1; i >= 0; --i) {
@@ -511,6 +585,19 @@ TEST(ExecuteStreamClientScriptedTest,
 
 // --- resend_not_started -----------------------------------------------------
 
+// Sends "a" through `client` (resending): the server reads it twice, the
+// second time on a new stream, and answers it.
+void ExpectSentAgainAndAnswered(const ScriptedTransactions& server,
+                                ExecuteStreamClient& client) {
+  v1::ExecuteResponse response;
+  grpc::Status status = client.Execute(Keyed("a"), &response);
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(response.transaction().transaction_id(), "t-a");
+  EXPECT_THAT(server.keys_read(), ElementsAre("a", "a"));
+  EXPECT_EQ(server.streams(), 2);
+  EXPECT_EQ(client.counts().requests_requeued, 1u);
+}
+
 TEST(ExecuteStreamClientScriptedTest, ResendsWhatTheCoordinatorDidNotStart) {
   for (const char* reason : {"SHUTTING_DOWN", "LIMIT_EXCEEDED"}) {
     SCOPED_TRACE(reason);
@@ -520,14 +607,20 @@ TEST(ExecuteStreamClientScriptedTest, ResendsWhatTheCoordinatorDidNotStart) {
         ToGrpcStatus(WithErrorInfo(absl::UnavailableError("not started"),
                                    v1::ErrorInfo::CERTAINTY_DEFINITE, reason)));
     ExecuteStreamClient client(server.Channel(), Resending());
-    v1::ExecuteResponse response;
-    grpc::Status status = client.Execute(Keyed("a"), &response);
-    EXPECT_TRUE(status.ok()) << status.error_message();
-    EXPECT_EQ(response.transaction().transaction_id(), "t-a");
-    EXPECT_THAT(server.keys_read(), ElementsAre("a", "a"));
-    EXPECT_EQ(server.streams(), 2);
-    EXPECT_EQ(client.counts().requests_requeued, 1u);
+    ExpectSentAgainAndAnswered(server, client);
   }
+}
+
+TEST(ExecuteStreamClientScriptedTest,
+     ARequestRefusedByADrainingCoordinatorGoesToTheNextStream) {
+  ScriptedTransactions server;
+  server.Script(ScriptedTransactions::Mode::kRefuseOnceThenAnswer);
+  ExecuteStreamClient client(server.Channel(), Resending());
+  ExpectSentAgainAndAnswered(server, client);
+  // The first stream was half-closed (what it carried could still be
+  // answered), not cancelled.
+  EXPECT_TRUE(Eventually([&] { return server.half_closed() == 1; }));
+  EXPECT_EQ(server.cancelled(), 0);
 }
 
 TEST(ExecuteStreamClientScriptedTest, WhatMayHaveStartedIsNotResent) {

@@ -2,6 +2,8 @@
 // CoordinatorServer against scripted fake participants (coordinator_fixture.h).
 #include "coordinator/coordinator_server.h"
 
+#include <grpcpp/grpcpp.h>
+
 #include <atomic>
 #include <map>
 #include <memory>
@@ -9,19 +11,19 @@
 #include <thread>
 #include <vector>
 
-#include <grpcpp/grpcpp.h>
-
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "common/grpc_server.h"
 #include "common/grpc_status.h"
-#include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/coordinator/coordinator_fixture.h"
+#include "tests/testing/error_info_matchers.h"
+#include "tests/testing/eventually.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
-#include "tests/coordinator/coordinator_fixture.h"
 #include "twopc/v1/admin.grpc.pb.h"
 #include "twopc/v1/participant.grpc.pb.h"
 #include "twopc/v1/queue.grpc.pb.h"
@@ -276,6 +278,36 @@ TEST_F(CoordinatorServerTest, ShutdownAnswersWaitingClientsInsteadOfHanging) {
   client.join();
   EXPECT_FALSE(result.ok());
   EXPECT_TRUE(IsAmbiguous(result.status().code())) << result.status();
+  StartCoordinator();  // for TearDown symmetry
+}
+
+// A graceful shutdown drains first: a transaction already started is
+// decided and answered (here at its deadline) instead of being cut off
+// ambiguous, while new transactions are refused as not started.
+TEST_F(CoordinatorServerTest, ShutdownDecidesStartedTransactionsFirst) {
+  b_->set_on_prepare(FakeParticipant::OnPrepare::kSilent);
+  v1::ExecuteRequest started = TwoBranches();
+  started.mutable_timeout()->set_seconds(2);
+  absl::StatusOr<v1::Transaction> result;
+  std::thread client([&] { result = Execute(started); });
+  ASSERT_TRUE(b_->WaitFor("prepare:1-1"));
+  std::thread shutdown([&] { coordinator_->Shutdown(kWait); });
+
+  v1::ExecuteRequest later;
+  *later.add_branches() = KvBranch("a");
+  absl::Status refused;
+  EXPECT_TRUE(twopc::testing::Eventually([&] {
+    refused = Execute(later).status();
+    return !refused.ok();
+  }));
+  EXPECT_EQ(refused.code(), absl::StatusCode::kUnavailable) << refused;
+  EXPECT_THAT(refused, twopc::testing::HasErrorInfo(
+                           v1::ErrorInfo::CERTAINTY_DEFINITE, "SHUTTING_DOWN"));
+
+  client.join();
+  EXPECT_THAT(result, twopc::testing::StatusIs(absl::StatusCode::kAborted,
+                                               HasSubstr("no vote from b")));
+  shutdown.join();
   StartCoordinator();  // for TearDown symmetry
 }
 
