@@ -39,6 +39,13 @@ int main(int argc, char** argv) {
                  "hours finished transactions stay inspectable")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
+  double shutdown_grace_seconds = 5;
+  app.add_option("--shutdown_grace", shutdown_grace_seconds,
+                 "seconds a graceful stop (SIGINT, SIGTERM) waits: it starts "
+                 "no new transaction and lets the started ones be decided, "
+                 "then ends the calls still open")
+      ->check(CLI::Range(0.0, 3600.0))
+      ->capture_default_str();
   app.add_option("--default_timeout", default_timeout_seconds,
                  "seconds a transaction may take to prepare, when the "
                  "client sets no timeout")
@@ -103,7 +110,7 @@ int main(int argc, char** argv) {
 
   const int signal = twopc::WaitForShutdownSignal();
   std::printf("twopc-coordinator: signal %d, shutting down\n", signal);
-  (*server)->Shutdown(absl::Seconds(5));
+  (*server)->Shutdown(absl::Seconds(shutdown_grace_seconds));
   std::printf("twopc-coordinator: stopped\n");
   return EXIT_SUCCESS;
 }
