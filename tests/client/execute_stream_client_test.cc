@@ -133,6 +133,20 @@ class ExecuteStreamClientTest : public CoordinatorServerTest {
     return grpc::CreateChannel(coordinator_->address(),
                                grpc::InsecureChannelCredentials());
   }
+  // A resending client that reaches the coordinator through proxy_ (which
+  // can then stand for a coordinator that is down, or has moved).
+  std::unique_ptr<ExecuteStreamClient> ResendingClientBehindAProxy() {
+    auto proxy = testing::TcpProxy::Start(PortOf(coordinator_->address()));
+    EXPECT_TRUE(proxy.ok()) << proxy.status();
+    if (!proxy.ok()) return nullptr;
+    proxy_ = std::move(*proxy);
+    return std::make_unique<ExecuteStreamClient>(
+        CreateCoordinatorChannel(proxy_->address(),
+                                 grpc::InsecureChannelCredentials()),
+        Resending());
+  }
+
+  std::unique_ptr<testing::TcpProxy> proxy_;
 };
 
 TEST_F(ExecuteStreamClientTest, RequestsSubmittedTogetherShareOneMessage) {
@@ -221,33 +235,29 @@ TEST_F(ExecuteStreamClientTest,
 
 TEST_F(ExecuteStreamClientTest,
        ResendingCarriesRequestsAcrossACoordinatorRestart) {
-  auto proxy = testing::TcpProxy::Start(PortOf(coordinator_->address()));
-  ASSERT_TRUE(proxy.ok()) << proxy.status();
-  ExecuteStreamClient client(
-      CreateCoordinatorChannel((*proxy)->address(),
-                               grpc::InsecureChannelCredentials()),
-      Resending());
+  std::unique_ptr<ExecuteStreamClient> client = ResendingClientBehindAProxy();
+  ASSERT_NE(client, nullptr);
   v1::ExecuteResponse response;
-  ASSERT_TRUE(client.Execute(TwoBranches(), &response).ok());
+  ASSERT_TRUE(client->Execute(TwoBranches(), &response).ok());
 
   // The coordinator goes down; requests sent meanwhile wait for it.
-  (*proxy)->SetTargetPort(0);
+  proxy_->SetTargetPort(0);
   coordinator_->Shutdown(absl::Seconds(1));
   coordinator_.reset();
-  ASSERT_TRUE(Eventually([&] { return client.counts().streams_ended == 1; }));
+  ASSERT_TRUE(Eventually([&] { return client->counts().streams_ended == 1; }));
   Results results;
   constexpr int kRequests = 5;
   for (int i = 0; i < kRequests; ++i) {
-    client.ExecuteAsync(TwoBranches(), results.Slot(i));
+    client->ExecuteAsync(TwoBranches(), results.Slot(i));
   }
-  const int attempts = (*proxy)->connections_accepted();
+  const int attempts = proxy_->connections_accepted();
   ASSERT_TRUE(Eventually(
-      [&] { return (*proxy)->connections_accepted() >= attempts + 2; }));
+      [&] { return proxy_->connections_accepted() >= attempts + 2; }));
   EXPECT_EQ(results.size(), 0u);
 
   // Back up (same data, a new port behind the same address): they commit.
   StartCoordinator();
-  (*proxy)->SetTargetPort(PortOf(coordinator_->address()));
+  proxy_->SetTargetPort(PortOf(coordinator_->address()));
   for (const auto& [index, result] : results.WaitFor(kRequests)) {
     EXPECT_TRUE(result.status.ok())
         << index << ": " << result.status.error_message();
@@ -264,18 +274,14 @@ TEST_F(ExecuteStreamClientTest,
 // end ambiguous, and sending them again with their idempotency keys
 // settles them, as a user would.)
 TEST_F(ExecuteStreamClientTest, ResendingCarriesRequestsAcrossADrain) {
-  auto proxy = testing::TcpProxy::Start(PortOf(coordinator_->address()));
-  ASSERT_TRUE(proxy.ok()) << proxy.status();
-  ExecuteStreamClient client(
-      CreateCoordinatorChannel((*proxy)->address(),
-                               grpc::InsecureChannelCredentials()),
-      Resending());
+  std::unique_ptr<ExecuteStreamClient> client = ResendingClientBehindAProxy();
+  ASSERT_NE(client, nullptr);
   Results results;
   // Started before the drain, and decided during it (at its deadline).
   b_->set_on_prepare(FakeParticipant::OnPrepare::kSilent);
   v1::ExecuteRequest started = TwoBranches();
   started.mutable_timeout()->set_seconds(2);
-  client.ExecuteAsync(started, results.Slot(0));
+  client->ExecuteAsync(started, results.Slot(0));
   ASSERT_TRUE(b_->WaitFor("prepare:1-1"));
   b_->set_on_prepare(FakeParticipant::OnPrepare::kYes);
 
@@ -285,18 +291,18 @@ TEST_F(ExecuteStreamClientTest, ResendingCarriesRequestsAcrossADrain) {
   ASSERT_TRUE(Eventually([&] { return !Execute(probe).ok(); }));  // draining
   constexpr int kLater = 3;
   for (int i = 1; i <= kLater; ++i) {
-    client.ExecuteAsync(TwoBranches(absl::StrCat("later-", i)),
-                        results.Slot(i));
+    client->ExecuteAsync(TwoBranches(absl::StrCat("later-", i)),
+                         results.Slot(i));
   }
   ASSERT_TRUE(
-      Eventually([&] { return client.counts().requests_requeued >= kLater; }));
+      Eventually([&] { return client->counts().requests_requeued >= kLater; }));
   Result first = results.WaitFor(1)[0];
   EXPECT_EQ(first.status.error_code(), grpc::StatusCode::ABORTED)
       << first.status.error_message();
   shutdown.join();
 
   StartCoordinator();
-  (*proxy)->SetTargetPort(PortOf(coordinator_->address()));
+  proxy_->SetTargetPort(PortOf(coordinator_->address()));
   for (const auto& [index, result] : results.WaitFor(1 + kLater)) {
     if (index == 0) continue;
     grpc::Status status = result.status;
@@ -305,7 +311,7 @@ TEST_F(ExecuteStreamClientTest, ResendingCarriesRequestsAcrossADrain) {
                                        "STREAM_ENDED"));
       v1::ExecuteResponse again;
       status =
-          client.Execute(TwoBranches(absl::StrCat("later-", index)), &again);
+          client->Execute(TwoBranches(absl::StrCat("later-", index)), &again);
     }
     EXPECT_TRUE(status.ok()) << index << ": " << status.error_message();
   }
