@@ -754,6 +754,16 @@ TEST(ExecuteStreamClientScriptedTest, MessagesAreBoundedInRequestsAndBytes) {
   EXPECT_TRUE(Eventually([&] { return client.Closed(); }));
 }
 
+// Sends a first request (slot 0) in a message larger than the connection's
+// flow-control window, which stays in its Write while the server does not
+// read, and then "b" (slot 1), which therefore waits in the queue.
+void SendBehindAStuckWrite(ExecuteStreamClient& client, Results& results) {
+  client.ExecuteAsync(Keyed(std::string(6 << 20, 'a')), results.Slot(0));
+  ASSERT_TRUE(
+      Eventually([&] { return client.counts().messages_written == 1; }));
+  client.ExecuteAsync(Keyed("b"), results.Slot(1));
+}
+
 // A request that passes its deadline before it could be written fails
 // definite (NOT_SENT) and is never written; one that was written fails
 // ambiguous.
@@ -766,13 +776,7 @@ TEST(ExecuteStreamClientScriptedTest,
   options.deadline = absl::Seconds(1);
   ExecuteStreamClient client(server.Channel(), options);
   Results results;
-  // The server does not read yet: a first message larger than the
-  // connection's flow-control window stays in its Write, so the second
-  // request waits in the queue.
-  client.ExecuteAsync(Keyed(std::string(6 << 20, 'a')), results.Slot(0));
-  ASSERT_TRUE(
-      Eventually([&] { return client.counts().messages_written == 1; }));
-  client.ExecuteAsync(Keyed("b"), results.Slot(1));
+  SendBehindAStuckWrite(client, results);
   std::map<int, Result> failed = results.WaitFor(2);
   EXPECT_EQ(failed[0].status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
   EXPECT_THAT(failed[0].status, HasErrorInfo(v1::ErrorInfo::CERTAINTY_AMBIGUOUS,
@@ -801,10 +805,7 @@ TEST(ExecuteStreamClientScriptedTest,
   options.deadline = absl::Seconds(1);
   ExecuteStreamClient client(server.Channel(), options);
   Results results;
-  client.ExecuteAsync(Keyed(std::string(6 << 20, 'a')), results.Slot(0));
-  ASSERT_TRUE(
-      Eventually([&] { return client.counts().messages_written == 1; }));
-  client.ExecuteAsync(Keyed("b"), results.Slot(1));
+  SendBehindAStuckWrite(client, results);
   std::map<int, Result> failed = results.WaitFor(2);
   EXPECT_THAT(failed[1].status,
               HasErrorInfo(v1::ErrorInfo::CERTAINTY_DEFINITE, "NOT_SENT"));

@@ -33,11 +33,7 @@ using LoaderResult = ::twopc::testing::ProcessResult;
 class ExampleLoaderTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    ASSERT_THAT(cluster_.StartCoordinator(), IsOk());
-    ASSERT_THAT(cluster_.StartParticipant("p1"), IsOk());
-    ASSERT_THAT(cluster_.StartParticipant("p2"), IsOk());
-    ASSERT_THAT(cluster_.WaitForParticipants({"p1", "p2"}, absl::Seconds(30)),
-                IsOk());
+    ASSERT_THAT(cluster_.StartWithSidecars({"p1", "p2"}), IsOk());
   }
 
   LoaderResult Load(const std::string& address, int transactions,

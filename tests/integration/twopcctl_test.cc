@@ -34,11 +34,7 @@ using CtlResult = ::twopc::testing::ProcessResult;
 class TwopcctlTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    ASSERT_THAT(cluster_.StartCoordinator(), IsOk());
-    ASSERT_THAT(cluster_.StartParticipant("p1"), IsOk());
-    ASSERT_THAT(cluster_.StartParticipant("p2"), IsOk());
-    ASSERT_THAT(cluster_.WaitForParticipants({"p1", "p2"}, absl::Seconds(30)),
-                IsOk());
+    ASSERT_THAT(cluster_.StartWithSidecars({"p1", "p2"}), IsOk());
   }
 
   CtlResult Ctl(std::vector<std::string> args) {

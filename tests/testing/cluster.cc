@@ -121,6 +121,13 @@ void LocalCluster::Thaw(const std::string& name) {
   nodes_[name].process->Signal(SIGCONT);
 }
 
+absl::Status LocalCluster::StartWithSidecars(
+    const std::vector<std::string>& ids) {
+  RETURN_IF_ERROR(StartCoordinator());
+  for (const std::string& id : ids) RETURN_IF_ERROR(StartParticipant(id));
+  return WaitForParticipants(ids, absl::Seconds(30));
+}
+
 absl::Status LocalCluster::WaitForParticipants(
     const std::vector<std::string>& ids, absl::Duration timeout) {
   const absl::Time deadline = absl::Now() + timeout;

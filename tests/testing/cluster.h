@@ -56,6 +56,10 @@ class LocalCluster {
   void Freeze(const std::string& name);
   void Thaw(const std::string& name);
 
+  // StartCoordinator, StartParticipant for each of `ids` (kv sidecars),
+  // then WaitForParticipants: a cluster ready for transactions.
+  absl::Status StartWithSidecars(const std::vector<std::string>& ids);
+
   // Waits until every named participant is registered with a connected link.
   absl::Status WaitForParticipants(const std::vector<std::string>& ids,
                                    absl::Duration timeout);
