@@ -202,6 +202,43 @@ TEST_F(BenchTest, StreamRunCountsEachTransactionByItsOwnResult) {
   EXPECT_THAT(ProcessesUsingTmp(), IsEmpty());
 }
 
+// Open loop: calls go out at the rate whatever the latency, and the report
+// says how late the generator itself sent them (part of the latency it
+// reports); a closed loop has no such figure.
+TEST_F(BenchTest, OpenLoopSendsAtItsRateAndReportsItsOwnDelay) {
+  const BenchRun run =
+      RunBench({"txn", "--local", "--json", "--no_ceilings", "--rate=200",
+                "--clients=4", "--duration=1s", "--warmup=0.2s"});
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  absl::StatusOr<Struct> report = ParseJsonReport(run.output);
+  ASSERT_THAT(report, IsOk());
+  const Struct& result =
+      Field(*report, "runs").list_value().values(0).struct_value();
+  EXPECT_GT(Number(result, "committed"), 0) << run.output;
+  // 200 fall due in the window (plus the few sent before it and answered
+  // in it); none may be sent twice or ahead of time.
+  EXPECT_LE(Number(result, "committed"), 210) << run.output;
+  EXPECT_EQ(Number(result, "skipped"), 0) << run.output;
+  EXPECT_EQ(Number(result, "failed"), 0) << run.output;
+  const Struct& delay = Field(result, "send_delay_us").struct_value();
+  EXPECT_GE(Number(delay, "p50"), 0) << run.output;
+  EXPECT_LE(Number(delay, "p50"), Number(delay, "max")) << run.output;
+
+  const BenchRun closed =
+      RunBench({"txn", "--local", "--json", "--no_ceilings", "--clients=2",
+                "--duration=0.5s", "--warmup=0.1s"});
+  ASSERT_EQ(closed.exit_code, 0) << closed.output;
+  report = ParseJsonReport(closed.output);
+  ASSERT_THAT(report, IsOk());
+  EXPECT_FALSE(Field(*report, "runs")
+                   .list_value()
+                   .values(0)
+                   .struct_value()
+                   .fields()
+                   .contains("send_delay_us"))
+      << closed.output;
+}
+
 TEST_F(BenchTest, SweepPrintsOneTableRowPerClientCount) {
   const BenchRun run =
       RunBench({"txn", "--local", "--sweep=1,3", "--no_ceilings",

@@ -1,7 +1,5 @@
 #include "tools/bench/load_generator.h"
 
-#include <grpcpp/alarm.h>
-
 #include <algorithm>
 #include <chrono>
 #include <thread>
@@ -9,6 +7,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "tools/bench/precise_alarm.h"
 
 namespace twopc::bench {
 namespace {
@@ -17,12 +16,6 @@ using Clock = std::chrono::steady_clock;
 
 // How often a closed-loop thread wakes up to see whether it should stop.
 constexpr Clock::duration kStopCheckInterval = std::chrono::milliseconds(20);
-
-std::chrono::system_clock::time_point ToAlarmDeadline(Clock::time_point at) {
-  return std::chrono::system_clock::now() +
-         std::chrono::duration_cast<std::chrono::system_clock::duration>(
-             at - Clock::now());
-}
 
 }  // namespace
 
@@ -115,6 +108,9 @@ class LoadGenerator::ClientThread {
   void ArmTick(Clock::time_point at);
   void Record(CallOutcome outcome, const PendingCall& call,
               Clock::duration latency) ABSL_LOCKS_EXCLUDED(mu_);
+  // Open loop, once per tick: the calls sent late and the skipped ones.
+  void RecordSends(const std::vector<Clock::duration>& send_delays,
+                   uint64_t skipped) ABSL_LOCKS_EXCLUDED(mu_);
 
   Workload* const workload_;
   const std::atomic<RunState>* const run_state_;
@@ -122,7 +118,8 @@ class LoadGenerator::ClientThread {
   const Clock::duration interval_;
 
   grpc::CompletionQueue cq_;
-  grpc::Alarm tick_;
+  // Open loop: sends fall due on it, so it must fire on time.
+  PreciseAlarm tick_;
   Tick tick_event_;
   bool tick_pending_ = false;
   bool cancelled_ = false;
@@ -132,6 +129,8 @@ class LoadGenerator::ClientThread {
   std::vector<Slot*> free_slots_;  // open loop
   size_t next_client_ = 0;         // open loop, round robin
   Clock::time_point next_due_;     // open loop
+  // Open loop: SendDueCalls' scratch, kept to reuse its memory.
+  std::vector<Clock::duration> send_delays_;
   int in_flight_ = 0;
 
   mutable absl::Mutex mu_;
@@ -139,6 +138,7 @@ class LoadGenerator::ClientThread {
   bool window_open_ ABSL_GUARDED_BY(mu_) = false;
   LoadCounters window_ ABSL_GUARDED_BY(mu_);
   LatencyHistogram window_latency_ ABSL_GUARDED_BY(mu_);
+  LatencyHistogram window_send_delay_ ABSL_GUARDED_BY(mu_);
 
   std::thread thread_;  // last: starts once everything above is ready
 };
@@ -222,6 +222,7 @@ void LoadGenerator::ClientThread::OnTick() {
 
 void LoadGenerator::ClientThread::SendDueCalls() {
   uint64_t skipped = 0;
+  send_delays_.clear();
   for (const Clock::time_point now = Clock::now(); next_due_ <= now;
        next_due_ += interval_) {
     if (free_slots_.empty()) {
@@ -230,15 +231,23 @@ void LoadGenerator::ClientThread::SendDueCalls() {
     }
     Slot* slot = free_slots_.back();
     free_slots_.pop_back();
+    send_delays_.push_back(now - next_due_);
     Send(slot, &clients_[next_client_], next_due_);
     next_client_ = (next_client_ + 1) % clients_.size();
   }
-  if (skipped > 0) {
-    absl::MutexLock lock(&mu_);
-    totals_.skipped += skipped;
-    if (window_open_) window_.skipped += skipped;
-  }
+  RecordSends(send_delays_, skipped);
   ArmTick(next_due_);
+}
+
+void LoadGenerator::ClientThread::RecordSends(
+    const std::vector<Clock::duration>& send_delays, uint64_t skipped) {
+  absl::MutexLock lock(&mu_);
+  totals_.skipped += skipped;
+  if (!window_open_) return;
+  window_.skipped += skipped;
+  for (Clock::duration delay : send_delays) {
+    window_send_delay_.Record(absl::FromChrono(delay));
+  }
 }
 
 void LoadGenerator::ClientThread::WindDown() {
@@ -263,7 +272,7 @@ void LoadGenerator::ClientThread::WindDown() {
 
 void LoadGenerator::ClientThread::ArmTick(Clock::time_point at) {
   tick_pending_ = true;
-  tick_.Set(&cq_, ToAlarmDeadline(at), static_cast<QueueEvent*>(&tick_event_));
+  tick_.Set(&cq_, at, static_cast<QueueEvent*>(&tick_event_));
 }
 
 void LoadGenerator::ClientThread::Record(CallOutcome outcome,
@@ -283,6 +292,7 @@ void LoadGenerator::ClientThread::OpenWindow() {
   window_open_ = true;
   window_ = LoadCounters();
   window_latency_ = LatencyHistogram();
+  window_send_delay_ = LatencyHistogram();
 }
 
 void LoadGenerator::ClientThread::MoveWindowInto(LoadWindow* window) {
@@ -290,6 +300,7 @@ void LoadGenerator::ClientThread::MoveWindowInto(LoadWindow* window) {
   window_open_ = false;
   window->counters.Add(window_);
   window->latency.Merge(window_latency_);
+  window->send_delay.Merge(window_send_delay_);
 }
 
 void LoadGenerator::ClientThread::AddTotalsTo(LoadCounters* totals) const {

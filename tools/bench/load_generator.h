@@ -68,6 +68,10 @@ struct LoadWindow {
   LoadCounters counters;
   // Latency of the committed calls.
   LatencyHistogram latency;
+  // Open loop: how long after it was due each call was sent, the
+  // generator's own delay (timer lateness, a busy thread), which the
+  // latency includes. Empty in closed loop.
+  LatencyHistogram send_delay;
   absl::Duration elapsed;
 };
 

@@ -81,6 +81,14 @@ void PrintRunBlock(const RunResult& run) {
       Millis(latency.Percentile(0.5)), Millis(latency.Percentile(0.9)),
       Millis(latency.Percentile(0.99)), Millis(latency.Percentile(0.999)),
       Millis(latency.Max()));
+  const LatencyHistogram& send_delay = run.window.send_delay;
+  if (send_delay.count() > 0) {
+    std::printf(
+        "  sent late (ms)   p50 %.3f  p99 %.3f  max %.3f   (the generator's "
+        "own delay, counted in the latency)\n",
+        Millis(send_delay.Percentile(0.5)), Millis(send_delay.Percentile(0.99)),
+        Millis(send_delay.Max()));
+  }
   std::printf(
       "  group commit     %s decisions per sync (%s decisions in %s "
       "syncs)\n",
@@ -204,6 +212,13 @@ Struct RunJson(const RunResult& run) {
   Set(latency_us, "p999", Micros(latency.Percentile(0.999)));
   Set(latency_us, "max", Micros(latency.Max()));
   Set(json, "latency_us", std::move(latency_us));
+  if (run.window.send_delay.count() > 0) {
+    Struct send_delay_us;
+    Set(send_delay_us, "p50", Micros(run.window.send_delay.Percentile(0.5)));
+    Set(send_delay_us, "p99", Micros(run.window.send_delay.Percentile(0.99)));
+    Set(send_delay_us, "max", Micros(run.window.send_delay.Max()));
+    Set(json, "send_delay_us", std::move(send_delay_us));
+  }
   SetIfKnown(json, "log_syncs", run.log_syncs);
   SetIfKnown(json, "decisions_synced", run.decisions_synced);
   SetIfKnown(json, "decisions_per_sync", run.decisions_per_sync());

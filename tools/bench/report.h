@@ -6,6 +6,7 @@
 //              "aborted_per_second", "aborted_as_intended", "conflicts",
 //              "aborted_unexpectedly", "committed_unexpectedly", "failed",
 //              "skipped", "latency_us": {"p50", "p90", "p99", "p999", "max"},
+//              "send_delay_us": {"p50", "p99", "max"} (open loop only),
 //              "log_syncs", "decisions_synced", "decisions_per_sync",
 //              "cpu_us_per_transaction": {NAME: us, ..., "total": us},
 //              "echo_calls_per_second", "echo_latency_us": {"p50", "p99"},
