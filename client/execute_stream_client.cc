@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
+#include "common/execute_stream_metadata.h"
 #include "common/grpc_status.h"
 
 namespace twopc::client {
@@ -92,6 +93,8 @@ struct ExecuteStreamClient::Call {
                                                 v1::ExecuteStreamResponse>>
       stream;
   int outstanding = 0;  // operations on the queue
+  // Writes may go out: the call started (with resend_not_started: and the
+  // coordinator said it serves it).
   bool started = false;
   bool writing = false;
   bool broken = false;  // a Write failed: the read will fail too
@@ -247,6 +250,12 @@ void ExecuteStreamClient::Open() {
   call->stream->StartCall(call->Tag(Event::kStarted));
 }
 
+void ExecuteStreamClient::Serve(Call* call) {
+  call->started = true;
+  call->stream->Read(&call->incoming, call->Tag(Event::kRead));
+  WriteQueued();
+}
+
 void ExecuteStreamClient::DropExpiredQueued() {
   // Requests that passed their deadline while queued were failed NOT_SENT
   // and are never written. Every request has the same deadline, so they are
@@ -318,10 +327,26 @@ void ExecuteStreamClient::Handle(Call* call, Event event, bool ok) {
           End(call);
           break;
         }
-        call->started = true;
         call->last_heard = SteadyClock::now();
-        call->stream->Read(&call->incoming, call->Tag(Event::kRead));
-        WriteQueued();
+        if (options_.resend_not_started) {
+          // Nothing is written before the coordinator says it serves the
+          // stream: should it end before that, it started nothing.
+          call->stream->ReadInitialMetadata(call->Tag(Event::kServed));
+        } else {
+          Serve(call);
+        }
+        break;
+      case Event::kServed:
+        if (!ok) {
+          End(call);
+        } else if (call->context.GetServerInitialMetadata().count(
+                       kExecuteStreamServingKey) == 0) {
+          // Ended without being served (refused, or cancelled before the
+          // coordinator took it): the read fails, and the end says why.
+          call->stream->Read(&call->incoming, call->Tag(Event::kRead));
+        } else {
+          Serve(call);
+        }
         break;
       case Event::kWritten:
         call->writing = false;

@@ -31,7 +31,11 @@
 // unreachable), and one written on a stream the coordinator ended
 // SHUTTING_DOWN or LIMIT_EXCEEDED, or whose own result says SHUTTING_DOWN
 // (a draining coordinator: the stream is then no longer written to, and
-// still answers what it carries). New streams are opened after a backoff
+// still answers what it carries). With this option a new stream is written
+// to only once the coordinator said it serves it (its initial metadata,
+// common/execute_stream_metadata.h), so a stream that ends before that,
+// even ambiguously (gRPC cancels the streams a stopping server had not yet
+// taken), started nothing. New streams are opened after a backoff
 // (20 ms, doubling up to 1 s, reset once the coordinator answers), until
 // the request's deadline: then it fails DEADLINE_EXCEEDED, NOT_SENT. No
 // request is ever started twice by this. Send requests with an idempotency
@@ -162,8 +166,15 @@ class ExecuteStreamClient {
   static constexpr absl::Duration kFirstReopenBackoff = absl::Milliseconds(20);
   static constexpr absl::Duration kMaxReopenBackoff = absl::Seconds(1);
 
-  enum class Event { kStarted, kWritten, kWritesDone, kRead, kFinished };
-  static constexpr int kEventCount = 5;
+  enum class Event {
+    kStarted,
+    kServed,  // the coordinator's initial metadata (resend_not_started)
+    kWritten,
+    kWritesDone,
+    kRead,
+    kFinished
+  };
+  static constexpr int kEventCount = 6;
   struct Call;
   // A request without a result yet.
   using SteadyClock = std::chrono::steady_clock;
@@ -204,6 +215,8 @@ class ExecuteStreamClient {
   };
 
   void Open() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The call may be written: starts reading it and writes what is queued.
+  void Serve(Call* call) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void WriteQueued() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Drops the queued requests that failed on their deadline (NOT_SENT).
   void DropExpiredQueued() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

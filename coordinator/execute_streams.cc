@@ -1,15 +1,16 @@
 #include "coordinator/execute_streams.h"
 
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/wire_format_lite.h>
+#include <grpcpp/support/proto_buffer_reader.h>
+
 #include <cstdint>
 #include <string>
 #include <utility>
 #include <vector>
 
-#include <google/protobuf/io/coded_stream.h>
-#include <google/protobuf/wire_format_lite.h>
-#include <grpcpp/support/proto_buffer_reader.h>
-
 #include "absl/strings/str_cat.h"
+#include "common/execute_stream_metadata.h"
 #include "common/grpc_status.h"
 #include "common/unparseable_request.h"
 
@@ -95,6 +96,12 @@ class ExecuteStreams::Stream {
         owner_->Request();  // the next stream
         if (owner_->Opened(this)) {
           absl::MutexLock lock(&mu_);
+          // Tells the client that this stream is served: what it writes
+          // from now on is read (common/execute_stream_metadata.h). A
+          // Write waits for it, as for a Write.
+          context_.AddInitialMetadata(kExecuteStreamServingKey, "1");
+          writing_ = true;
+          stream_.SendInitialMetadata(Tag(kWritten));
           StartReadLocked();
         }  // else Opened ended this stream
         return;

@@ -20,6 +20,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "client/coordinator_channel.h"
+#include "common/execute_stream_metadata.h"
 #include "common/grpc_server.h"
 #include "common/grpc_status.h"
 #include "gmock/gmock.h"
@@ -268,11 +269,9 @@ TEST_F(ExecuteStreamClientTest,
 // A rolling restart: the coordinator drains (deciding what it started,
 // refusing the rest as not started), stops, and a new one comes up behind
 // the same address. The started transaction gets its outcome, and the ones
-// sent during the drain are put back and sent to the new coordinator. (One
-// race is left: a stream the client opens just as the old coordinator goes
-// may be cancelled by gRPC before the coordinator sees it; its requests then
-// end ambiguous, and sending them again with their idempotency keys
-// settles them, as a user would.)
+// sent during the drain are put back and sent to the new coordinator: none
+// ends ambiguous (a stream opened as the old coordinator goes is not written
+// to before that coordinator said it serves it).
 TEST_F(ExecuteStreamClientTest, ResendingCarriesRequestsAcrossADrain) {
   std::unique_ptr<ExecuteStreamClient> client = ResendingClientBehindAProxy();
   ASSERT_NE(client, nullptr);
@@ -305,15 +304,9 @@ TEST_F(ExecuteStreamClientTest, ResendingCarriesRequestsAcrossADrain) {
   proxy_->SetTargetPort(PortOf(coordinator_->address()));
   for (const auto& [index, result] : results.WaitFor(1 + kLater)) {
     if (index == 0) continue;
-    grpc::Status status = result.status;
-    if (!status.ok()) {
-      EXPECT_THAT(status, HasErrorInfo(v1::ErrorInfo::CERTAINTY_AMBIGUOUS,
-                                       "STREAM_ENDED"));
-      v1::ExecuteResponse again;
-      status =
-          client->Execute(TwoBranches(absl::StrCat("later-", index)), &again);
-    }
-    EXPECT_TRUE(status.ok()) << index << ": " << status.error_message();
+    EXPECT_TRUE(result.status.ok())
+        << index << ": " << result.status.error_message();
+    EXPECT_EQ(result.response.transaction().outcome(), v1::OUTCOME_COMMITTED);
   }
 }
 
@@ -335,6 +328,10 @@ class ScriptedTransactions final : public v1::TransactionService::Service {
     // As kStallThenAnswer, writing an empty message every 50 ms meanwhile
     // (so the client does not take the stream for dead).
     kStallWithHeartbeatsThenAnswer,
+    // Ends the first stream with `end` before serving it (no initial
+    // metadata, nothing read), as gRPC cancels a stream a stopping server
+    // had not taken yet; then kAnswer.
+    kEndUnservedOnceThenAnswer,
   };
 
   ScriptedTransactions() {
@@ -386,6 +383,16 @@ class ScriptedTransactions final : public v1::TransactionService::Service {
     {
       absl::MutexLock lock(&mu_);
       ++streams_;
+      if (mode_ == Mode::kEndUnservedOnceThenAnswer) {
+        mode_ = Mode::kAnswer;
+        return end_;
+      }
+    }
+    // Served, as the coordinator says it (common/execute_stream_metadata.h).
+    context->AddInitialMetadata(kExecuteStreamServingKey, "1");
+    stream->SendInitialMetadata();
+    {
+      absl::MutexLock lock(&mu_);
       if (mode_ == Mode::kStallThenAnswer) {
         mu_.Await(absl::Condition(&released_));
         mode_ = Mode::kAnswer;
@@ -627,6 +634,26 @@ TEST(ExecuteStreamClientScriptedTest,
   // answered), not cancelled.
   EXPECT_TRUE(Eventually([&] { return server.half_closed() == 1; }));
   EXPECT_EQ(server.cancelled(), 0);
+}
+
+// A stream that ends ambiguously before the coordinator served it had
+// nothing written to it: its requests go to the next stream.
+TEST(ExecuteStreamClientScriptedTest,
+     NothingIsWrittenBeforeTheCoordinatorServesTheStream) {
+  ScriptedTransactions server;
+  server.Script(
+      ScriptedTransactions::Mode::kEndUnservedOnceThenAnswer,
+      grpc::Status(grpc::StatusCode::CANCELLED, "server shutting down"));
+  ExecuteStreamClient client(server.Channel(), Resending());
+  Results results;
+  client.ExecuteAsync(Keyed("a"), results.Slot(0));
+  client.ExecuteAsync(Keyed("b"), results.Slot(1));
+  for (const auto& [index, result] : results.WaitFor(2)) {
+    EXPECT_TRUE(result.status.ok()) << index << result.status.error_message();
+  }
+  EXPECT_THAT(server.keys_read(), ElementsAre("a", "b"));
+  EXPECT_EQ(server.streams(), 2);
+  EXPECT_EQ(client.counts().requests_requeued, 0u);
 }
 
 TEST(ExecuteStreamClientScriptedTest, WhatMayHaveStartedIsNotResent) {

@@ -1,7 +1,7 @@
 // TransactionService.ExecuteStream against a real CoordinatorServer and
 // scripted participants (coordinator_fixture.h): each request is an Execute,
 // answered by a tagged result; the stream's own end and its flow control.
-#include "coordinator/execute_streams.h"
+#include <grpcpp/grpcpp.h>
 
 #include <map>
 #include <memory>
@@ -10,10 +10,10 @@
 #include <thread>
 #include <vector>
 
-#include <grpcpp/grpcpp.h>
-
 #include "absl/strings/str_cat.h"
+#include "common/execute_stream_metadata.h"
 #include "common/grpc_status.h"
+#include "coordinator/execute_streams.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/coordinator/coordinator_fixture.h"
@@ -333,6 +333,34 @@ TEST_F(ExecuteStreamTest, StreamsBeyondTheLimitAreRefused) {
     open("fourth", &result);
   } while (!result.ok() && absl::Now() < deadline);
   EXPECT_THAT(result, IsOk());
+}
+
+// A stream the coordinator serves says so in its initial metadata before
+// the client writes anything (so a client knows that a stream ending before
+// it started nothing); a refused one ends without it.
+TEST_F(ExecuteStreamTest, AServedStreamSaysSoBeforeAnythingIsWritten) {
+  options_.manager.limits.max_execute_streams = 1;
+  coordinator_->Shutdown(absl::Seconds(1));
+  StartCoordinator();
+  grpc::ClientContext served_context;
+  std::unique_ptr<Stream> served = Open(&served_context);
+  served->WaitForInitialMetadata();
+  const auto& metadata = served_context.GetServerInitialMetadata();
+  auto key = metadata.find(kExecuteStreamServingKey);
+  ASSERT_NE(key, metadata.end());
+  EXPECT_EQ(key->second, "1");
+
+  grpc::ClientContext refused_context;
+  std::unique_ptr<Stream> refused = Open(&refused_context);
+  refused->WaitForInitialMetadata();
+  EXPECT_EQ(refused_context.GetServerInitialMetadata().count(
+                kExecuteStreamServingKey),
+            0u);
+  EXPECT_EQ(refused->Finish().error_code(),
+            grpc::StatusCode::RESOURCE_EXHAUSTED);
+
+  served->WritesDone();
+  EXPECT_TRUE(served->Finish().ok());
 }
 
 // Results the client does not read count against kMaxUnsent as much as
