@@ -568,12 +568,12 @@ TEST(ExecuteStreamClientScriptedTest,
   ScriptedTransactions server;
   auto proxy = testing::TcpProxy::Start(server.port());
   ASSERT_TRUE(proxy.ok()) << proxy.status();
-  ExecuteStreamClient client(
+  std::shared_ptr<grpc::Channel> channel =
       CreateCoordinatorChannel((*proxy)->address(),
                                grpc::InsecureChannelCredentials(),
                                {.keepalive_time = absl::Seconds(1),
-                                .keepalive_timeout = absl::Seconds(1)}),
-      {});  // the default deadline: a minute
+                                .keepalive_timeout = absl::Seconds(1)});
+  ExecuteStreamClient client(channel, {});  // the default deadline: a minute
   v1::ExecuteResponse response;
   grpc::Status status = client.Execute(Keyed("a"), &response);
   ASSERT_TRUE(status.ok()) << status.error_message();
@@ -588,7 +588,13 @@ TEST(ExecuteStreamClientScriptedTest,
   EXPECT_THAT(status,
               HasErrorInfo(v1::ErrorInfo::CERTAINTY_AMBIGUOUS, "STREAM_ENDED"));
 
-  // The next request goes over a new connection.
+  // The next request goes over a new connection. (Sent before the channel
+  // has noticed that the old one is gone, it could still be put on it and
+  // fail with it: gRPC's race, which a resending client is spared.)
+  ASSERT_TRUE(Eventually([&] {
+    return channel->GetState(false) != GRPC_CHANNEL_READY ||
+           (*proxy)->connections_accepted() >= 2;
+  }));
   status = client.Execute(Keyed("c"), &response);
   EXPECT_TRUE(status.ok()) << status.error_message();
   EXPECT_EQ(response.transaction().transaction_id(), "t-c");
