@@ -1,13 +1,13 @@
 #include "coordinator/execute_streams.h"
 
-#include <google/protobuf/io/coded_stream.h>
-#include <google/protobuf/wire_format_lite.h>
-#include <grpcpp/support/proto_buffer_reader.h>
-
 #include <cstdint>
 #include <string>
 #include <utility>
 #include <vector>
+
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/wire_format_lite.h>
+#include <grpcpp/support/proto_buffer_reader.h>
 
 #include "absl/strings/str_cat.h"
 #include "common/execute_stream_metadata.h"
@@ -97,8 +97,8 @@ class ExecuteStreams::Stream {
         if (owner_->Opened(this)) {
           absl::MutexLock lock(&mu_);
           // Tells the client that this stream is served: what it writes
-          // from now on is read (common/execute_stream_metadata.h). A
-          // Write waits for it, as for a Write.
+          // from now on is read (common/execute_stream_metadata.h). Results
+          // wait for it as for a Write.
           context_.AddInitialMetadata(kExecuteStreamServingKey, "1");
           writing_ = true;
           stream_.SendInitialMetadata(Tag(kWritten));

@@ -1,7 +1,7 @@
 // TransactionService.ExecuteStream against a real CoordinatorServer and
 // scripted participants (coordinator_fixture.h): each request is an Execute,
 // answered by a tagged result; the stream's own end and its flow control.
-#include <grpcpp/grpcpp.h>
+#include "coordinator/execute_streams.h"
 
 #include <map>
 #include <memory>
@@ -10,10 +10,11 @@
 #include <thread>
 #include <vector>
 
+#include <grpcpp/grpcpp.h>
+
 #include "absl/strings/str_cat.h"
 #include "common/execute_stream_metadata.h"
 #include "common/grpc_status.h"
-#include "coordinator/execute_streams.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/coordinator/coordinator_fixture.h"

@@ -1,8 +1,8 @@
 #include "tools/bench/precise_alarm.h"
 
-#include <grpcpp/completion_queue.h>
-
 #include <chrono>
+
+#include <grpcpp/completion_queue.h>
 
 #include "gtest/gtest.h"
 

@@ -18,12 +18,12 @@
 #ifndef TWOPC_TOOLS_BENCH_PRECISE_ALARM_H_
 #define TWOPC_TOOLS_BENCH_PRECISE_ALARM_H_
 
-#include <grpcpp/alarm.h>
-#include <grpcpp/completion_queue.h>
-
 #include <chrono>
 #include <optional>
 #include <thread>
+
+#include <grpcpp/alarm.h>
+#include <grpcpp/completion_queue.h>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
