@@ -341,8 +341,10 @@ void ExecuteStreamClient::Handle(Call* call, Event event, bool ok) {
           End(call);
         } else if (call->context.GetServerInitialMetadata().count(
                        kExecuteStreamServingKey) == 0) {
-          // Ended without being served (refused, or cancelled before the
-          // coordinator took it): the read fails, and the end says why.
+          // Not served: ended already (refused, or cancelled before the
+          // coordinator took it), or a server that never says so. Nothing
+          // was written on it: give it up; its end says why.
+          call->context.TryCancel();
           call->stream->Read(&call->incoming, call->Tag(Event::kRead));
         } else {
           Serve(call);

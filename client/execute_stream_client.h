@@ -35,7 +35,9 @@
 // to only once the coordinator said it serves it (its initial metadata,
 // common/execute_stream_metadata.h), so a stream that ends before that,
 // even ambiguously (gRPC cancels the streams a stopping server had not yet
-// taken), started nothing. New streams are opened after a backoff
+// taken), started nothing; a stream that is not said to be served is given
+// up unwritten (a server that never says so sees its requests fail at
+// their deadline, NOT_SENT). New streams are opened after a backoff
 // (20 ms, doubling up to 1 s, reset once the coordinator answers), until
 // the request's deadline: then it fails DEADLINE_EXCEEDED, NOT_SENT. No
 // request is ever started twice by this. Send requests with an idempotency

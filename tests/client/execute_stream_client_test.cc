@@ -332,6 +332,9 @@ class ScriptedTransactions final : public v1::TransactionService::Service {
     // metadata, nothing read), as gRPC cancels a stream a stopping server
     // had not taken yet; then kAnswer.
     kEndUnservedOnceThenAnswer,
+    // As kAnswer, but the stream's initial metadata lacks the serving key
+    // (a server that never says it serves a stream).
+    kAnswerWithoutServingKey,
   };
 
   ScriptedTransactions() {
@@ -389,7 +392,14 @@ class ScriptedTransactions final : public v1::TransactionService::Service {
       }
     }
     // Served, as the coordinator says it (common/execute_stream_metadata.h).
-    context->AddInitialMetadata(kExecuteStreamServingKey, "1");
+    bool say_served;
+    {
+      absl::MutexLock lock(&mu_);
+      say_served = mode_ != Mode::kAnswerWithoutServingKey;
+    }
+    if (say_served) {
+      context->AddInitialMetadata(kExecuteStreamServingKey, "1");
+    }
     stream->SendInitialMetadata();
     {
       absl::MutexLock lock(&mu_);
@@ -660,6 +670,26 @@ TEST(ExecuteStreamClientScriptedTest,
   EXPECT_THAT(server.keys_read(), ElementsAre("a", "b"));
   EXPECT_EQ(server.streams(), 2);
   EXPECT_EQ(client.counts().requests_requeued, 0u);
+}
+
+// A stream that is not said to be served is given up (nothing was written
+// on it), so requests fail at their deadline as never sent and the client
+// closes instead of waiting on that stream for good.
+TEST(ExecuteStreamClientScriptedTest,
+     AStreamNeverSaidToBeServedIsGivenUpUnwritten) {
+  ScriptedTransactions server;
+  server.Script(ScriptedTransactions::Mode::kAnswerWithoutServingKey);
+  ExecuteStreamClient::Options options = Resending();
+  options.deadline = absl::Seconds(1);
+  ExecuteStreamClient client(server.Channel(), options);
+  v1::ExecuteResponse response;
+  grpc::Status status = client.Execute(Keyed("a"), &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  EXPECT_THAT(status,
+              HasErrorInfo(v1::ErrorInfo::CERTAINTY_DEFINITE, "NOT_SENT"));
+  EXPECT_THAT(server.keys_read(), ::testing::IsEmpty());
+  client.Close();
+  EXPECT_TRUE(Eventually([&] { return client.Closed(); }));
 }
 
 TEST(ExecuteStreamClientScriptedTest, WhatMayHaveStartedIsNotResent) {
